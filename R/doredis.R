@@ -1,0 +1,243 @@
+# doRedis' interface on top of redq: same names, same meaning, so that a
+# doRedis script runs after library(redq).
+
+#' Register redq as the foreach backend
+#'
+#' After `registerDoRedis(queue)`, `foreach(...) %dopar% ...` loops run on
+#' the workers serving `queue` (start them with [startLocalWorkers()], with
+#' [worker_spawn()], or with the `redq-worker` launcher on other machines).
+#' The arguments are doRedis'; `url` and `namespace` are redq's. With no
+#' host, port, url or `REDIS_URL`, redq uses a server on 127.0.0.1:6379 or
+#' starts its own (see [redq_url()]).
+#'
+#' Per loop, `.options.redis = list(chunkSize =, ftinterval =, progress =,
+#' timeout =, max_attempts =)` overrides these settings.
+#'
+#' Each iteration runs with its own L'Ecuyer-CMRG random number stream
+#' derived from the session's generator, so `set.seed(1)` before a loop
+#' gives the same results whatever the number of workers and the chunk
+#' size. A function `set.seed.worker` exported to the loop takes over
+#' seeding (called once per job on each worker), and a function
+#' `worker.init` runs once per job on each worker before its first
+#' iteration, as in doRedis.
+#'
+#' @param queue Queue name the loop's tasks go to.
+#' @param host,port,password Redis server, as in doRedis (alternatively
+#'   `url`).
+#' @param ftinterval Seconds between fault checks while a loop runs (lost
+#'   workers, data lost by the server).
+#' @param chunkSize Iterations per task; `NULL` chooses one that keeps
+#'   every worker busy while amortising round trips.
+#' @param progress Show a progress bar for loops that take a while.
+#' @param url Redis URL (`redis://[user:password@]host:port/db`).
+#' @param namespace redq namespace.
+#' @param ... Ignored (doRedis compatibility).
+#' @return Invisibly, the controller the loops use.
+#' @export
+#' @examples
+#' if (redq_available()) {
+#'   library(foreach)
+#'   registerDoRedis("jobs")
+#'   startLocalWorkers(n = 2, queue = "jobs")
+#'   foreach(i = 1:4, .combine = c) %dopar% sqrt(i)
+#'   removeQueue("jobs")
+#' }
+registerDoRedis <- function(queue, host = "localhost", port = 6379, password,
+                            ftinterval = 30, chunkSize = NULL, progress = FALSE,
+                            url = NULL, namespace = "default", ...) {
+  check_string(queue, "queue")
+  if (!is.null(chunkSize)) chunkSize <- check_count(chunkSize, "chunkSize")
+  url <- doredis_url(url, host, port, if (missing(password)) NULL else password,
+                     !missing(host) || !missing(port))
+  ctl <- redq_controller(namespace, url = url, queue = queue)
+  settings <- new.env(parent = emptyenv())
+  settings$controller <- ctl
+  settings$queue <- queue
+  settings$chunkSize <- chunkSize
+  settings$ftinterval <- check_seconds(ftinterval, "ftinterval", null_ok = FALSE)
+  settings$progress <- isTRUE(progress)
+  settings$export <- character()
+  settings$packages <- character()
+  redq_env$foreach <- settings
+  foreach::setDoPar(do_redis, data = settings, info = doredis_info)
+  invisible(ctl)
+}
+
+doredis_info <- function(data, item) {
+  switch(item,
+    workers = max(1L, live_workers(data$controller, data$queue)),
+    name = "redq",
+    version = as.character(utils::packageVersion("redq")),
+    NULL)
+}
+
+# The doRedis host/port/password arguments, when given, name the server.
+doredis_url <- function(url, host, port, password, explicit) {
+  if (!is.null(url)) {
+    return(url)
+  }
+  if (!explicit && is.null(password)) {
+    return(NULL)
+  }
+  auth <- if (is.null(password)) "" else paste0(":", utils::URLencode(password, reserved = TRUE), "@")
+  sprintf("redis://%s%s:%d/0", auth, host, as.integer(port))
+}
+
+live_workers <- function(ctl, queue) {
+  info <- worker_info(NULL, ctl)
+  sum(vapply(info, function(i) {
+    isTRUE(i$alive) && queue %in% strsplit(i$queues %||% "", ",", fixed = TRUE)[[1]]
+  }, logical(1)))
+}
+
+doredis_settings <- function() {
+  s <- redq_env$foreach
+  if (is.null(s)) {
+    redq_abort("argument", "no redq backend is registered; call registerDoRedis(queue) first",
+               call = sys.call(-1))
+  }
+  s
+}
+
+# Settings of one loop: registration, then .options.redis.
+loop_options <- function(obj, settings) {
+  o <- obj$options$redis %||% list()
+  list(queue = settings$queue,
+       chunkSize = if (!is.null(o$chunkSize)) check_count(o$chunkSize, "chunkSize") else settings$chunkSize,
+       ftinterval = if (!is.null(o$ftinterval)) check_seconds(o$ftinterval, "ftinterval") else settings$ftinterval,
+       progress = isTRUE(o$progress %||% settings$progress),
+       timeout = check_seconds(o$timeout, "timeout"),
+       max_attempts = check_count(o$max_attempts %||% 3, "max_attempts"),
+       export = settings$export,
+       packages = unique(c(obj$packages, settings$packages)))
+}
+
+#' Settings of the registered redq foreach backend
+#'
+#' doRedis' setters: they change the registered backend's defaults for
+#' all later loops. `setChunkSize()`: iterations per task (`NULL` for
+#' automatic). `setFtinterval()`: seconds between fault checks.
+#' `setExport()`: variables always exported to loops. `setPackages()`:
+#' packages always loaded on workers. `setProgress()`: progress bar.
+#'
+#' @param value New value.
+#' @param names Variable names.
+#' @param packages Package names.
+#' @return Invisibly, the previous value.
+#' @export
+setChunkSize <- function(value = 1) {
+  s <- doredis_settings()
+  old <- s$chunkSize
+  s$chunkSize <- if (is.null(value)) NULL else check_count(value, "value")
+  invisible(old)
+}
+
+#' @rdname setChunkSize
+#' @export
+setFtinterval <- function(value = 30) {
+  s <- doredis_settings()
+  old <- s$ftinterval
+  s$ftinterval <- check_seconds(value, "value", null_ok = FALSE)
+  invisible(old)
+}
+
+#' @rdname setChunkSize
+#' @export
+setExport <- function(names = c()) {
+  s <- doredis_settings()
+  old <- s$export
+  s$export <- as.character(names)
+  invisible(old)
+}
+
+#' @rdname setChunkSize
+#' @export
+setPackages <- function(packages = c()) {
+  s <- doredis_settings()
+  old <- s$packages
+  s$packages <- as.character(packages)
+  invisible(old)
+}
+
+#' @rdname setChunkSize
+#' @export
+setProgress <- function(value = FALSE) {
+  s <- doredis_settings()
+  old <- s$progress
+  s$progress <- isTRUE(value)
+  invisible(old)
+}
+
+#' Start local doRedis workers
+#'
+#' doRedis' `startLocalWorkers()`: starts `n` worker processes on this
+#' machine serving `queue`; they end with this R session. A thin layer over
+#' [worker_spawn()].
+#'
+#' @param n Number of workers.
+#' @param queue Queue (or queues) to serve.
+#' @param host,port,password Redis server, as in doRedis.
+#' @param iter Each worker exits after this many tasks.
+#' @param timeout Seconds to wait for the workers to register.
+#' @param log Ignored unless a directory path: then one log file per worker.
+#' @param Rbin Ignored (workers run this R's `Rscript`).
+#' @param url Redis URL.
+#' @param namespace redq namespace.
+#' @param ... Ignored (doRedis compatibility).
+#' @return Invisibly, the worker ids.
+#' @export
+startLocalWorkers <- function(n, queue, host = "localhost", port = 6379, iter = Inf,
+                              timeout = 30, log = NULL, Rbin = NULL, password,
+                              url = NULL, namespace = "default", ...) {
+  ctl <- doredis_controller(url, host, port, if (missing(password)) NULL else password,
+                            !missing(host) || !missing(port), namespace)
+  log <- if (is.character(log) && dir.exists(log)) log else NULL
+  worker_spawn(n, queue = queue, log = log, max_tasks = iter, timeout = timeout,
+               controller = ctl)
+}
+
+#' Run a doRedis worker in this R process
+#'
+#' doRedis' `redisWorker()`: serve `queue` until the queue is removed or
+#' `iter` tasks ran. A thin layer over [worker_main()].
+#'
+#' @inheritParams startLocalWorkers
+#' @param linger Seconds to stay idle before exiting.
+#' @return Invisibly, the number of tasks run.
+#' @export
+redisWorker <- function(queue, host = "localhost", port = 6379, iter = Inf, linger = Inf,
+                        log = NULL, password, url = NULL, namespace = "default", ...) {
+  url <- doredis_url(url, host, port, if (missing(password)) NULL else password,
+                     !missing(host) || !missing(port))
+  worker_main(namespace = namespace, url = url %||% redq_url(), queue = queue,
+              max_tasks = iter, idle_timeout = linger)
+}
+
+doredis_controller <- function(url, host, port, password, explicit, namespace) {
+  url <- doredis_url(url, host, port, password, explicit)
+  s <- redq_env$foreach
+  if (is.null(url) && !is.null(s) && identical(s$controller$namespace, namespace)) {
+    return(s$controller)
+  }
+  redq_controller(namespace, url = url, default = FALSE)
+}
+
+#' Remove a queue
+#'
+#' Cancels the queue's waiting tasks, deletes it, and stops the workers
+#' that served only this queue (doRedis workers end when their queue is
+#' deleted).
+#'
+#' @param queue Queue name.
+#' @return Invisibly, the number of tasks cancelled.
+#' @export
+removeQueue <- function(queue) {
+  check_string(queue, "queue")
+  s <- redq_env$foreach
+  ctl <- if (!is.null(s)) s$controller else redq_default_controller()
+  n <- queue_remove(queue, controller = ctl)
+  info <- worker_info(NULL, ctl)
+  only <- names(info)[vapply(info, function(i) identical(i$queues, queue), logical(1))]
+  if (length(only)) worker_stop(only, controller = ctl)
+  invisible(n)
+}

@@ -1,0 +1,101 @@
+# Errors. Misuse of the API and infrastructure failures are R conditions of
+# class redq_error_<kind> (inheriting from redq_error); a task that fails is
+# a value (redq_task_error), re-signalled only on request.
+
+redq_abort <- function(kind, message, ..., call = sys.call(-1)) {
+  cond <- structure(
+    class = c(paste0("redq_error_", kind), "redq_error", "error", "condition"),
+    list(message = message, call = call, ...))
+  stop(cond)
+}
+
+# Turn the error value a binding returns into a classed condition. An
+# interrupt was consumed by the Rust side's check (so that no Rust lock is
+# held across R's longjmp): raise it again here, in R, where it is safe.
+rs_check <- function(x, call = sys.call(-1)) {
+  if (!inherits(x, "redq_rs_error")) {
+    return(x)
+  }
+  if (identical(x$kind, "interrupt")) {
+    tools::pskill(Sys.getpid(), tools::SIGINT)
+    Sys.sleep(0.5)
+  }
+  redq_abort(x$kind, x$message, call = call)
+}
+
+check_string <- function(x, name, null_ok = FALSE) {
+  if (null_ok && is.null(x)) {
+    return(invisible(x))
+  }
+  if (!is.character(x) || length(x) != 1L || is.na(x) || !nzchar(x)) {
+    redq_abort("argument", sprintf("'%s' must be a single non-empty string", name),
+               call = sys.call(-1))
+  }
+  invisible(x)
+}
+
+check_ids <- function(ids) {
+  if (!is.character(ids) || anyNA(ids)) {
+    redq_abort("argument", "task ids must be a character vector without NA (as returned by task_create_expr())",
+               call = sys.call(-1))
+  }
+  unname(ids)
+}
+
+# Seconds, allowing Inf; NULL means "none" and is passed on as Inf.
+check_seconds <- function(x, name, null_ok = TRUE) {
+  if (null_ok && is.null(x)) {
+    return(Inf)
+  }
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < 0) {
+    redq_abort("argument",
+               sprintf("'%s' must be a single non-negative number of seconds (Inf for none)", name),
+               call = sys.call(-1))
+  }
+  as.numeric(x)
+}
+
+check_count <- function(x, name) {
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < 1 || x != round(x)) {
+    redq_abort("argument", sprintf("'%s' must be a whole number of at least 1", name),
+               call = sys.call(-1))
+  }
+  as.integer(min(x, .Machine$integer.max))
+}
+
+#' A failed task's condition
+#'
+#' When the R code of a task signals an error, the task ends with status
+#' `ERROR` and its result is a `redq_task_error`: a condition that carries
+#' the original message and call, the warnings signalled before it, and the
+#' task's id and status. Tasks that end `TIMEOUT`, `CANCELLED` or `DIED`
+#' have such a result too. `task_result(id, error = TRUE)` signals it.
+#'
+#' @param message Error message.
+#' @param status Final task status.
+#' @param call The call that failed, if known.
+#' @param warnings Warning messages signalled before the error.
+#' @param id Task id.
+#' @param trace The original condition, if any.
+#' @return A condition of class `redq_task_error`.
+#' @export
+redq_task_error <- function(message, status = "ERROR", call = NULL, warnings = character(),
+                            id = NA_character_, trace = NULL) {
+  structure(
+    class = c(paste0("redq_task_", tolower(status)), "redq_task_error", "error", "condition"),
+    list(message = message, call = call, status = status, warnings = warnings,
+         task_id = id, parent = trace))
+}
+
+#' @export
+print.redq_task_error <- function(x, ...) {
+  cat(sprintf("<redq_task_error: task %s ended %s>\n", x$task_id, x$status))
+  cat("  ", conditionMessage(x), "\n", sep = "")
+  if (!is.null(x$call)) {
+    cat("  in: ", paste(deparse(x$call, nlines = 2L), collapse = " "), "\n", sep = "")
+  }
+  if (length(x$warnings)) {
+    cat(sprintf("  %d warning(s): %s\n", length(x$warnings), paste(x$warnings, collapse = "; ")))
+  }
+  invisible(x)
+}

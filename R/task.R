@@ -1,0 +1,332 @@
+# The task API: create tasks now, wait for them and fetch results later,
+# from this or any other session.
+
+#' Create tasks
+#'
+#' `task_create_expr()` queues one R expression. The values of the variables
+#' it uses are captured from `envir` now (like rrq), so the task computes
+#' with what the caller sees at creation time. `task_create_call()` queues a
+#' call of `fn` with `args`. The bulk forms create one task per row of a
+#' data frame (or element of a list) in a single round trip: in
+#' `task_create_bulk_expr()` the row's columns are variables of `expr`; in
+#' `task_create_bulk_call()` they are the arguments of `fn`.
+#'
+#' All return at once with the new ids. Tasks wait in their queue until a
+#' worker takes them, even if no worker exists yet.
+#'
+#' @param expr An expression (not evaluated now).
+#' @param fn A function.
+#' @param args A list of arguments for `fn`.
+#' @param data A data frame (one task per row) or a list (one task per
+#'   element; each element a list of named values or a single value).
+#' @param queue Queue name; `NULL` for the controller's default queue.
+#' @param timeout Seconds the task may run before it ends `TIMEOUT`
+#'   (`NULL` or `Inf`: no limit).
+#' @param max_attempts How many times the task may be started when its
+#'   workers keep dying; after that it ends `DIED`.
+#' @param envir Environment the variables of `expr` are looked up in.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return Task ids (character).
+#' @export
+#' @examples
+#' if (redq_available()) {
+#'   id <- task_create_expr(sqrt(2))
+#'   ids <- task_create_bulk_call(function(x, y) x + y, data.frame(x = 1:3, y = 4:6))
+#'   worker_spawn(1)
+#'   task_wait(c(id, ids))
+#'   task_result(id)
+#'   task_results(ids)
+#'   worker_stop()
+#' }
+task_create_expr <- function(expr, queue = NULL, timeout = NULL, max_attempts = 3,
+                             envir = parent.frame(), controller = NULL) {
+  expr <- substitute(expr)
+  payload <- task_payload_expr(expr, capture_vars(expr, envir))
+  task_submit(list(payload), queue, timeout, max_attempts, controller)
+}
+
+#' @rdname task_create_expr
+#' @export
+task_create_call <- function(fn, args = list(), queue = NULL, timeout = NULL, max_attempts = 3,
+                             controller = NULL) {
+  check_fn(fn)
+  if (!is.list(args)) {
+    redq_abort("argument", "'args' must be a list of arguments for 'fn'")
+  }
+  task_submit(list(task_payload_call(fn, args)), queue, timeout, max_attempts, controller)
+}
+
+#' @rdname task_create_expr
+#' @export
+task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_attempts = 3,
+                                  envir = parent.frame(), controller = NULL) {
+  expr <- substitute(expr)
+  rows <- data_rows(data)
+  vars <- capture_vars(expr, envir)
+  payloads <- lapply(rows, function(row) {
+    v <- vars
+    v[names(row)] <- row
+    task_payload_expr(expr, v)
+  })
+  task_submit(payloads, queue, timeout, max_attempts, controller)
+}
+
+#' @rdname task_create_expr
+#' @export
+task_create_bulk_call <- function(fn, data, args = list(), queue = NULL, timeout = NULL,
+                                  max_attempts = 3, controller = NULL) {
+  check_fn(fn)
+  rows <- data_rows(data)
+  payloads <- lapply(rows, function(row) task_payload_call(fn, c(row, args)))
+  task_submit(payloads, queue, timeout, max_attempts, controller)
+}
+
+check_fn <- function(fn) {
+  if (!is.function(fn)) {
+    redq_abort("argument",
+               sprintf("'fn' must be a function, not %s; pass the function itself, e.g. fn = sqrt",
+                       class(fn)[1]), call = sys.call(-1))
+  }
+}
+
+data_rows <- function(data) {
+  if (is.data.frame(data)) {
+    if (nrow(data) == 0L) {
+      return(list())
+    }
+    return(lapply(seq_len(nrow(data)), function(i) as.list(data[i, , drop = FALSE])))
+  }
+  if (is.list(data) || is.atomic(data)) {
+    return(lapply(data, function(x) if (is.list(x)) x else list(x)))
+  }
+  redq_abort("argument", "'data' must be a data frame or a list", call = sys.call(-1))
+}
+
+# Values of the variables (and user functions) an expression uses, taken from
+# envir and its parents up to the global environment; names that resolve in
+# packages are left for the worker to find.
+capture_vars <- function(expr, envir) {
+  names <- all.names(expr)
+  out <- list()
+  for (nm in unique(names)) {
+    e <- envir
+    while (!identical(e, emptyenv())) {
+      if (exists(nm, envir = e, inherits = FALSE)) {
+        if (!isNamespace(e) && !identical(e, baseenv()) &&
+            (identical(e, globalenv()) || !is_package_env(e))) {
+          out[nm] <- list(get(nm, envir = e, inherits = FALSE))
+        }
+        break
+      }
+      if (identical(e, globalenv())) break
+      e <- parent.env(e)
+    }
+  }
+  out
+}
+
+is_package_env <- function(e) {
+  startsWith(environmentName(e), "package:") || isNamespace(e)
+}
+
+serialize_fast <- function(x) serialize(x, NULL, xdr = FALSE)
+
+task_payload_expr <- function(expr, vars) {
+  serialize_fast(list(type = "expr", expr = expr, vars = vars))
+}
+
+task_payload_call <- function(fn, args) {
+  serialize_fast(list(type = "call", fn = fn, args = args))
+}
+
+task_submit <- function(payloads, queue, timeout, max_attempts, controller) {
+  ctl <- get_controller(controller)
+  queue <- queue %||% ctl$queue
+  check_string(queue, "queue")
+  timeout <- check_seconds(timeout, "timeout")
+  max_attempts <- check_count(max_attempts, "max_attempts")
+  rs_check(rs_task_submit(ctl$ptr, queue, payloads, timeout, max_attempts))
+}
+
+#' Task status, results and bookkeeping
+#'
+#' `task_status()` gives each task's status: `PENDING`, `RUNNING`,
+#' `COMPLETE`, `ERROR`, `TIMEOUT`, `CANCELLED`, `DIED`, or `MISSING` for
+#' ids the server does not know. `task_wait()` blocks until all tasks have
+#' ended; it can be interrupted with Ctrl+C, which leaves the tasks and
+#' the connection as they were. `task_result()` fetches one result;
+#' `task_results()` several, as a list.
+#'
+#' A task whose R code failed has status `ERROR` and its result is a
+#' [redq_task_error()] condition; `error = TRUE` signals it instead.
+#'
+#' @param ids Task ids. For `task_result()`, a single id.
+#' @param id A single task id.
+#' @param timeout Seconds to wait (`Inf`: no limit). On expiry
+#'   `task_wait()` signals `redq_error_timeout`.
+#' @param progress Show a progress bar (default: when interactive and
+#'   waiting on more than one task).
+#' @param error Signal the error of a failed task instead of returning it.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return `task_status()`, `task_wait()`: named character vector of
+#'   statuses (invisibly for `task_wait()`). `task_result()`: the value.
+#'   `task_results()`: a list of values.
+#' @export
+#' @examples
+#' if (redq_available()) {
+#'   id <- task_create_expr(stop("boom"))
+#'   worker_spawn(1)
+#'   task_wait(id)
+#'   task_status(id)
+#'   task_result(id)
+#'   task_info(id)$status
+#'   worker_stop()
+#' }
+task_status <- function(ids, controller = NULL) {
+  ids <- check_ids(ids)
+  ctl <- get_controller(controller)
+  stats::setNames(rs_check(rs_task_status(ctl$ptr, ids)), ids)
+}
+
+#' @rdname task_status
+#' @export
+task_wait <- function(ids, timeout = Inf, progress = NULL, controller = NULL) {
+  ids <- check_ids(ids)
+  timeout <- check_seconds(timeout, "timeout", null_ok = FALSE)
+  ctl <- get_controller(controller)
+  progress <- progress %||% (interactive() && length(ids) > 1L)
+  r <- rs_task_wait(ctl$ptr, ids, timeout, reap_interval(), isTRUE(progress))
+  warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)
+  r <- rs_check(r)
+  invisible(stats::setNames(r$status, ids))
+}
+
+reap_interval <- function() getOption("redq.reap_interval", 1)
+
+warn_lost <- function(lost) {
+  for (w in lost) {
+    warning(sprintf("worker %s stopped answering; its tasks went back to their queues", w),
+            call. = FALSE)
+  }
+}
+
+#' @rdname task_status
+#' @export
+task_result <- function(id, error = FALSE, controller = NULL) {
+  if (!is.character(id) || length(id) != 1L) {
+    redq_abort("argument", "'id' must be a single task id; use task_results() for several")
+  }
+  task_results(id, error = error, controller = controller)[[1L]]
+}
+
+#' @rdname task_status
+#' @export
+task_results <- function(ids, error = FALSE, controller = NULL) {
+  ids <- check_ids(ids)
+  ctl <- get_controller(controller)
+  r <- rs_check(rs_task_results(ctl$ptr, ids))
+  out <- vector("list", length(ids))
+  for (i in seq_along(ids)) {
+    out[i] <- list(result_value(ids[[i]], r$status[[i]], r$result[[i]], error))
+  }
+  stats::setNames(out, ids)
+}
+
+TASK_STATUS_MESSAGE <- c(
+  TIMEOUT = "the task ran longer than its timeout and was stopped",
+  CANCELLED = "the task was cancelled",
+  DIED = "every worker that ran the task died (it used up max_attempts)")
+
+result_value <- function(id, status, raw, error) {
+  if (status %in% c("PENDING", "RUNNING")) {
+    redq_abort("not_ready", sprintf("task %s is %s; wait for it with task_wait()", id, status),
+               call = sys.call(-2))
+  }
+  if (status == "MISSING") {
+    redq_abort("not_found",
+               sprintf("task %s does not exist: never created, deleted, or lost by the server", id),
+               call = sys.call(-2))
+  }
+  value <- if (is.null(raw) || length(raw) == 0L) {
+    redq_task_error(TASK_STATUS_MESSAGE[[status]] %||% status, status = status, id = id)
+  } else {
+    unserialize(raw)
+  }
+  if (inherits(value, "redq_task_error")) {
+    value$task_id <- id
+    if (error) stop(value)
+  }
+  value
+}
+
+#' Bookkeeping of a task
+#'
+#' @param id A single task id.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return A list: `id`, `status`, `queue`, `worker`, `attempt`,
+#'   `max_attempts`, `timeout`, the times `created`, `started`, `finished`
+#'   (POSIXct), and `attempts`, a data frame with one row per ended attempt
+#'   (`worker`, `started`, `ended`, `outcome`: a status, or `LOST` when the
+#'   worker died).
+#' @export
+task_info <- function(id, controller = NULL) {
+  check_string(id, "id")
+  ctl <- get_controller(controller)
+  f <- as.list(rs_check(rs_task_info(ctl$ptr, id)))
+  time <- function(ms) {
+    if (is.null(ms) || !nzchar(ms)) return(as.POSIXct(NA))
+    as.POSIXct(as.numeric(ms) / 1000, origin = "1970-01-01")
+  }
+  lines <- strsplit(f$history %||% "", "\n", fixed = TRUE)[[1]]
+  parts <- lapply(strsplit(lines, "|", fixed = TRUE), function(p) c(p, rep("", 4 - length(p))))
+  attempts <- data.frame(
+    worker = vapply(parts, `[`, "", 1),
+    started = time_vec(vapply(parts, `[`, "", 2)),
+    ended = time_vec(vapply(parts, `[`, "", 3)),
+    outcome = vapply(parts, `[`, "", 4),
+    stringsAsFactors = FALSE)
+  list(id = id, status = f$status, queue = f$queue, worker = f$worker %||% NA_character_,
+       attempt = as.integer(f$attempt %||% 0L), max_attempts = as.integer(f$max_attempts),
+       timeout = as.numeric(f$timeout %||% Inf), job = f$job %||% NA_character_,
+       created = time(f$created), started = time(f$started), finished = time(f$finished),
+       attempts = attempts)
+}
+
+time_vec <- function(ms) {
+  as.POSIXct(ifelse(nzchar(ms), as.numeric(ms) / 1000, NA_real_), origin = "1970-01-01")
+}
+
+#' List, cancel and delete tasks
+#'
+#' `task_list()` gives the ids of tasks created through the task API and
+#' not deleted. `task_cancel()` ends `PENDING` tasks at once and interrupts
+#' `RUNNING` ones on their workers (which go on serving); both end
+#' `CANCELLED`. `task_delete()` cancels what has not ended and removes the
+#' tasks' data.
+#'
+#' @param ids Task ids.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return `task_list()`: ids. `task_cancel()`: invisibly, the status each
+#'   task had before. `task_delete()`: invisibly `NULL`.
+#' @export
+task_list <- function(controller = NULL) {
+  ctl <- get_controller(controller)
+  sort(rs_check(rs_task_list(ctl$ptr)))
+}
+
+#' @rdname task_list
+#' @export
+task_cancel <- function(ids, controller = NULL) {
+  ids <- check_ids(ids)
+  ctl <- get_controller(controller)
+  invisible(stats::setNames(rs_check(rs_task_cancel(ctl$ptr, ids)), ids))
+}
+
+#' @rdname task_list
+#' @export
+task_delete <- function(ids, controller = NULL) {
+  ids <- check_ids(ids)
+  ctl <- get_controller(controller)
+  rs_check(rs_task_delete(ctl$ptr, ids))
+  invisible(NULL)
+}

@@ -1,0 +1,156 @@
+# The worker process: claim a task, evaluate it, record the result, again.
+# The Rust side thread keeps the lease, listens for STOP/KILL/CANCEL and
+# enforces timeouts by interrupting this loop.
+
+#' Run a worker in this R process
+#'
+#' The entry point of every worker: local ones started by [worker_spawn()]
+#' and remote ones started by the `redq-worker` launcher
+#' ([worker_script()]). It registers, then serves tasks until stopped
+#' ([worker_stop()]), until `max_tasks` tasks ran, or until it has been
+#' idle for `idle_timeout` seconds. Arguments left `NULL` come from the
+#' environment variables `REDIS_URL`, `REDQ_NAMESPACE`, `REDQ_QUEUES`
+#' (comma separated), `REDQ_NAME`, `REDQ_HEARTBEAT`, `REDQ_LEASE` and
+#' `REDQ_MAX_TASKS`.
+#'
+#' Each task is evaluated in a fresh environment whose parent is the global
+#' environment. An error in a task ends the task `ERROR`, not the worker.
+#'
+#' @param namespace Namespace to serve (default `"default"`).
+#' @param url Redis URL (default: `REDIS_URL`, else 127.0.0.1:6379).
+#' @param queue Queues, highest priority first (default `"default"`).
+#' @param name Worker id (default: a fresh unique id).
+#' @param heartbeat,lease Heartbeat period and lease length, seconds.
+#' @param max_tasks Exit after this many tasks.
+#' @param idle_timeout Exit after this many seconds without a task.
+#' @param max_batch Most tasks claimed in one round trip when the backlog is
+#'   long.
+#' @return Invisibly, the number of tasks run.
+#' @export
+worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
+                        heartbeat = NULL, lease = NULL, max_tasks = NULL,
+                        idle_timeout = Inf, max_batch = 16) {
+  env <- function(var, default = NULL) {
+    v <- Sys.getenv(var)
+    if (nzchar(v)) v else default
+  }
+  namespace <- namespace %||% env("REDQ_NAMESPACE", "default")
+  url <- url %||% env("REDIS_URL", DEFAULT_LOCAL_URL)
+  queue <- queue %||% strsplit(env("REDQ_QUEUES", "default"), ",", fixed = TRUE)[[1]]
+  name <- name %||% env("REDQ_NAME")
+  heartbeat <- as.numeric(heartbeat %||% env("REDQ_HEARTBEAT", 1))
+  lease <- as.numeric(lease %||% env("REDQ_LEASE", 5))
+  max_tasks <- as.numeric(max_tasks %||% env("REDQ_MAX_TASKS", Inf))
+  grace <- getOption("redq.grace", 3)
+  info <- c(host = Sys.info()[["nodename"]], pid = as.character(Sys.getpid()),
+            r_version = as.character(getRversion()),
+            redq_version = as.character(utils::packageVersion("redq")),
+            started = format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"))
+  w <- rs_check(rs_worker_start(url, namespace, queue, name, heartbeat, lease, grace,
+                                as.integer(max_batch), info))
+  redq_env$worker_url <- url
+  redq_env$worker_namespace <- namespace
+  id <- rs_worker_id(w)
+  message(sprintf("redq worker %s serving %s (namespace '%s')", id,
+                  paste(queue, collapse = ", "), namespace))
+  state <- new.env(parent = emptyenv())
+  state$jobs <- list()
+  state$signals_handled <- 0
+  how <- "EXITED"
+  on.exit(rs_worker_exit(w, how), add = TRUE)
+  n <- worker_loop(w, state, max_tasks, idle_timeout)
+  message(sprintf("redq worker %s exiting after %d task(s)", id, n))
+  invisible(n)
+}
+
+worker_loop <- function(w, state, max_tasks, idle_timeout) {
+  done <- list(id = "", status = "", result = raw())
+  n <- 0
+  idle_since <- Sys.time()
+  repeat {
+    claim <- n < max_tasks && !rs_worker_stop_requested(w)
+    step <- tryCatch(
+      rs_check(rs_worker_step(w, done$id, done$status, done$result, claim, 1)),
+      interrupt = function(e) own_interrupt(w, state))
+    if (identical(step, "exit")) break
+    if (is.null(step)) next # our own late interrupt, nothing lost: retry
+    done <- list(id = "", status = "", result = raw())
+    if (is.null(step$id)) {
+      if (!claim || as.numeric(Sys.time() - idle_since, units = "secs") > idle_timeout) break
+      next
+    }
+    out <- tryCatch(run_task(w, step, state), interrupt = function(e) own_interrupt(w, state))
+    if (identical(out, "exit")) {
+      # Ctrl+C while evaluating: give the task back rather than lose it
+      break
+    }
+    if (is.null(out)) {
+      out <- list(status = interrupt_status(w), result = raw())
+    }
+    done <- list(id = step$id, status = out$status, result = out$result)
+    n <- n + 1
+    idle_since <- Sys.time()
+  }
+  if (nzchar(done$id)) {
+    rs_check(rs_worker_step(w, done$id, done$status, done$result, FALSE, 0))
+  }
+  n
+}
+
+# An interrupt is ours if the side thread sent more SIGINTs than we have
+# handled (a timeout or cancel, possibly landing just after the task ended);
+# otherwise a user pressed Ctrl+C and the worker should leave.
+own_interrupt <- function(w, state) {
+  sent <- rs_worker_signals(w)
+  if (sent > state$signals_handled) {
+    state$signals_handled <- sent
+    return(NULL)
+  }
+  "exit"
+}
+
+interrupt_status <- function(w) {
+  r <- rs_worker_interrupt_reason(w)
+  if (nzchar(r)) r else "CANCELLED"
+}
+
+run_task <- function(w, task, state) {
+  warnings <- character()
+  value <- tryCatch(
+    withCallingHandlers(
+      eval_payload(unserialize(task$payload), task, w, state),
+      warning = function(cnd) {
+        warnings <<- c(warnings, conditionMessage(cnd))
+        invokeRestart("muffleWarning")
+      }),
+    error = function(e) {
+      redq_task_error(conditionMessage(e), call = conditionCall(e), warnings = warnings,
+                      id = task$id, trace = e)
+    },
+    interrupt = function(e) {
+      if (is.null(own_interrupt(w, state))) {
+        structure(list(), class = "redq_interrupted")
+      } else {
+        "exit"
+      }
+    })
+  if (identical(value, "exit")) {
+    return("exit")
+  }
+  if (inherits(value, "redq_interrupted")) {
+    return(list(status = interrupt_status(w), result = raw()))
+  }
+  status <- if (inherits(value, "redq_task_error")) "ERROR" else "COMPLETE"
+  list(status = status, result = serialize_fast(value))
+}
+
+eval_payload <- function(p, task, w, state) {
+  switch(p$type,
+    expr = {
+      env <- list2env(p$vars, parent = globalenv())
+      eval(p$expr, env)
+    },
+    call = do.call(p$fn, p$args, quote = TRUE),
+    foreach = run_foreach_chunk(p, task, w, state),
+    stop("unknown task payload type '", p$type, "'; is this worker's redq older than the controller's?"))
+}

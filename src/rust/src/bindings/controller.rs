@@ -1,0 +1,134 @@
+//! Controller handles: open, close, ping, reaper, raw commands.
+
+use super::out;
+use crate::config::Config;
+use crate::controller::Controller;
+use crate::monitor;
+use extendr_api::prelude::*;
+
+macro_rules! ctl {
+    ($x:expr) => {
+        match $crate::bindings::ptr::<$crate::controller::Controller>(&$x, "controller") {
+            Ok(p) => p,
+            Err(e) => return e,
+        }
+    };
+}
+pub(crate) use ctl;
+
+/// Open a controller connection.
+#[extendr]
+fn rs_controller_open(url: &str, namespace: &str) -> Robj {
+    out(Config::new(url, namespace).and_then(|c| Controller::open(&c)).map(ExternalPtr::new))
+}
+
+/// `host:port/db` of the server.
+#[extendr]
+fn rs_controller_address(x: Robj) -> Robj {
+    let c = ctl!(x);
+    c.conn.config().address().into()
+}
+
+/// Drop the controller's private keys.
+#[extendr]
+fn rs_controller_close(x: Robj) -> Robj {
+    let mut c = ctl!(x);
+    out(c.as_mut().close())
+}
+
+/// Round trip time in seconds.
+#[extendr]
+fn rs_controller_ping(x: Robj) -> Robj {
+    let mut c = ctl!(x);
+    let t = std::time::Instant::now();
+    out(c.as_mut().conn.run(|k| redis::cmd("PING").query::<String>(k)).map(|_| t.elapsed().as_secs_f64()))
+}
+
+/// Run the reaper once: list(id, host, requeued, died).
+#[extendr]
+fn rs_controller_reap(x: Robj) -> Robj {
+    let mut c = ctl!(x);
+    let c = c.as_mut();
+    out(monitor::reap(&mut c.conn, &c.keys).map(|lost| {
+        list!(
+            id = lost.iter().map(|w| w.id.as_str()).collect::<Strings>(),
+            host = lost.iter().map(|w| w.host.as_str()).collect::<Strings>(),
+            requeued = lost.iter().map(|w| w.requeued as f64).collect::<Vec<f64>>(),
+            died = lost.iter().map(|w| w.died as f64).collect::<Vec<f64>>()
+        )
+    }))
+}
+
+/// Run one Redis command given as strings; the reply as an R value. For
+/// administration and tests.
+#[extendr]
+fn rs_controller_command(x: Robj, args: Strings) -> Robj {
+    let mut c = ctl!(x);
+    let args = super::strs(&args);
+    let Some((name, rest)) = args.split_first() else {
+        return super::err(&crate::error::Error::Argument("no command given".into()));
+    };
+    let mut cmd = redis::cmd(name);
+    for a in rest {
+        cmd.arg(a);
+    }
+    out(c.as_mut().conn.run(|k| cmd.query::<redis::Value>(k)).map(value))
+}
+
+fn value(v: redis::Value) -> Robj {
+    use redis::Value as V;
+    match v {
+        V::Nil => ().into(),
+        V::Int(i) => (i as f64).into(),
+        V::BulkString(b) => String::from_utf8_lossy(&b).into_owned().into(),
+        V::SimpleString(s) => s.into(),
+        V::Okay => "OK".into(),
+        V::Array(a) | V::Set(a) => List::from_values(a.into_iter().map(value)).into(),
+        V::Double(d) => d.into(),
+        V::Boolean(b) => b.into(),
+        other => format!("{other:?}").into(),
+    }
+}
+
+/// Store a user value under the namespace's data prefix.
+#[extendr]
+fn rs_controller_data_set(x: Robj, key: &str, value: Raw) -> Robj {
+    let mut c = ctl!(x);
+    let c = c.as_mut();
+    let k = c.keys.data(key);
+    out(c.conn.run(|r| redis::cmd("SET").arg(&k).arg(value.as_slice()).query::<()>(r)))
+}
+
+/// Fetch a user value (NULL if absent).
+#[extendr]
+fn rs_controller_data_get(x: Robj, key: &str) -> Robj {
+    let mut c = ctl!(x);
+    let c = c.as_mut();
+    let k = c.keys.data(key);
+    out(c.conn.run(|r| redis::cmd("GET").arg(&k).query::<Option<Vec<u8>>>(r)).map(|v| match v {
+        Some(b) => Raw::from_bytes(&b).into(),
+        None => Robj::from(()),
+    }))
+}
+
+/// Delete a user value.
+#[extendr]
+fn rs_controller_data_delete(x: Robj, key: &str) -> Robj {
+    let mut c = ctl!(x);
+    let c = c.as_mut();
+    let k = c.keys.data(key);
+    out(c.conn.run(|r| redis::cmd("DEL").arg(&k).query::<()>(r)))
+}
+
+extendr_module! {
+    mod controller;
+    fn rs_controller_open;
+    fn rs_controller_address;
+    fn rs_controller_close;
+    fn rs_controller_ping;
+    fn rs_controller_reap;
+    fn rs_controller_command;
+    fn rs_controller_data_set;
+    fn rs_controller_data_get;
+    fn rs_controller_data_delete;
+}

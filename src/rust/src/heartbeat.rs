@@ -1,0 +1,224 @@
+//! The worker's side thread. With its own connection it
+//!
+//! * renews the lease `worker:<wid>:alive` every period, whatever the R
+//!   thread is doing (a long computation, a C call that never returns);
+//! * registers the worker again if the registration vanished (lease ran
+//!   out, server restarted or was flushed);
+//! * blocks on the control list between beats, so STOP, KILL and CANCEL
+//!   act at once;
+//! * enforces the current task's timeout: it interrupts the R thread with
+//!   SIGINT and, if R does not respond within the grace period (stuck in C
+//!   code), records the task's end itself and ends the process;
+//! * runs the reaper every few beats, so recovery needs no controller.
+//!
+//! It never calls R.
+
+use crate::connection::Connection;
+use crate::keys::Keys;
+use crate::monitor;
+use crate::scripts::{self, invocation};
+use crate::status;
+use crate::worker::{register, Registration};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Why the side thread interrupted the current task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// It ran past its timeout.
+    Timeout,
+    /// A controller cancelled it.
+    Cancel,
+}
+
+impl Reason {
+    /// The task status this interruption ends in.
+    pub fn status(self) -> &'static str {
+        match self {
+            Reason::Timeout => status::TIMEOUT,
+            Reason::Cancel => status::CANCELLED,
+        }
+    }
+}
+
+/// The task the R thread is evaluating, as the side thread sees it.
+#[derive(Default, Debug)]
+pub struct Current {
+    /// Task id.
+    pub id: Option<String>,
+    /// When its timeout expires.
+    pub deadline: Option<Instant>,
+    /// Set once the side thread has sent SIGINT for this task.
+    pub interrupted: Option<(Reason, Instant)>,
+}
+
+/// State shared by the R thread and the side thread.
+#[derive(Default, Debug)]
+pub struct Shared {
+    /// The running task.
+    pub current: Mutex<Current>,
+    /// A graceful STOP arrived: finish the current task, then exit.
+    pub stop: AtomicBool,
+    /// Tells the side thread to end.
+    pub shutdown: AtomicBool,
+    /// SIGINTs the side thread has sent, so the R loop can tell its own
+    /// interrupts (which may land just after a task ended) from a user's.
+    pub signals: AtomicU64,
+    /// The R thread, the target of the side thread's SIGINTs.
+    pub r_thread: Mutex<Option<libc::pthread_t>>,
+}
+
+/// Timing of the side thread.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Lease renewal period.
+    pub period: Duration,
+    /// Lease length; a worker silent for this long is lost.
+    pub lease: Duration,
+    /// How long R gets to honour an interrupt before the process ends.
+    pub grace: Duration,
+    /// Run the reaper every this many beats.
+    pub reap_every: u32,
+}
+
+/// Handle on the running side thread.
+pub struct Heartbeat {
+    handle: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl Heartbeat {
+    /// Start the thread. `conn` must be a connection of its own.
+    pub fn spawn(conn: Connection, reg: Registration, timing: Timing, shared: Arc<Shared>) -> Heartbeat {
+        let s = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("redq-heartbeat".into())
+            .spawn(move || run(conn, reg, timing, s))
+            .ok();
+        Heartbeat { handle, shared }
+    }
+
+    /// Stop the thread and wait for it (it wakes within one slice, or at
+    /// once when a WAKE message is pushed on the control list).
+    pub fn stop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Interrupt the R thread: R's SIGINT handler only sets a flag that R acts
+/// on at its next check, and a tryCatch(interrupt = ) in the worker loop
+/// turns it into the task's end. Thread-directed, so it cannot land on this
+/// thread instead.
+fn interrupt_r_thread(shared: &Shared) {
+    shared.signals.fetch_add(1, Ordering::SeqCst);
+    unsafe {
+        match *shared.r_thread.lock() {
+            Some(t) => libc::pthread_kill(t, libc::SIGINT),
+            None => libc::kill(libc::getpid(), libc::SIGINT),
+        };
+    }
+}
+
+fn end_process(conn: &mut Connection, keys: &Keys, wid: &str, how: &str) -> ! {
+    let _ = conn.run(|c| invocation(scripts::exit_worker(), keys).arg(wid).arg(how).invoke::<redis::Value>(c));
+    unsafe { libc::_exit(if how == "KILLED" { 0 } else { 1 }) }
+}
+
+fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) {
+    crate::connection::block_signals_in_this_thread();
+    let keys = reg.keys.clone();
+    let control = keys.worker_control(&reg.id);
+    let lease_ms = t.lease.as_millis() as u64;
+    let mut next_beat = Instant::now() + t.period;
+    let mut beats: u32 = 0;
+    while !shared.shutdown.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        let mut until = next_beat;
+        {
+            let cur = shared.current.lock();
+            match (cur.deadline, cur.interrupted) {
+                (Some(d), None) => until = until.min(d),
+                (_, Some((_, at))) => until = until.min(at + t.grace),
+                _ => {}
+            }
+        }
+        // Redis blocking timeouts have ~100 ms resolution; never block 0 (= for ever)
+        let wait = until.saturating_duration_since(now).max(Duration::from_millis(20));
+        let msg: Option<(String, String)> = conn
+            .run_blocking(wait, |c| redis::cmd("BLPOP").arg(&control).arg(wait.as_secs_f64()).query(c))
+            .unwrap_or_else(|_| {
+                std::thread::sleep(wait.min(Duration::from_millis(200)));
+                None
+            });
+        if let Some((_, m)) = msg {
+            handle_control(&mut conn, &keys, &reg.id, &m, &shared);
+        }
+        let now = Instant::now();
+        if now >= next_beat {
+            next_beat = now + t.period;
+            beats = beats.wrapping_add(1);
+            let alive: Result<i64, _> =
+                conn.run(|c| invocation(scripts::beat(), &keys).arg(&reg.id).arg(lease_ms).invoke(c));
+            if let Ok(0) = alive {
+                let _ = register(&mut conn, &reg, t.lease);
+            }
+            if t.reap_every > 0 && beats % t.reap_every == 0 {
+                let _ = monitor::reap(&mut conn, &keys);
+            }
+        }
+        enforce_deadline(&mut conn, &keys, &reg.id, &shared, t.grace);
+    }
+}
+
+fn handle_control(conn: &mut Connection, keys: &Keys, wid: &str, msg: &str, shared: &Shared) {
+    match msg.split_once(' ').map_or((msg, ""), |(a, b)| (a, b)) {
+        ("STOP", _) => shared.stop.store(true, Ordering::SeqCst),
+        ("KILL", _) => end_process(conn, keys, wid, "KILLED"),
+        ("CANCEL", id) => {
+            let mut cur = shared.current.lock();
+            if cur.id.as_deref() == Some(id) && cur.interrupted.is_none() {
+                cur.interrupted = Some((Reason::Cancel, Instant::now()));
+                interrupt_r_thread(shared);
+            }
+        }
+        _ => {} // WAKE, or a message from a newer version: ignore
+    }
+}
+
+fn enforce_deadline(conn: &mut Connection, keys: &Keys, wid: &str, shared: &Shared, grace: Duration) {
+    let mut cur = shared.current.lock();
+    let now = Instant::now();
+    match (cur.id.clone(), cur.deadline, cur.interrupted) {
+        (Some(_), Some(d), None) if now >= d => {
+            cur.interrupted = Some((Reason::Timeout, now));
+            interrupt_r_thread(shared);
+        }
+        (Some(id), _, Some((reason, at))) if now >= at + grace => {
+            // R ignored the interrupt (stuck in compiled code): record the
+            // task's end here, then leave; the process cannot be trusted
+            // to serve again.
+            let _ = conn.run(|c| {
+                invocation(scripts::complete(), keys)
+                    .arg(wid)
+                    .arg(&id)
+                    .arg(reason.status())
+                    .arg(&b""[..])
+                    .invoke::<redis::Value>(c)
+            });
+            end_process(conn, keys, wid, "STUCK");
+        }
+        _ => {}
+    }
+}

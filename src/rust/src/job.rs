@@ -1,0 +1,80 @@
+//! foreach jobs: one environment uploaded once, many tasks that report to
+//! the job's own completion list, results collected in batches, and every
+//! key removed when the loop ends.
+
+use crate::connection::Connection;
+use crate::error::Result;
+use crate::keys::Keys;
+use crate::queue;
+use crate::status;
+use std::time::Duration;
+
+/// A job's keys live at most this long if its controller vanishes.
+pub const JOB_TTL_S: u64 = 7 * 86400;
+
+/// Upload the job environment.
+pub fn put_env(conn: &mut Connection, keys: &Keys, job: &str, env: &[u8]) -> Result<()> {
+    conn.run(|c| redis::cmd("SET").arg(keys.job_env(job)).arg(env).arg("EX").arg(JOB_TTL_S).query(c))
+}
+
+/// One ended task as the controller receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    /// Task id.
+    pub id: String,
+    /// Final status.
+    pub status: String,
+    /// Result bytes (absent for DIED, TIMEOUT, CANCELLED).
+    pub result: Option<Vec<u8>>,
+}
+
+/// Wait up to `wait` for completion notices, then fetch every result that
+/// has arrived and delete those tasks, in two more round trips.
+pub fn collect(conn: &mut Connection, keys: &Keys, job: &str, wait: Duration) -> Result<Vec<Ended>> {
+    let done = keys.job_done(job);
+    let first: Option<(String, String)> = conn.run_blocking(wait, |c| {
+        redis::cmd("BLPOP").arg(&done).arg(wait.as_secs_f64().max(0.01)).query(c)
+    })?;
+    let Some((_, first)) = first else { return Ok(vec![]) };
+    let more: Option<Vec<String>> = conn.run(|c| redis::cmd("LPOP").arg(&done).arg(100_000).query(c))?;
+    let mut ids = vec![first];
+    ids.extend(more.unwrap_or_default());
+    let got = queue::results(conn, keys, &ids)?;
+    let mut p = redis::pipe();
+    let mut out = Vec::with_capacity(ids.len());
+    for (id, (st, result)) in ids.into_iter().zip(got) {
+        if status::TERMINAL.contains(&st.as_str()) {
+            p.del(keys.task(&id)).ignore();
+            out.push(Ended { id, status: st, result });
+        }
+    }
+    conn.run(|c| p.query::<()>(c))?;
+    Ok(out)
+}
+
+/// Which of `ids` the server no longer knows, and whether the job's
+/// environment is still there: after a restart without persistence or a
+/// FLUSHALL the controller resubmits from what it holds.
+pub fn missing(conn: &mut Connection, keys: &Keys, job: &str, ids: &[String]) -> Result<(bool, Vec<usize>)> {
+    let mut p = redis::pipe();
+    p.exists(keys.job_env(job));
+    for id in ids {
+        p.exists(keys.task(id));
+    }
+    let e: Vec<bool> = conn.run(|c| p.query(c))?;
+    let env = e.first().copied().unwrap_or(false);
+    Ok((env, e.iter().skip(1).enumerate().filter(|(_, x)| !**x).map(|(i, _)| i).collect()))
+}
+
+/// End a job: cancel what is still queued or running, delete everything.
+pub fn remove(conn: &mut Connection, keys: &Keys, job: &str, ids: &[String]) -> Result<()> {
+    for chunk in ids.chunks(5000) {
+        queue::cancel(conn, keys, chunk)?;
+        let mut p = redis::pipe();
+        for id in chunk {
+            p.del(keys.task(id)).ignore();
+        }
+        conn.run(|c| p.query::<()>(c))?;
+    }
+    conn.run(|c| redis::pipe().del(keys.job_env(job)).del(keys.job_done(job)).query::<()>(c))
+}

@@ -1,0 +1,22 @@
+-- Find registered workers whose heartbeat lease is gone and give their
+-- tasks back (release_worker in common.lua). Idempotent and safe to run
+-- from many processes at once: a reaped worker leaves the `workers` set in
+-- the same atomic step, so a second run finds nothing to do.
+-- Returns {wid, host, requeued, died, ...} for each worker reaped.
+local out = {}
+for _, wid in ipairs(redis.call('SMEMBERS', key('workers'))) do
+  if redis.call('EXISTS', key('worker', wid, 'alive')) == 0 then
+    local r = release_worker(wid, 'LOST')
+    local wk = key('worker', wid)
+    redis.call('HSET', wk, 'status', WORKER_LOST, 'ended', NOW, 'task', '')
+    redis.call('EXPIRE', wk, WORKER_TTL_S)
+    redis.call('SREM', key('workers'), wid)
+    redis.call('DEL', key('worker', wid, 'control'))
+    local host = redis.call('HGET', wk, 'host') or ''
+    out[#out + 1] = wid
+    out[#out + 1] = host
+    out[#out + 1] = r[1]
+    out[#out + 1] = r[2]
+  end
+end
+return out

@@ -1,0 +1,206 @@
+//! Controller-side task operations: bulk submission, status, results,
+//! cancellation, and waiting for completion without polling.
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::scripts::{self, invocation};
+use crate::status;
+use crate::task::{TaskSpec, INFO_FIELDS};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Submit tasks in one atomic pipeline (MULTI/EXEC): either every task is
+/// queued or none is. `register` adds the ids to the namespace's task list
+/// (task API); foreach jobs skip it and clean up by job.
+pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], register: bool) -> Result<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let now = scripts::now_ms();
+    let mut p = redis::pipe();
+    p.atomic();
+    let mut by_queue: HashMap<&str, Vec<&str>> = HashMap::new();
+    for t in tasks {
+        p.hset_multiple(keys.task(&t.id), &t.fields(now)).ignore();
+        by_queue.entry(t.queue.as_str()).or_default().push(t.id.as_str());
+    }
+    for (q, ids) in &by_queue {
+        p.lpush(keys.queue(q), ids).ignore();
+        p.sadd(keys.queues(), *q).ignore();
+    }
+    if register {
+        let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        p.sadd(keys.tasks(), ids).ignore();
+    }
+    conn.run(|c| p.query::<()>(c))
+}
+
+/// Status of each id; `MISSING` for ids the server does not know.
+pub fn statuses(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<String>> {
+    let mut p = redis::pipe();
+    for id in ids {
+        p.hget(keys.task(id), "status");
+    }
+    let out: Vec<Option<String>> = conn.run(|c| p.query(c))?;
+    Ok(out.into_iter().map(|s| s.unwrap_or_else(|| status::MISSING.to_string())).collect())
+}
+
+/// Status and stored result bytes of each id.
+pub fn results(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<(String, Option<Vec<u8>>)>> {
+    let mut p = redis::pipe();
+    for id in ids {
+        p.cmd("HMGET").arg(keys.task(id)).arg("status").arg("result");
+    }
+    let out: Vec<(Option<String>, Option<Vec<u8>>)> = conn.run(|c| p.query(c))?;
+    Ok(out
+        .into_iter()
+        .map(|(s, r)| (s.unwrap_or_else(|| status::MISSING.to_string()), r))
+        .collect())
+}
+
+/// Bookkeeping fields of one task (no payload or result).
+pub fn info(conn: &mut Connection, keys: &Keys, id: &str) -> Result<Vec<(String, String)>> {
+    let vals: Vec<Option<String>> =
+        conn.run(|c| redis::cmd("HMGET").arg(keys.task(id)).arg(&INFO_FIELDS[..]).query(c))?;
+    if vals.first().map_or(true, |s| s.is_none()) {
+        return Err(Error::NotFound(format!("task '{id}' does not exist (never created, deleted, or lost by the server)")));
+    }
+    Ok(INFO_FIELDS.iter().zip(vals).filter_map(|(k, v)| v.map(|v| (k.to_string(), v))).collect())
+}
+
+/// Ids created through the task API and not yet deleted.
+pub fn list(conn: &mut Connection, keys: &Keys) -> Result<Vec<String>> {
+    conn.run(|c| redis::cmd("SMEMBERS").arg(keys.tasks()).query(c))
+}
+
+/// Cancel tasks (see `lua/cancel.lua`); returns the status each had.
+pub fn cancel(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut inv = invocation(scripts::cancel(), keys);
+    for id in ids {
+        inv.arg(id);
+    }
+    conn.run(|c| inv.invoke(c))
+}
+
+/// Delete tasks: cancel what has not ended, then remove their data.
+pub fn delete(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    cancel(conn, keys, ids)?;
+    let mut p = redis::pipe();
+    for id in ids {
+        p.del(keys.task(id)).ignore();
+    }
+    p.srem(keys.tasks(), ids).ignore();
+    conn.run(|c| p.query::<()>(c))
+}
+
+/// Number of PENDING tasks in a queue.
+pub fn queue_length(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<usize> {
+    conn.run(|c| redis::cmd("LLEN").arg(keys.queue(queue)).query(c))
+}
+
+/// Names of queues that ever received a task.
+pub fn queue_list(conn: &mut Connection, keys: &Keys) -> Result<Vec<String>> {
+    let mut v: Vec<String> = conn.run(|c| redis::cmd("SMEMBERS").arg(keys.queues()).query(c))?;
+    v.sort();
+    Ok(v)
+}
+
+/// Drop a queue: its PENDING tasks end CANCELLED, then the list goes.
+pub fn queue_remove(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<usize> {
+    let ids: Vec<String> = conn.run(|c| redis::cmd("LRANGE").arg(keys.queue(queue)).arg(0).arg(-1).query(c))?;
+    cancel(conn, keys, &ids)?;
+    conn.run(|c| redis::pipe().del(keys.queue(queue)).srem(keys.queues(), queue).query::<()>(c))?;
+    Ok(ids.len())
+}
+
+/// How a wait is driven from the caller: slice length, deadline, a hook
+/// that reports a user interrupt, and a hook run once per quiet slice (the
+/// controller runs the reaper there).
+pub struct WaitOptions<'a> {
+    /// Longest single blocking call.
+    pub slice: Duration,
+    /// Give up after this long (None: wait for ever).
+    pub timeout: Option<Duration>,
+    /// Returns true if the user asked to stop.
+    pub interrupted: &'a mut dyn FnMut() -> bool,
+    /// Called after every slice with (ended, total).
+    pub progress: &'a mut dyn FnMut(usize, usize),
+    /// Called when a slice passes with no notice.
+    pub idle: &'a mut dyn FnMut(&mut Connection) -> Result<()>,
+}
+
+/// Wait until every id has ended. Completion notices arrive on `notify`
+/// (the list named in the tasks' `notify` field); the statuses of ids not
+/// yet seen ended are re-read after each quiet slice, which covers tasks
+/// created by other controllers. Returns final statuses.
+pub fn wait(
+    conn: &mut Connection,
+    keys: &Keys,
+    ids: &[String],
+    notify: &str,
+    opts: &mut WaitOptions<'_>,
+) -> Result<Vec<String>> {
+    let start = Instant::now();
+    let mut st = statuses(conn, keys, ids)?;
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        index.insert(id.as_str(), i);
+    }
+    let mut left = st.iter().filter(|s| !status::is_done(s)).count();
+    loop {
+        (opts.progress)(ids.len() - left, ids.len());
+        if left == 0 {
+            return Ok(st);
+        }
+        let slice = match opts.timeout {
+            Some(t) => {
+                let spent = start.elapsed();
+                if spent >= t {
+                    return Err(Error::Timeout(format!(
+                        "{left} of {} tasks still running after {:.1} s; wait again, or cancel them with task_cancel()",
+                        ids.len(),
+                        t.as_secs_f64()
+                    )));
+                }
+                opts.slice.min(t - spent)
+            }
+            None => opts.slice,
+        };
+        if (opts.interrupted)() {
+            return Err(Error::Interrupted);
+        }
+        let got: Option<(String, String)> = conn.run_blocking(slice, |c| {
+            redis::cmd("BLPOP").arg(notify).arg(slice.as_secs_f64().max(0.01)).query(c)
+        })?;
+        let recheck: Vec<usize> = match got {
+            Some((_, first)) => {
+                let more: Option<Vec<String>> =
+                    conn.run(|c| redis::cmd("LPOP").arg(notify).arg(10_000).query(c))?;
+                let mut ended = vec![first];
+                ended.extend(more.unwrap_or_default());
+                ended.iter().filter_map(|id| index.get(id.as_str()).copied()).collect()
+            }
+            None => {
+                (opts.idle)(conn)?;
+                (0..ids.len()).filter(|&i| !status::is_done(&st[i])).collect()
+            }
+        };
+        if recheck.is_empty() {
+            continue;
+        }
+        let sub: Vec<String> = recheck.iter().map(|&i| ids[i].clone()).collect();
+        for (i, s) in recheck.into_iter().zip(statuses(conn, keys, &sub)?) {
+            if !status::is_done(&st[i]) && status::is_done(&s) {
+                left -= 1;
+            }
+            st[i] = s;
+        }
+    }
+}

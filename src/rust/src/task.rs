@@ -1,0 +1,80 @@
+//! What a task is on the wire: its spec at submission, and fresh ids.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A task to submit. `payload` is R `serialize()` bytes; the core never
+/// looks inside.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    /// Unique id (see `new_id`).
+    pub id: String,
+    /// Queue name.
+    pub queue: String,
+    /// Serialized R payload.
+    pub payload: Vec<u8>,
+    /// Seconds the task may run, or none.
+    pub timeout: Option<f64>,
+    /// Runs allowed before a task whose workers keep dying ends DIED.
+    pub max_attempts: u32,
+    /// foreach job the task belongs to, if any.
+    pub job: Option<String>,
+    /// List that receives the id when the task ends.
+    pub notify: Option<String>,
+}
+
+impl TaskSpec {
+    /// The `HSET` field/value pairs that create the task hash. Defaults are
+    /// left out to keep a queued task small.
+    pub fn fields(&self, now: u64) -> Vec<(&'static str, Vec<u8>)> {
+        let mut f: Vec<(&'static str, Vec<u8>)> = vec![
+            ("status", crate::status::PENDING.as_bytes().to_vec()),
+            ("queue", self.queue.as_bytes().to_vec()),
+            ("max_attempts", self.max_attempts.to_string().into_bytes()),
+            ("created", now.to_string().into_bytes()),
+            ("payload", self.payload.clone()),
+        ];
+        if let Some(t) = self.timeout {
+            f.push(("timeout", t.to_string().into_bytes()));
+        }
+        if let Some(j) = &self.job {
+            f.push(("job", j.as_bytes().to_vec()));
+        }
+        if let Some(n) = &self.notify {
+            f.push(("notify", n.as_bytes().to_vec()));
+        }
+        f
+    }
+}
+
+/// A 16-hex-digit id, unique with overwhelming probability across
+/// processes and machines (random seed, time, pid and a counter).
+pub fn new_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(crate::scripts::now_ms());
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", h.finish())
+}
+
+/// Default number of attempts before a task whose worker keeps dying ends DIED.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// Fields of the task hash that `task_info()` shows (not the payload or result).
+pub const INFO_FIELDS: [&str; 12] = [
+    "status", "queue", "worker", "attempt", "max_attempts", "timeout", "created", "started",
+    "finished", "job", "history", "notify",
+];
+
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_distinct() {
+        let a: std::collections::HashSet<String> = (0..10000).map(|_| super::new_id()).collect();
+        assert_eq!(a.len(), 10000);
+        assert!(a.iter().all(|s| s.len() == 16));
+    }
+}

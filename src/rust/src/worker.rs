@@ -1,0 +1,332 @@
+//! The worker's R-thread side: registration, the claim/complete step, and
+//! leaving. The side thread lives in `heartbeat.rs`.
+
+use crate::config::{validate_name, Config};
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::heartbeat::{Heartbeat, Reason, Shared, Timing};
+use crate::keys::Keys;
+use crate::scripts::{self, invocation};
+use crate::status;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Schema version of the Redis data; controllers and workers of another
+/// version refuse the namespace instead of corrupting it.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// What a worker tells the namespace about itself.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    /// Keys of the namespace.
+    pub keys: Keys,
+    /// Worker id (unique).
+    pub id: String,
+    /// Extra info fields (host, pid, queues, R version, ...).
+    pub info: Vec<(String, String)>,
+}
+
+/// Register (or register again): info hash, membership, lease, schema
+/// version, in one transaction.
+pub fn register(conn: &mut Connection, reg: &Registration, lease: Duration) -> Result<()> {
+    let k = &reg.keys;
+    let mut fields = reg.info.clone();
+    fields.push(("status".into(), status::WORKER_IDLE.into()));
+    fields.push(("task".into(), String::new()));
+    fields.push(("registered".into(), scripts::now_ms().to_string()));
+    let (version,): (String,) = conn.run(|c| {
+        redis::pipe()
+            .atomic()
+            .hset_multiple(k.worker(&reg.id), &fields)
+            .ignore()
+            .persist(k.worker(&reg.id))
+            .ignore()
+            .sadd(k.workers(), &reg.id)
+            .ignore()
+            .cmd("SET")
+            .arg(k.worker_alive(&reg.id))
+            .arg(scripts::now_ms())
+            .arg("PX")
+            .arg(lease.as_millis() as u64)
+            .ignore()
+            .cmd("SET")
+            .arg(k.version())
+            .arg(SCHEMA_VERSION)
+            .arg("NX")
+            .ignore()
+            .get(k.version())
+            .query(c)
+    })?;
+    check_version(&version)
+}
+
+/// Refuse a namespace written by an incompatible version of redq.
+pub fn check_version(found: &str) -> Result<()> {
+    if found == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(Error::Version(format!(
+            "this namespace holds redq data of schema version {found}, this redq speaks version {SCHEMA_VERSION}; use another namespace or the same redq version everywhere"
+        )))
+    }
+}
+
+/// A task claimed for evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// Task id.
+    pub id: String,
+    /// Serialized R payload.
+    pub payload: Vec<u8>,
+    /// foreach job id, empty for plain tasks.
+    pub job: String,
+    /// Timeout in seconds.
+    pub timeout: Option<f64>,
+}
+
+/// Worker settings.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Worker id; a fresh one if None.
+    pub name: Option<String>,
+    /// Queues served, highest priority first.
+    pub queues: Vec<String>,
+    /// Heartbeat timing.
+    pub timing: Timing,
+    /// Most tasks claimed in one step.
+    pub max_batch: usize,
+    /// Extra info for the registration hash.
+    pub info: Vec<(String, String)>,
+}
+
+/// A registered worker.
+pub struct Worker {
+    conn: Connection,
+    reg: Registration,
+    queues: Vec<String>,
+    max_batch: usize,
+    claimed: VecDeque<String>,
+    shared: Arc<Shared>,
+    heartbeat: Heartbeat,
+    exited: bool,
+}
+
+impl Worker {
+    /// Connect, register and start the side thread.
+    pub fn start(cfg: &Config, opts: WorkerOptions) -> Result<Worker> {
+        if opts.queues.is_empty() {
+            return Err(Error::Argument("a worker needs at least one queue".into()));
+        }
+        for q in &opts.queues {
+            validate_name("queue", q)?;
+        }
+        let id = opts.name.clone().unwrap_or_else(crate::task::new_id);
+        validate_name("worker name", &id)?;
+        let t = opts.timing;
+        if t.lease <= t.period {
+            return Err(Error::Argument(format!(
+                "the lease ({:.2} s) must be longer than the heartbeat period ({:.2} s); make it 3-5 periods",
+                t.lease.as_secs_f64(),
+                t.period.as_secs_f64()
+            )));
+        }
+        let keys = Keys::new(&cfg.namespace);
+        let mut conn = Connection::open(cfg)?;
+        let alive: bool = conn.run(|c| redis::cmd("EXISTS").arg(keys.worker_alive(&id)).query(c))?;
+        if alive {
+            return Err(Error::Argument(format!("a live worker named '{id}' already serves this namespace; choose another name")));
+        }
+        let mut info = opts.info.clone();
+        info.push(("queues".into(), opts.queues.join(",")));
+        info.push(("heartbeat".into(), format!("{}", t.period.as_secs_f64())));
+        info.push(("lease".into(), format!("{}", t.lease.as_secs_f64())));
+        let reg = Registration { keys, id, info };
+        register(&mut conn, &reg, t.lease)?;
+        let shared = Arc::new(Shared::default());
+        *shared.r_thread.lock() = Some(unsafe { libc::pthread_self() });
+        let side = Connection::open(cfg)?;
+        let heartbeat = Heartbeat::spawn(side, reg.clone(), t, shared.clone());
+        Ok(Worker {
+            conn,
+            reg,
+            queues: opts.queues,
+            max_batch: opts.max_batch.max(1),
+            claimed: VecDeque::new(),
+            shared,
+            heartbeat,
+            exited: false,
+        })
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.reg.id
+    }
+
+    /// Keys of the namespace.
+    pub fn keys(&self) -> &Keys {
+        &self.reg.keys
+    }
+
+    /// True once a graceful STOP arrived.
+    pub fn stop_requested(&self) -> bool {
+        self.shared.stop.load(Ordering::SeqCst)
+    }
+
+    /// How many SIGINTs the side thread has sent.
+    pub fn signals_sent(&self) -> u64 {
+        self.shared.signals.load(Ordering::SeqCst)
+    }
+
+    /// If the side thread interrupted the current task, why.
+    pub fn interrupt_reason(&self) -> Option<Reason> {
+        self.shared.current.lock().interrupted.map(|(r, _)| r)
+    }
+
+    /// Record the previous task's end (if any) and, if `claim`, start the
+    /// next task, blocking up to `wait` for one to arrive. One round trip
+    /// when work is queued. Returns whether the result was accepted (first
+    /// result wins) and the next task.
+    pub fn step(&mut self, done: Option<(&str, &str, &[u8])>, claim: bool, wait: Duration) -> Result<(bool, Option<Task>)> {
+        self.set_current(None);
+        let patience = Duration::from_secs(3600);
+        let deadline = Instant::now() + patience;
+        let mut accepted = false;
+        let mut done = done;
+        loop {
+            let next = if claim { self.claimed.pop_front() } else { None };
+            match self.step_once(done, next.as_deref(), claim) {
+                Ok((acc, task)) => {
+                    accepted |= acc;
+                    if let Some(t) = task {
+                        self.set_current(Some(&t));
+                        return Ok((accepted, Some(t)));
+                    }
+                    if !claim || self.stop_requested() || wait.is_zero() {
+                        return Ok((accepted, None));
+                    }
+                    done = None;
+                    // nothing queued: block on the first queue; the moved id
+                    // is this worker's from now on (it sits in its running list)
+                    let moved: Option<String> = match self.conn.run_blocking(wait, |c| {
+                        redis::cmd("BLMOVE")
+                            .arg(self.reg.keys.queue(&self.queues[0]))
+                            .arg(self.reg.keys.worker_running(&self.reg.id))
+                            .arg("RIGHT")
+                            .arg("LEFT")
+                            .arg(wait.as_secs_f64())
+                            .query(c)
+                    }) {
+                        Ok(m) => m,
+                        Err(e) if e.is_connection() => return self.backoff(e, deadline).map(|_| (accepted, None)),
+                        Err(e) => return Err(e),
+                    };
+                    match moved {
+                        Some(id) => self.claimed.push_front(id),
+                        None => return Ok((accepted, None)),
+                    }
+                }
+                Err(e) if e.is_connection() => {
+                    // The step may or may not have run. Whatever it did is
+                    // recorded in Redis (results are first-writer-wins, claims sit
+                    // in our running list); give claims back once we can reach
+                    // the server again, and carry on.
+                    if let Some(n) = next {
+                        self.claimed.push_front(n);
+                    }
+                    self.backoff(e, deadline)?;
+                    self.release_claims()?;
+                    done = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn backoff(&mut self, e: Error, deadline: Instant) -> Result<()> {
+        if Instant::now() >= deadline {
+            return Err(e);
+        }
+        self.conn.retry(deadline.saturating_duration_since(Instant::now()), |c| redis::cmd("PING").query::<String>(c))?;
+        Ok(())
+    }
+
+    fn release_claims(&mut self) -> Result<()> {
+        self.claimed.clear();
+        let (wid, keys) = (self.reg.id.clone(), self.reg.keys.clone());
+        self.conn
+            .run(|c| invocation(scripts::release(), &keys).arg(&wid).arg("RECONNECTED").invoke::<redis::Value>(c))?;
+        Ok(())
+    }
+
+    fn step_once(&mut self, done: Option<(&str, &str, &[u8])>, next: Option<&str>, claim: bool) -> Result<(bool, Option<Task>)> {
+        let mut inv = invocation(scripts::step(), &self.reg.keys);
+        inv.arg(&self.reg.id);
+        match done {
+            Some((id, st, res)) => inv.arg(id).arg(st).arg(res),
+            None => inv.arg("").arg("").arg(""),
+        };
+        inv.arg(next.unwrap_or("")).arg(self.max_batch);
+        if claim {
+            for q in &self.queues {
+                inv.arg(q);
+            }
+        }
+        let reply: Vec<redis::Value> = self.conn.run(|c| inv.invoke(c))?;
+        let accepted = matches!(reply.first(), Some(redis::Value::Int(1)));
+        if reply.len() < 5 {
+            return Ok((accepted, None));
+        }
+        let s = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap_or_default() };
+        let task = Task {
+            id: s(&reply[1]),
+            payload: redis::from_redis_value_ref(&reply[2]).unwrap_or_default(),
+            job: s(&reply[3]),
+            timeout: s(&reply[4]).parse().ok(),
+        };
+        for v in reply[5..].iter().rev() {
+            self.claimed.push_front(s(v));
+        }
+        Ok((accepted, Some(task)))
+    }
+
+    fn set_current(&self, task: Option<&Task>) {
+        let mut cur = self.shared.current.lock();
+        cur.interrupted = None;
+        cur.id = task.map(|t| t.id.clone());
+        cur.deadline = task
+            .and_then(|t| t.timeout)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    }
+
+    /// Fetch a foreach job's environment.
+    pub fn job_env(&mut self, job: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.reg.keys.job_env(job);
+        self.conn.retry(Duration::from_secs(60), |c| redis::cmd("GET").arg(&key).query(c))
+    }
+
+    /// Leave: stop the side thread, give back unstarted claims, unregister.
+    pub fn exit(&mut self, how: &str) -> Result<()> {
+        if self.exited {
+            return Ok(());
+        }
+        self.exited = true;
+        self.set_current(None);
+        let control = self.reg.keys.worker_control(&self.reg.id);
+        let _ = self.conn.run(|c| redis::cmd("RPUSH").arg(&control).arg("WAKE").query::<()>(c));
+        self.heartbeat.stop();
+        let wid = self.reg.id.clone();
+        let keys = self.reg.keys.clone();
+        self.conn.run(|c| invocation(scripts::exit_worker(), &keys).arg(&wid).arg(how).invoke::<redis::Value>(c))?;
+        Ok(())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.exit("EXITED");
+    }
+}
