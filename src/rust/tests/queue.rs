@@ -1,0 +1,203 @@
+//! The queue engine against a real redis-server: submission, claim,
+//! first-result-wins completion, cancellation, and the Lua/Rust key schema.
+
+mod common;
+
+use common::Server;
+use redq::connection::Connection;
+use redq::controller::Controller;
+use redq::heartbeat::Timing;
+use redq::keys::Keys;
+use redq::queue;
+use redq::scripts::{self, invocation};
+use redq::task::{new_id, TaskSpec};
+use redq::worker::{Worker, WorkerOptions};
+use std::time::Duration;
+
+fn spec(queue: &str, payload: &[u8], notify: &str) -> TaskSpec {
+    TaskSpec {
+        id: new_id(),
+        queue: queue.into(),
+        payload: payload.to_vec(),
+        timeout: None,
+        max_attempts: 3,
+        job: None,
+        notify: Some(notify.into()),
+    }
+}
+
+pub fn options(queues: &[&str]) -> WorkerOptions {
+    WorkerOptions {
+        name: None,
+        queues: queues.iter().map(|s| s.to_string()).collect(),
+        timing: Timing {
+            period: Duration::from_millis(100),
+            lease: Duration::from_millis(500),
+            grace: Duration::from_secs(1),
+            reap_every: 2,
+        },
+        max_batch: 4,
+        info: vec![("host".into(), "test".into())],
+    }
+}
+
+#[test]
+fn lua_preamble_builds_the_same_keys_and_words_as_rust() {
+    let srv = Server::start();
+    let cfg = srv.config("ns");
+    let keys = Keys::new("ns");
+    let mut conn = Connection::open(&cfg).unwrap();
+    let got: Vec<String> = conn.run(|c| invocation(scripts::keys_check(), &keys).invoke(c)).unwrap();
+    let want = vec![
+        keys.queue("q"),
+        keys.worker_running("w"),
+        keys.task("t"),
+        keys.workers(),
+        redq::status::PENDING.to_string(),
+        redq::status::RUNNING.to_string(),
+        redq::status::COMPLETE.to_string(),
+        redq::status::ERROR.to_string(),
+        redq::status::CANCELLED.to_string(),
+        redq::status::TIMEOUT.to_string(),
+        redq::status::DIED.to_string(),
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn tasks_run_in_fifo_order_and_results_come_back() {
+    let srv = Server::start();
+    let cfg = srv.config("fifo");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let tasks: Vec<TaskSpec> = (0..5).map(|i| spec("q", &[i], &ctl.done)).collect();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
+    assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 5);
+
+    let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
+    let mut seen = vec![];
+    let (_, mut next) = w.step(None, true, Duration::from_millis(100)).unwrap();
+    while let Some(t) = next {
+        seen.push(t.payload[0]);
+        let result = vec![t.payload[0] * 2];
+        let (accepted, n) = w.step(Some((&t.id, "COMPLETE", &result)), true, Duration::ZERO).unwrap();
+        assert!(accepted);
+        next = n;
+    }
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    let res = queue::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
+    for (i, (st, r)) in res.iter().enumerate() {
+        assert_eq!(st, "COMPLETE");
+        assert_eq!(r.as_deref(), Some(&[(i as u8) * 2][..]));
+    }
+    // every completion was announced on the controller's list
+    let n: usize = ctl.conn.run(|c| redis::cmd("LLEN").arg(&ctl.done).query(c)).unwrap();
+    assert_eq!(n, 5);
+    assert_eq!(queue::list(&mut ctl.conn, &ctl.keys).unwrap().len(), 5);
+    w.exit("EXITED").unwrap();
+}
+
+#[test]
+fn the_first_result_wins_and_a_duplicate_is_dropped() {
+    let srv = Server::start();
+    let cfg = srv.config("fw");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let t = spec("q", b"x", &ctl.done);
+    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], true).unwrap();
+    let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
+    let (_, got) = w.step(None, true, Duration::ZERO).unwrap();
+    assert_eq!(got.unwrap().id, t.id);
+    let first: Vec<i64> = ctl
+        .conn
+        .run(|c| invocation(scripts::complete(), &ctl.keys).arg("other").arg(&t.id).arg("COMPLETE").arg("first").invoke(c))
+        .unwrap();
+    assert_eq!(first, vec![1]);
+    let (accepted, _) = w.step(Some((&t.id, "COMPLETE", b"second")), false, Duration::ZERO).unwrap();
+    assert!(!accepted);
+    let res = queue::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
+    assert_eq!(res[0].1.as_deref(), Some(&b"first"[..]));
+    let running: usize =
+        ctl.conn.run(|c| redis::cmd("LLEN").arg(ctl.keys.worker_running(w.id())).query(c)).unwrap();
+    assert_eq!(running, 0, "the dropped result still left the running list");
+}
+
+#[test]
+fn cancel_takes_pending_tasks_off_the_queue() {
+    let srv = Server::start();
+    let cfg = srv.config("cancel");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let tasks: Vec<TaskSpec> = (0..3).map(|i| spec("q", &[i], &ctl.done)).collect();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
+    let before = queue::cancel(&mut ctl.conn, &ctl.keys, &[tasks[1].id.clone(), "nope".into()]).unwrap();
+    assert_eq!(before, vec!["PENDING", "MISSING"]);
+    assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 2);
+    let st = queue::statuses(&mut ctl.conn, &ctl.keys, &[tasks[1].id.clone()]).unwrap();
+    assert_eq!(st, vec!["CANCELLED"]);
+    queue::delete(&mut ctl.conn, &ctl.keys, &[tasks[0].id.clone()]).unwrap();
+    let st = queue::statuses(&mut ctl.conn, &ctl.keys, &[tasks[0].id.clone()]).unwrap();
+    assert_eq!(st, vec!["MISSING"]);
+    assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 1);
+}
+
+#[test]
+fn a_worker_claims_in_queue_priority_order() {
+    let srv = Server::start();
+    let cfg = srv.config("prio");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let low = spec("low", b"low", &ctl.done);
+    let high = spec("high", b"high", &ctl.done);
+    queue::submit(&mut ctl.conn, &ctl.keys, &[low.clone()], true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &[high.clone()], true).unwrap();
+    let mut w = Worker::start(&cfg, options(&["high", "low"])).unwrap();
+    let (_, t) = w.step(None, true, Duration::ZERO).unwrap();
+    assert_eq!(t.unwrap().id, high.id);
+}
+
+#[test]
+fn unreachable_servers_fail_fast_with_a_connection_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = redq::config::Config::new(&format!("redis://127.0.0.1:{port}/0"), "x").unwrap();
+    let t = std::time::Instant::now();
+    let e = Controller::open(&cfg).err().unwrap();
+    assert!(e.is_connection(), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(e.to_string().contains("is redis-server running"));
+}
+
+#[test]
+fn wait_returns_when_tasks_end_and_times_out_otherwise() {
+    let srv = Server::start();
+    let cfg = srv.config("wait");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let t = spec("q", b"x", &ctl.done);
+    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], true).unwrap();
+    let ids = vec![t.id.clone()];
+    let done = ctl.done.clone();
+    let keys = ctl.keys.clone();
+    let mut no = || false;
+    let mut prog = |_: usize, _: usize| {};
+    let mut idle = |_: &mut Connection| Ok(());
+    let mut opts = queue::WaitOptions {
+        slice: Duration::from_millis(100),
+        timeout: Some(Duration::from_millis(300)),
+        interrupted: &mut no,
+        progress: &mut prog,
+        idle: &mut idle,
+    };
+    let e = queue::wait(&mut ctl.conn, &keys, &ids, &done, &mut opts).unwrap_err();
+    assert!(e.is_timeout());
+
+    let cfg2 = cfg.clone();
+    let h = std::thread::spawn(move || {
+        let mut w = Worker::start(&cfg2, options(&["q"])).unwrap();
+        let (_, t) = w.step(None, true, Duration::from_secs(1)).unwrap();
+        let t = t.unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        w.step(Some((&t.id, "COMPLETE", b"r")), false, Duration::ZERO).unwrap();
+        w.exit("EXITED").unwrap();
+    });
+    opts.timeout = Some(Duration::from_secs(5));
+    let st = queue::wait(&mut ctl.conn, &keys, &ids, &done, &mut opts).unwrap();
+    assert_eq!(st, vec!["COMPLETE"]);
+    h.join().unwrap();
+}
