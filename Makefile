@@ -1,0 +1,34 @@
+# redq: set-up, build, demo, tests and benchmarks on Debian/Ubuntu.
+#   make demo   install what is missing, build, run the demo
+#   make test   install what is missing, run cargo test and the testthat suite
+#   make bench  benchmarks against doParallel and sequential %do%
+
+R_PKGS = r-base-dev redis-server r-cran-foreach r-cran-iterators r-cran-processx \
+         r-cran-testthat r-cran-withr r-cran-callr r-cran-doparallel r-cran-dorng \
+         r-cran-knitr r-cran-rmarkdown
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+LIB ?= $(CURDIR)/.lib
+
+.PHONY: deps install demo test cargo-test r-test bench docs clean
+
+deps:
+	@bash tools/deps.sh $(R_PKGS)
+
+install: deps
+	@mkdir -p $(LIB)
+	R CMD INSTALL --no-multiarch --library=$(LIB) .
+
+demo: install
+	R_LIBS=$(LIB) Rscript inst/examples/demo.R
+
+test: install
+	@bash tools/test.sh $(LIB)
+
+bench: install
+	R_LIBS=$(LIB) Rscript bench/run.R
+
+docs:
+	Rscript -e 'roxygen2::roxygenise(load_code = roxygen2::load_source)'
+
+clean:
+	rm -rf src/rust/target src/*.o src/*.so $(LIB)

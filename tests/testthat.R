@@ -1,0 +1,4 @@
+library(testthat)
+library(redq)
+
+test_check("redq")
