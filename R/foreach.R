@@ -265,8 +265,10 @@ run_foreach_chunk <- function(p, task, w, state) {
     job <- foreach_job_setup(p$job, w)
     state$jobs <- c(utils::tail(state$jobs, 3L), stats::setNames(list(job), p$job))
   }
-  # a user's set.seed.worker() takes over seeding, as in doRedis
-  seed <- if (is.function(job$env$set.seed.worker)) NULL else p$seed
+  seed <- p$seed
+  # a user's set.seed.worker(0) runs before every iteration, after the
+  # default seeding, as in doRedis
+  user_seed <- job$env$set.seed.worker
   out <- vector("list", length(p$args))
   for (k in seq_along(p$args)) {
     args <- p$args[[k]]
@@ -275,6 +277,7 @@ run_foreach_chunk <- function(p, task, w, state) {
       assign(".Random.seed", seed, envir = globalenv())
       seed <- parallel::nextRNGStream(seed)
     }
+    if (is.function(user_seed)) user_seed(0)
     out[k] <- list(tryCatch(eval(job$expr, envir = job$env), error = function(e) e))
   }
   out
@@ -292,9 +295,6 @@ foreach_job_setup <- function(jid, w) {
   parent.env(job$env) <- globalenv()
   if (is.function(job$env$worker.init)) {
     job$env$worker.init()
-  }
-  if (is.function(job$env$set.seed.worker)) {
-    job$env$set.seed.worker(sample.int(.Machine$integer.max, 1L))
   }
   job
 }

@@ -49,7 +49,7 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
   for (id in ids) {
     out <- if (is.null(log)) NULL else file.path(log, paste0(id, ".log"))
     proc <- processx::process$new(
-      rscript, c("--vanilla", "-e", "redq::worker_main()"),
+      rscript, c("--vanilla", "-e", WORKER_COMMAND),
       env = c(env, REDQ_NAME = id), stdout = out, stderr = if (is.null(out)) NULL else "2>&1",
       supervise = TRUE, cleanup = TRUE)
     redq_env$processes[[id]] <- proc
@@ -57,6 +57,10 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
   wait_registered(ctl, ids, timeout)
   invisible(ids)
 }
+
+# Workers attach redq, as doRedis workers attach doRedis, so that tasks can
+# call redisGet() and friends.
+WORKER_COMMAND <- "suppressPackageStartupMessages(library(redq)); worker_main()"
 
 # Registration is the worker's first write; poll for it (start-up only,
 # never on the task path) and fail early if a process died instead.
