@@ -22,6 +22,8 @@ do_redis <- function(obj, expr, envir, data) {
   job$id <- jid
   job$ctl <- ctl
   job$queue <- opts$queue
+  job$timeout <- opts$timeout
+  job$max_attempts <- opts$max_attempts
   job$pending <- list() # task id -> payload, kept until its result is in
   job$size <- list() # task id -> number of iterations
   job$env <- serialize_fast(list(expr = expr, env = exportenv, packages = opts$packages))
@@ -118,7 +120,7 @@ do_redis <- function(obj, expr, envir, data) {
     if (!is.null(bar)) utils::setTxtProgressBar(bar, done_iters)
     if (as.numeric(Sys.time() - last_check, units = "secs") >= opts$ftinterval) {
       last_check <- Sys.time()
-      job_check(job)
+      job_recover(job)
     }
   }
 
@@ -146,26 +148,31 @@ chunk_values <- function(status, raw, n, id) {
   rep(list(err), n)
 }
 
-# Results in, with the fault checks that keep a loop alive across a server
-# restart: a connection error is waited out (the Rust side reconnects).
+# Results in. A connection error is waited out: the Rust side reconnects,
+# and job_recover() resubmits whatever the server lost meanwhile.
 job_collect <- function(job, wait) {
   r <- rs_job_collect(job$ctl$ptr, job$id, wait)
   if (inherits(r, "redq_rs_error") && identical(r$kind, "connection")) {
-    job_wait_server(job)
+    job_recover(job)
     return(list(id = character()))
   }
   rs_check(r)
 }
 
-job_wait_server <- function(job, patience = getOption("redq.reconnect_patience", 60)) {
+# job_check(), retried until the server answers again (or patience runs out).
+job_recover <- function(job, patience = getOption("redq.reconnect_patience", 60)) {
   deadline <- Sys.time() + patience
   repeat {
+    ok <- tryCatch({
+      job_check(job)
+      TRUE
+    }, redq_error_connection = function(e) {
+      if (Sys.time() > deadline) stop(e)
+      FALSE
+    })
+    if (ok) return(invisible())
     Sys.sleep(0.1)
-    r <- rs_controller_ping(job$ctl$ptr)
-    if (!inherits(r, "redq_rs_error")) break
-    if (Sys.time() > deadline) rs_check(r)
   }
-  job_check(job)
 }
 
 # Run the reaper, and resubmit whatever the server lost (restart without
@@ -173,8 +180,7 @@ job_wait_server <- function(job, patience = getOption("redq.reconnect_patience",
 # task's payload.
 job_check <- function(job) {
   ctl <- job$ctl
-  lost <- rs_check(rs_controller_reap(ctl$ptr))
-  warn_lost(sprintf("%s on %s", lost$id, lost$host))
+  warn_lost(rs_check(rs_controller_reap(ctl$ptr)))
   ids <- names(job$pending)
   if (length(ids) == 0L) return(invisible())
   m <- rs_check(rs_job_missing(ctl$ptr, job$id, ids))
@@ -184,7 +190,7 @@ job_check <- function(job) {
   if (length(m$missing)) {
     gone <- ids[m$missing]
     rs_check(rs_job_submit(ctl$ptr, job$id, job$queue, gone, unname(job$pending[gone]),
-                           Inf, 3L))
+                           job$timeout, job$max_attempts))
   }
 }
 
@@ -293,6 +299,9 @@ foreach_job_setup <- function(jid, w) {
     library(pkg, character.only = TRUE)
   }
   parent.env(job$env) <- globalenv()
+  # compiled once per job, as foreach's own backends do: R compiles loops
+  # on the fly only at top level, so an uncompiled body runs its loops slowly
+  job$expr <- compile_expr(job$expr, job$env)
   if (is.function(job$env$worker.init)) {
     job$env$worker.init()
   }

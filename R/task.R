@@ -62,6 +62,10 @@ task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_
                                   envir = parent.frame(), controller = NULL) {
   expr <- substitute(expr)
   rows <- data_rows(data)
+  if (any(vapply(rows, function(r) length(r) && is.null(names(r)) || any(!nzchar(names(r))), NA))) {
+    redq_abort("argument", paste("every element of 'data' must name its values, e.g.",
+                                 "data.frame(x = 1:3) or list(list(x = 1), list(x = 2))"))
+  }
   vars <- capture_vars(expr, envir)
   payloads <- lapply(rows, function(row) {
     v <- vars
@@ -203,10 +207,12 @@ task_wait <- function(ids, timeout = Inf, progress = NULL, controller = NULL) {
 
 reap_interval <- function() getOption("redq.reap_interval", 1)
 
+# One warning per worker found lost (lost: list(id, host, requeued, died)).
 warn_lost <- function(lost) {
-  for (w in lost) {
-    warning(sprintf("worker %s stopped answering; its tasks went back to their queues", w),
-            call. = FALSE)
+  for (i in seq_along(lost$id)) {
+    warning(sprintf("worker %s on host %s stopped answering: %d task(s) requeued, %d ended DIED",
+                    lost$id[[i]], lost$host[[i]], as.integer(lost$requeued[[i]]),
+                    as.integer(lost$died[[i]])), call. = FALSE)
   }
 }
 

@@ -171,7 +171,7 @@ worker_stop <- function(ids = NULL, type = c("graceful", "kill"), wait = 10, con
 #' Copies `redq-worker`, the launcher that cluster nodes run, to `path`:
 #' \preformatted{
 #' redq-worker [--url-from-env] [--queue q1,q2] [--name NAME]
-#'             [--heartbeat S] [--lease S] NAMESPACE
+#'             [--heartbeat S] [--lease S] [--max-tasks N] NAMESPACE
 #' }
 #' It reads the server from `REDIS_URL` (so the password never appears on
 #' a command line) and runs [worker_main()].

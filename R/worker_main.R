@@ -124,7 +124,10 @@ run_task <- function(w, task, state) {
         invokeRestart("muffleWarning")
       }),
     error = function(e) {
-      redq_task_error(conditionMessage(e), call = conditionCall(e), warnings = warnings,
+      call <- conditionCall(e)
+      # an error raised by the task's own top-level call names our eval()
+      if (is.call(call) && identical(call[[1]], quote(eval))) call <- NULL
+      redq_task_error(conditionMessage(e), call = call, warnings = warnings,
                       id = task$id, trace = e)
     },
     interrupt = function(e) {
@@ -148,9 +151,19 @@ eval_payload <- function(p, task, w, state) {
   switch(p$type,
     expr = {
       env <- list2env(p$vars, parent = globalenv())
-      eval(p$expr, env)
+      eval(compile_expr(p$expr, env), env)
     },
     call = do.call(p$fn, p$args, quote = TRUE),
     foreach = run_foreach_chunk(p, task, w, state),
     stop("unknown task payload type '", p$type, "'; is this worker's redq older than the controller's?"))
+}
+
+# Byte-compile expressions that loop: R compiles loops on the fly only at
+# top level, so an uncompiled loop in a task runs several times slower.
+# Loop-free expressions are cheaper to evaluate than to compile.
+compile_expr <- function(expr, env) {
+  if (!any(c("for", "while", "repeat") %in% all.names(expr))) {
+    return(expr)
+  }
+  compiler::compile(expr, env, options = list(suppressUndefined = TRUE))
 }

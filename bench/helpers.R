@@ -39,13 +39,12 @@ reps <- function(full, quick = 1L) if (isTRUE(bench$quick)) quick else full
 #   group:    rows comparable with each other (NULL: none)
 #   baseline: for baseline rows, the ratio column they feed ("fork", "psock", "seq")
 #   target:   list(label = "...", ok = function(median, ratios) logical) or NULL
-#   better:   "lower" or "higher"; only used to print which way is good
 record <- function(case, system, values, unit, group = NULL, baseline = NULL,
-                   target = NULL, better = "lower") {
+                   target = NULL) {
   values <- as.numeric(values)
   bench$rows[[length(bench$rows) + 1L]] <- list(
     case = case, system = system, values = values, unit = unit, group = group,
-    baseline = baseline, target = target, better = better)
+    baseline = baseline, target = target)
   progress(sprintf("  %-34s %-18s median %s %s (n=%d)", case, system,
                    fmt_num(stats::median(values)), unit, length(values)))
   invisible(values)
@@ -53,25 +52,24 @@ record <- function(case, system, values, unit, group = NULL, baseline = NULL,
 
 # Target helpers: a bound on the median, or on a ratio to a baseline.
 target_at_least <- function(x, unit) {
-  list(label = sprintf(">= %s %s", fmt_num(x), unit), ok = function(m, r) m >= x)
+  list(label = sprintf(">= %s %s", fmt_bound(x), unit), ok = function(m, r) m >= x)
 }
 target_at_most <- function(x, unit) {
-  list(label = sprintf("<= %s %s", fmt_num(x), unit), ok = function(m, r) m <= x)
+  list(label = sprintf("<= %s %s", fmt_bound(x), unit), ok = function(m, r) m <= x)
 }
 target_ratio <- function(x, baseline) {
   list(label = sprintf("<= %gx %s", x, baseline),
        ok = function(m, r) !is.na(r[[baseline]]) && r[[baseline]] <= x)
 }
 
+# Three significant digits (trailing zeros kept, so columns line up by
+# eye), whole numbers with thousands separators from 100 up.
 fmt_num <- function(x) {
   if (length(x) == 0L || is.na(x)) return("NA")
-  if (x == 0) return("0")
-  a <- abs(x)
-  if (a >= 1000) return(formatC(x, format = "f", digits = 0, big.mark = ","))
-  if (a >= 100) return(formatC(x, format = "f", digits = 1))
-  if (a >= 1) return(formatC(x, format = "f", digits = 3))
-  formatC(x, format = "g", digits = 3)
+  if (abs(x) >= 100) return(formatC(round(x), format = "d", big.mark = ","))
+  formatC(signif(x, 3), format = "fg", digits = 3, flag = "#")
 }
+fmt_bound <- function(x) prettyNum(x, big.mark = ",")
 
 # VmRSS / VmHWM of a process in MB (Linux only; NA elsewhere).
 proc_status_mb <- function(pid = Sys.getpid(), field = "VmRSS") {
@@ -80,6 +78,15 @@ proc_status_mb <- function(pid = Sys.getpid(), field = "VmRSS") {
   line <- grep(paste0("^", field, ":"), readLines(f, warn = FALSE), value = TRUE)
   if (length(line) == 0L) return(NA_real_)
   as.numeric(gsub("[^0-9]", "", line)) / 1024 # kB -> MB
+}
+
+# Reset the kernel's peak-RSS counter (VmHWM) of this process, so that a
+# later VmHWM reading is the peak of one case, not of the whole run.
+reset_peak_rss <- function() {
+  invisible(tryCatch({
+    writeLines("5", "/proc/self/clear_refs")
+    TRUE
+  }, error = function(e) FALSE, warning = function(w) FALSE))
 }
 
 # Redis used_memory in bytes, from INFO memory.
@@ -166,7 +173,7 @@ print_results <- function() {
     cat("\nFAILED cases:\n")
     cat(paste0("  - ", bench$failures, "\n"), sep = "")
   }
-  cat(sprintf("\nTotal time %.1f s\n",
+  cat(sprintf("\nTotal time %.1f s\n\n",
               as.numeric(difftime(Sys.time(), bench$started, units = "secs"))))
   invisible(tab)
 }

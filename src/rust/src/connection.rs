@@ -85,6 +85,15 @@ impl Connection {
         }
     }
 
+    /// Send a pipeline; an empty one is not sent (Redis rejects it) and
+    /// yields `T::default()`.
+    pub fn pipe<T: redis::FromRedisValue + Default>(&mut self, p: &redis::Pipeline) -> Result<T> {
+        if p.is_empty() {
+            return Ok(T::default());
+        }
+        self.run(|c| p.query(c))
+    }
+
     /// Run a blocking command that may wait up to `wait` on the server: the
     /// read timeout is stretched to cover it, then restored.
     pub fn run_blocking<T>(

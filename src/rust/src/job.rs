@@ -48,7 +48,7 @@ pub fn collect(conn: &mut Connection, keys: &Keys, job: &str, wait: Duration) ->
             out.push(Ended { id, status: st, result });
         }
     }
-    conn.run(|c| p.query::<()>(c))?;
+    conn.pipe::<()>(&p)?;
     Ok(out)
 }
 
@@ -61,7 +61,7 @@ pub fn missing(conn: &mut Connection, keys: &Keys, job: &str, ids: &[String]) ->
     for id in ids {
         p.exists(keys.task(id));
     }
-    let e: Vec<bool> = conn.run(|c| p.query(c))?;
+    let e: Vec<bool> = conn.pipe(&p)?;
     let env = e.first().copied().unwrap_or(false);
     Ok((env, e.iter().skip(1).enumerate().filter(|(_, x)| !**x).map(|(i, _)| i).collect()))
 }
@@ -74,7 +74,7 @@ pub fn remove(conn: &mut Connection, keys: &Keys, job: &str, ids: &[String]) -> 
         for id in chunk {
             p.del(keys.task(id)).ignore();
         }
-        conn.run(|c| p.query::<()>(c))?;
+        conn.pipe::<()>(&p)?;
     }
     conn.run(|c| redis::pipe().del(keys.job_env(job)).del(keys.job_done(job)).query::<()>(c))
 }

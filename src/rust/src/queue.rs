@@ -22,7 +22,7 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], register: 
     p.atomic();
     let mut by_queue: HashMap<&str, Vec<&str>> = HashMap::new();
     for t in tasks {
-        p.hset_multiple(keys.task(&t.id), &t.fields(now)).ignore();
+        p.cmd("HSET").arg(keys.task(&t.id)).arg(t.fields(now)).ignore();
         by_queue.entry(t.queue.as_str()).or_default().push(t.id.as_str());
     }
     for (q, ids) in &by_queue {
@@ -42,7 +42,7 @@ pub fn statuses(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Ve
     for id in ids {
         p.hget(keys.task(id), "status");
     }
-    let out: Vec<Option<String>> = conn.run(|c| p.query(c))?;
+    let out: Vec<Option<String>> = conn.pipe(&p)?;
     Ok(out.into_iter().map(|s| s.unwrap_or_else(|| status::MISSING.to_string())).collect())
 }
 
@@ -52,7 +52,7 @@ pub fn results(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec
     for id in ids {
         p.cmd("HMGET").arg(keys.task(id)).arg("status").arg("result");
     }
-    let out: Vec<(Option<String>, Option<Vec<u8>>)> = conn.run(|c| p.query(c))?;
+    let out: Vec<(Option<String>, Option<Vec<u8>>)> = conn.pipe(&p)?;
     Ok(out
         .into_iter()
         .map(|(s, r)| (s.unwrap_or_else(|| status::MISSING.to_string()), r))
@@ -97,7 +97,7 @@ pub fn delete(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<()> 
         p.del(keys.task(id)).ignore();
     }
     p.srem(keys.tasks(), ids).ignore();
-    conn.run(|c| p.query::<()>(c))
+    conn.pipe(&p)
 }
 
 /// Number of PENDING tasks in a queue.

@@ -39,7 +39,9 @@ pub fn register(conn: &mut Connection, reg: &Registration, lease: Duration) -> R
     let (version,): (String,) = conn.run(|c| {
         redis::pipe()
             .atomic()
-            .hset_multiple(k.worker(&reg.id), &fields)
+            .cmd("HSET")
+            .arg(k.worker(&reg.id))
+            .arg(&fields)
             .ignore()
             .persist(k.worker(&reg.id))
             .ignore()
@@ -326,7 +328,16 @@ impl Worker {
 }
 
 impl Drop for Worker {
+    /// Runs when R frees the worker, including at process exit. A process
+    /// that ends in the middle of a task (the task called quit()) is
+    /// treated like a crash: the lease runs out and the reaper requeues the
+    /// task, rather than giving it at once to the next worker, which would
+    /// quit too.
     fn drop(&mut self) {
-        let _ = self.exit("EXITED");
+        if self.shared.current.lock().id.is_some() {
+            self.shared.shutdown.store(true, Ordering::SeqCst);
+        } else {
+            let _ = self.exit("EXITED");
+        }
     }
 }

@@ -201,3 +201,21 @@ fn wait_returns_when_tasks_end_and_times_out_otherwise() {
     assert_eq!(st, vec!["COMPLETE"]);
     h.join().unwrap();
 }
+
+#[test]
+fn cancelling_many_queued_tasks_keeps_the_rest_in_order() {
+    let srv = Server::start();
+    let cfg = srv.config("bulkcancel");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let tasks: Vec<TaskSpec> = (0..1000u32).map(|i| spec("q", &i.to_le_bytes(), &ctl.done)).collect();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
+    let gone: Vec<String> = tasks.iter().step_by(3).map(|t| t.id.clone()).collect();
+    let before = queue::cancel(&mut ctl.conn, &ctl.keys, &gone).unwrap();
+    assert!(before.iter().all(|s| s == "PENDING"));
+    let left: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(ctl.keys.queue("q")).arg(0).arg(-1).query(c)).unwrap();
+    // the queue is pushed on the left: its rightmost id is the oldest
+    let want: Vec<String> = tasks.iter().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, t)| t.id.clone()).rev().collect();
+    assert_eq!(left, want);
+    assert!(queue::statuses(&mut ctl.conn, &ctl.keys, &[]).unwrap().is_empty());
+    assert!(queue::cancel(&mut ctl.conn, &ctl.keys, &[]).unwrap().is_empty());
+}

@@ -49,14 +49,18 @@ fn rs_controller_ping(x: Robj) -> Robj {
 fn rs_controller_reap(x: Robj) -> Robj {
     let mut c = ctl!(x);
     let c = c.as_mut();
-    out(monitor::reap(&mut c.conn, &c.keys).map(|lost| {
-        list!(
-            id = lost.iter().map(|w| w.id.as_str()).collect::<Strings>(),
-            host = lost.iter().map(|w| w.host.as_str()).collect::<Strings>(),
-            requeued = lost.iter().map(|w| w.requeued as f64).collect::<Vec<f64>>(),
-            died = lost.iter().map(|w| w.died as f64).collect::<Vec<f64>>()
-        )
-    }))
+    out(monitor::reap(&mut c.conn, &c.keys).map(|lost| lost_robj(&lost)))
+}
+
+/// Lost workers as list(id, host, requeued, died).
+pub(crate) fn lost_robj(lost: &[monitor::LostWorker]) -> Robj {
+    list!(
+        id = lost.iter().map(|w| w.id.as_str()).collect::<Strings>(),
+        host = lost.iter().map(|w| w.host.as_str()).collect::<Strings>(),
+        requeued = lost.iter().map(|w| w.requeued as f64).collect::<Vec<f64>>(),
+        died = lost.iter().map(|w| w.died as f64).collect::<Vec<f64>>()
+    )
+    .into()
 }
 
 /// Run one Redis command given as strings; the reply as an R value. For

@@ -1,6 +1,6 @@
 //! The task API and queues.
 
-use super::controller::ctl;
+use super::controller::{ctl, lost_robj};
 use super::{err, interrupted, out, raws, seconds, strs};
 use crate::controller::Controller;
 use crate::error::Error;
@@ -73,7 +73,7 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: f64, reap_every: f64, progress: 
     let keys = c.keys.clone();
     let reap_every = Duration::from_secs_f64(reap_every.max(0.05));
     let mut last_reap = Instant::now();
-    let mut lost: Vec<String> = Vec::new();
+    let mut lost: Vec<monitor::LostWorker> = Vec::new();
     let mut shown = usize::MAX;
     let result = {
         let mut check = interrupted;
@@ -91,9 +91,7 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: f64, reap_every: f64, progress: 
         let mut idle = |conn: &mut crate::connection::Connection| -> crate::error::Result<()> {
             if last_reap.elapsed() >= reap_every {
                 last_reap = Instant::now();
-                for w in monitor::reap(conn, &keys)? {
-                    lost.push(format!("{} on {}", w.id, if w.host.is_empty() { "?" } else { &w.host }));
-                }
+                lost.extend(monitor::reap(conn, &keys)?);
             }
             Ok(())
         };
@@ -111,11 +109,11 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: f64, reap_every: f64, progress: 
         reprint!("\n");
     }
     match result {
-        Ok(st) => list!(status = st.into_iter().collect::<Strings>(), lost = lost.into_iter().collect::<Strings>()).into(),
+        Ok(st) => list!(status = st.into_iter().collect::<Strings>(), lost = lost_robj(&lost)).into(),
         Err(e) => {
             let mut r = err(&e);
             if matches!(e, Error::Interrupted | Error::Timeout(_)) {
-                let _ = r.set_attrib("lost", lost.into_iter().collect::<Strings>());
+                let _ = r.set_attrib("lost", lost_robj(&lost));
             }
             r
         }

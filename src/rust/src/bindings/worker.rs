@@ -143,7 +143,7 @@ fn rs_worker_info(x: Robj, ids: Strings) -> Robj {
         p.hgetall(c.keys.worker(&id));
         p.exists(c.keys.worker_alive(&id));
     }
-    let r: crate::error::Result<Vec<redis::Value>> = c.conn.run(|k| p.query(k));
+    let r: crate::error::Result<Vec<redis::Value>> = c.conn.pipe(&p);
     out(r.map(|vals| {
         List::from_values(vals.chunks(2).map(|pair| {
             let fields: Vec<(String, String)> = redis::from_redis_value_ref(&pair[0]).unwrap_or_default();
@@ -169,7 +169,7 @@ fn rs_worker_signal(x: Robj, ids: Strings, message: &str) -> Robj {
         p.rpush(c.keys.worker_control(&id), message).ignore();
         p.expire(c.keys.worker_control(&id), 86400).ignore();
     }
-    out(c.conn.run(|k| p.query::<()>(k)))
+    out(c.conn.pipe::<()>(&p))
 }
 
 extendr_module! {

@@ -1,0 +1,166 @@
+# Task API cases: bulk throughput, single-task round trip, and scale
+# (100,000 queued tasks: submission, Redis memory, per-task cost).
+#
+# Every call names its controller explicitly: registerDoRedis() (in the
+# foreach cases) replaces the default controller.
+
+# Tasks from one bulk submission until every result is back in R, with the
+# two workers already idle and warm.
+case_task_throughput <- function(ctl) {
+  ids <- worker_spawn(2, controller = ctl)
+  on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl), add = TRUE)
+  warm_up(ctl)
+
+  for (n in c(2000L, 20000L)) {
+    rates <- numeric()
+    for (i in seq_len(if (n < 10000L) reps(5, 2) else reps(3, 1))) {
+      invisible(gc())
+      t <- elapsed({
+        tid <- task_create_bulk_call(identity, as.list(seq_len(n)), controller = ctl)
+        task_wait(tid, timeout = 600, progress = FALSE, controller = ctl)
+        res <- task_results(tid, controller = ctl)
+      })
+      stopifnot(length(res) == n, identical(res[[n]], n))
+      rates <- c(rates, n / t)
+      task_delete(tid, controller = ctl)
+    }
+    record(sprintf("tasks: bulk %s trivial", format(n, big.mark = ",")), "redq", rates,
+           "tasks/s", target = target_at_least(10000, "tasks/s"))
+  }
+
+  # a worker that has served ~70,000 tasks, idle again
+  rss <- vapply(worker_info(ids, ctl), function(w) proc_status_mb(w$pid), 0)
+  record("memory: worker RSS after work", "redq", rss, "MB", group = "worker-rss",
+         target = target_at_most(80, "MB"))
+}
+
+# Latency of one task: create, wait, fetch, with two idle workers.
+case_round_trip <- function(ctl) {
+  ids <- worker_spawn(2, controller = ctl)
+  on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl), add = TRUE)
+  warm_up(ctl)
+  one <- function() {
+    t0 <- now()
+    id <- task_create_expr(1, controller = ctl)
+    task_wait(id, progress = FALSE, controller = ctl)
+    v <- task_result(id, controller = ctl)
+    dt <- now() - t0
+    stopifnot(identical(v, 1))
+    c(dt * 1000, id)
+  }
+  k <- 300L
+  medians <- p99s <- numeric()
+  for (i in seq_len(reps(3, 1))) {
+    Sys.sleep(0.2) # let both workers go back to their blocking wait
+    r <- vapply(seq_len(k), function(j) one(), character(2))
+    ms <- as.numeric(r[1, ])
+    medians <- c(medians, stats::median(ms))
+    p99s <- c(p99s, stats::quantile(ms, 0.99, names = FALSE))
+    task_delete(r[2, ], controller = ctl)
+  }
+  note(sprintf("round trip: %d repetitions of %d sequential tasks; min/median/max are over the repetitions' statistic",
+               length(medians), k))
+  record("round trip: median", "redq", medians, "ms", target = target_at_most(0.5, "ms"))
+  record("round trip: p99", "redq", p99s, "ms")
+}
+
+# 100,000 trivial tasks. With no worker running: bulk submission time and
+# Redis memory per queued task. Then per-task cost (submit + run + fetch,
+# divided by n) at 1k, 10k and, if it fits the time budget, 100k.
+case_scale <- function(ctl, n_big = if (isTRUE(bench$quick)) 20000L else 100000L,
+                       budget = 180) {
+  queue <- "bench-scale"
+  batch <- 10000L
+  invisible(gc(reset = TRUE))
+  peak_reset <- reset_peak_rss()
+  mem0 <- redis_used_memory(ctl)
+  rss0 <- proc_status_mb()
+  big <- character()
+  t_submit <- elapsed({
+    for (start in seq(1L, n_big, by = batch)) {
+      rows <- lapply(start:min(n_big, start + batch - 1L), function(i) list(x = i))
+      big <- c(big, task_create_bulk_expr(x, rows, queue = queue, controller = ctl))
+    }
+  })
+  stopifnot(length(big) == n_big, queue_length(queue, controller = ctl) == n_big)
+  mem1 <- redis_used_memory(ctl)
+  per_task <- (mem1 - mem0) / n_big
+  payload <- length(redq:::task_payload_expr(quote(x), list(x = 1L)))
+  nk <- sprintf("%dk", n_big %/% 1000L)
+  record(sprintf("scale: submit %s (bulk of 10k)", nk), "redq", n_big / t_submit, "tasks/s")
+  record("scale: payload of one task", "redq", payload, "bytes")
+  record(sprintf("scale: Redis per queued task (%s)", nk), "redq", per_task, "bytes")
+  record("scale: Redis per task beyond payload", "redq", per_task - payload, "bytes",
+         target = target_at_most(300, "bytes"))
+  note(sprintf("scale: payload = serialized expression + variables of one trivial task; Redis used_memory grew %.1f MB for %s queued tasks",
+               (mem1 - mem0) / 2^20, format(n_big, big.mark = ",")))
+
+  # per-task cost at small sizes: workers on a separate queue, so the big
+  # backlog stays untouched until its own run
+  small_q <- "bench-scale-small"
+  ids <- worker_spawn(2, queue = small_q, controller = ctl)
+  on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl), add = TRUE)
+  warm_up(ctl, queue = small_q)
+  cost <- list()
+  for (n in c(1000L, 10000L)) {
+    cost[[as.character(n)]] <- vapply(seq_len(reps(3, 1)), function(i) {
+      t <- elapsed({
+        tid <- task_create_bulk_expr(x, lapply(seq_len(n), function(i) list(x = i)),
+                                     queue = small_q, controller = ctl)
+        task_wait(tid, timeout = 600, progress = FALSE, controller = ctl)
+        res <- task_results(tid, controller = ctl)
+      })
+      stopifnot(length(res) == n)
+      task_delete(tid, controller = ctl)
+      t / n
+    }, 0)
+  }
+  worker_stop(ids, type = "kill", wait = 5, controller = ctl)
+  record("scale: per-task cost, 1k", "redq", cost[["1000"]] * 1e6, "us/task")
+  record("scale: per-task cost, 10k", "redq", cost[["10000"]] * 1e6, "us/task")
+
+  projected <- stats::median(cost[["10000"]]) * n_big
+  if (isTRUE(bench$quick) || projected > budget) {
+    note(sprintf("scale: %s run skipped (%s; projected %.0f s)", nk,
+                 if (isTRUE(bench$quick)) "quick mode" else "over budget", projected))
+  } else {
+    # the backlog is already queued: its cost is submission + drain + fetch
+    ids <- worker_spawn(2, queue = queue, controller = ctl)
+    on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl), add = TRUE)
+    t_run <- elapsed({
+      task_wait(big, timeout = 2 * budget, progress = FALSE, controller = ctl)
+      res <- task_results(big, controller = ctl)
+    })
+    stopifnot(length(res) == n_big, identical(res[[n_big]], n_big))
+    rm(res)
+    record(sprintf("scale: per-task cost, %s", nk), "redq", (t_submit + t_run) / n_big * 1e6,
+           "us/task")
+  }
+  # the wait itself blocks in Rust, so the controller's memory is read as
+  # peaks over submit + wait + fetch of the whole case
+  heap_peak <- sum(gc()[, 6])
+  record("scale: controller R heap peak", "redq", heap_peak, "MB")
+  if (peak_reset) {
+    record("scale: controller RSS peak", "redq", proc_status_mb(field = "VmHWM"), "MB")
+  }
+  note(sprintf("scale: controller RSS before the case %.0f MB; R heap and RSS peaks cover submitting, waiting for and fetching the tasks",
+               rss0))
+  # Deleting tasks still queued costs time quadratic in the queue length
+  # (each is removed from the queue list one by one); removing the queue
+  # first cancels them all in one go.
+  t_del <- elapsed({
+    queue_remove(queue, controller = ctl)
+    for (s in seq(1L, n_big, by = batch)) {
+      task_delete(big[s:min(n_big, s + batch - 1L)], controller = ctl)
+    }
+  })
+  progress(sprintf("  deleted %d tasks in %.1f s", n_big, t_del))
+}
+
+# The first tasks a worker runs pay for lazy loading; keep that out of
+# the steady-state numbers.
+warm_up <- function(ctl, n = 200L, queue = NULL) {
+  tid <- task_create_bulk_call(identity, as.list(seq_len(n)), queue = queue, controller = ctl)
+  task_wait(tid, timeout = 60, progress = FALSE, controller = ctl)
+  task_delete(tid, controller = ctl)
+}

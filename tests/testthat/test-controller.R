@@ -1,0 +1,69 @@
+test_that("REDIS_URL chooses the server and the controller prints it", {
+  ctl <- test_controller()
+  expect_equal(redq_url(), test_url())
+  expect_identical(redq_default_controller(), ctl)
+  out <- capture.output(print(ctl))
+  expect_match(out[1], ctl$namespace, fixed = TRUE)
+  expect_match(paste(out, collapse = "\n"), "live workers: 0")
+  expect_error(redq_controller("bad namespace"), class = "redq_error_argument")
+  expect_error(task_list(controller = "nope"), class = "redq_error_argument")
+})
+
+test_that("passwords never appear in printed output", {
+  ctl <- test_controller()
+  out <- callr::r(function(port) {
+    library(redq)
+    url <- sprintf("redis://user:s3cret@127.0.0.1:%d/0", port)
+    e <- tryCatch(redq_controller("x", url = url), error = function(e) conditionMessage(e))
+    e
+  }, list(redq:::free_port()))
+  expect_false(grepl("s3cret", out))
+})
+
+test_that("with nothing configured, redq uses 127.0.0.1:6379 or starts and stops its own server", {
+  local_default <- redq:::server_answers(redq:::DEFAULT_LOCAL_URL)
+  res <- callr::r(function() {
+    library(redq)
+    url <- redq_url()
+    id <- task_create_expr(6 * 7)
+    worker_spawn(1)
+    task_wait(id, timeout = 20)
+    srv <- redq:::redq_env$server
+    list(url = url, value = task_result(id),
+         pid = if (is.null(srv)) NA_integer_ else srv$process$get_pid(),
+         workers = vapply(redq:::redq_env$processes, function(p) p$get_pid(), 1L))
+  }, env = c(REDIS_URL = ""))
+  expect_equal(res$value, 42)
+  gone <- function(pid) is.na(pid) || !tools::pskill(pid, 0)
+  if (local_default) {
+    expect_equal(res$url, redq:::DEFAULT_LOCAL_URL)
+    expect_true(is.na(res$pid))
+  } else {
+    expect_match(res$url, "^redis://127\\.0\\.0\\.1:[0-9]+/0$")
+    expect_false(grepl(":6379/", res$url))
+    expect_false(is.na(res$pid))
+  }
+  # the server and the workers ended with the session
+  expect_true(wait_until(function() gone(res$pid) && all(vapply(res$workers, gone, NA)), 10))
+})
+
+test_that("redisSet and redisGet keep values in the namespace", {
+  ctl <- test_controller()
+  redisSet("m", matrix(1:4, 2))
+  expect_equal(redisGet("m"), matrix(1:4, 2))
+  redisDelete("m")
+  expect_null(redisGet("m"))
+})
+
+test_that("the connection survives an error and reconnects after a server restart", {
+  srv <- redq:::server_launch()
+  withr::defer(redq:::server_kill(srv))
+  ctl <- redq_controller("reconnect", url = srv$url, default = FALSE)
+  id <- task_create_expr(1, controller = ctl)
+  srv$process$kill()
+  expect_error(task_status(id, controller = ctl), class = "redq_error_connection")
+  srv2 <- redq:::server_launch(port = srv$port)
+  withr::defer(redq:::server_kill(srv2))
+  expect_equal(unname(task_status(id, controller = ctl)), "MISSING")
+  expect_length(task_create_expr(2, controller = ctl), 1)
+})

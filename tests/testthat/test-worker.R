@@ -1,0 +1,87 @@
+test_that("worker_spawn registers workers that report their info", {
+  ctl <- test_controller()
+  ids <- worker_spawn(2)
+  expect_length(ids, 2)
+  expect_setequal(worker_list(), ids)
+  st <- worker_status(ids)
+  expect_true(all(st %in% c("IDLE", "BUSY")))
+  info <- worker_info(ids)
+  expect_equal(info[[1]]$host, Sys.info()[["nodename"]])
+  expect_true(info[[1]]$alive)
+  expect_equal(info[[1]]$queues, "default")
+  expect_equal(info[[1]]$r_version, as.character(getRversion()))
+})
+
+test_that("worker_info and worker_status cope with no workers", {
+  ctl <- test_controller()
+  expect_equal(worker_list(), character())
+  expect_equal(worker_info(), setNames(list(), character()))
+  expect_equal(unname(worker_status("nobody")), "MISSING")
+})
+
+test_that("a worker serves its queues in priority order", {
+  ctl <- test_controller()
+  low <- task_create_expr("low", queue = "low")
+  high <- task_create_expr("high", queue = "high")
+  w <- worker_spawn(1, queue = c("high", "low"))
+  task_wait(c(low, high), timeout = 20)
+  expect_lt(task_info(high)$started, task_info(low)$started + 0.001)
+  expect_setequal(queue_list(), c("high", "low"))
+})
+
+test_that("a graceful stop unregisters the worker and ends its process", {
+  ctl <- test_controller()
+  id <- worker_spawn(1)
+  worker_stop(id)
+  expect_equal(worker_list(), character())
+  expect_equal(unname(worker_status(id)), "EXITED")
+  proc <- redq:::redq_env$processes[[id]]
+  expect_true(wait_until(function() !proc$is_alive(), timeout = 5))
+})
+
+test_that("max_tasks ends a worker after that many tasks", {
+  ctl <- test_controller()
+  id <- worker_spawn(1, max_tasks = 2)
+  ids <- task_create_bulk_expr(x, data.frame(x = 1:3))
+  expect_true(wait_until(function() sum(task_status(ids) == "COMPLETE") == 2, timeout = 20))
+  expect_true(wait_until(function() length(worker_list()) == 0, timeout = 10))
+  expect_equal(unname(task_status(ids[3])), "PENDING")
+})
+
+test_that("the launcher script serves tasks from a shell, password via REDIS_URL", {
+  ctl <- test_controller()
+  script <- worker_script(tempdir())
+  withr::defer(unlink(script))
+  expect_true(file.exists(script))
+  help <- processx::run(script, "--help", error_on_status = FALSE,
+                        env = c("current", R_LIBS = paste(.libPaths(), collapse = ":")))
+  expect_match(help$stdout, "usage: redq-worker")
+  procs <- lapply(1:2, function(i) {
+    processx::process$new(script, c("--url-from-env", "--queue", "shell", "--name",
+                                    paste0("shell-", i), "--heartbeat", "0.2", "--lease", "1",
+                                    ctl$namespace),
+                          env = c("current", REDIS_URL = test_url(),
+                                  R_LIBS = paste(.libPaths(), collapse = ":")),
+                          supervise = TRUE, cleanup = TRUE)
+  })
+  withr::defer(for (p in procs) p$kill())
+  expect_true(wait_until(function() length(worker_list()) == 2, timeout = 20))
+  ids <- task_create_bulk_call(function(x) Sys.getpid(), as.list(1:20), queue = "shell")
+  task_wait(ids, timeout = 20)
+  pids <- unique(unlist(task_results(ids)))
+  expect_true(all(pids %in% vapply(procs, function(p) p$get_pid(), 1L)))
+  expect_equal(sort(worker_list()), c("shell-1", "shell-2"))
+  # the command line shows no server address or password
+  expect_false(any(grepl("redis://", procs[[1]]$get_cmdline())))
+  worker_stop()
+})
+
+test_that("a second worker with a live worker's name is refused", {
+  ctl <- test_controller()
+  id <- worker_spawn(1)
+  out <- callr::r(function(url, ns, id) {
+    library(redq)
+    tryCatch(worker_main(namespace = ns, url = url, name = id), error = function(e) class(e))
+  }, list(test_url(), ctl$namespace, id))
+  expect_true("redq_error_argument" %in% out)
+})

@@ -1,0 +1,212 @@
+# Faults injected for real: SIGKILL of busy workers, tasks that kill their
+# worker, timeouts, cancellation, server restarts and FLUSHALL. Slow, so last.
+
+busy_worker <- function(ctl, task) {
+  found <- NULL
+  ok <- wait_until(function() {
+    info <- worker_info(controller = ctl)
+    hit <- Filter(function(i) identical(i$task, task), info)
+    if (length(hit)) found <<- names(hit)[[1]]
+    length(hit) > 0
+  }, timeout = 20)
+  expect_true(ok)
+  found
+}
+
+kill_worker <- function(id, ctl) {
+  tools::pskill(worker_pid(id, ctl), tools::SIGKILL)
+}
+
+test_that("a task whose worker is killed runs again elsewhere, with one result", {
+  ctl <- test_controller()
+  w1 <- worker_spawn(1)
+  id <- task_create_expr({
+    Sys.sleep(1.5)
+    Sys.getpid()
+  })
+  expect_equal(busy_worker(ctl, id), w1)
+  w2 <- worker_spawn(1)
+  kill_worker(w1, ctl)
+  expect_warning(task_wait(id, timeout = 30), "stopped answering")
+  expect_equal(task_result(id), worker_pid(w2, ctl))
+  info <- task_info(id)
+  expect_equal(info$attempt, 2L)
+  expect_equal(info$attempts$outcome, c("LOST", "COMPLETE"))
+  expect_equal(info$attempts$worker, c(w1, w2))
+  expect_equal(worker_status(w1, controller = ctl)[[1]], "LOST")
+  expect_equal(worker_detect_lost()$worker, character())
+})
+
+test_that("a task that kills its worker every time ends DIED and the queue moves on", {
+  ctl <- test_controller()
+  worker_spawn(3)
+  bad <- task_create_expr(tools::pskill(Sys.getpid(), tools::SIGKILL), max_attempts = 2)
+  task_wait(bad, timeout = 30) |> suppressWarnings()
+  expect_equal(unname(task_status(bad)), "DIED")
+  expect_s3_class(task_result(bad), "redq_task_died")
+  expect_equal(task_info(bad)$attempts$outcome, c("LOST", "LOST"))
+  ok <- task_create_expr("still serving")
+  task_wait(ok, timeout = 30)
+  expect_equal(task_result(ok), "still serving")
+})
+
+test_that("timeout ends a long task as TIMEOUT and the worker serves the next", {
+  ctl <- test_controller()
+  w <- worker_spawn(1)
+  t0 <- Sys.time()
+  id <- task_create_expr(Sys.sleep(30), timeout = 1)
+  task_wait(id, timeout = 20)
+  elapsed <- as.numeric(Sys.time() - t0, units = "secs")
+  expect_equal(unname(task_status(id)), "TIMEOUT")
+  expect_lt(elapsed, 5)
+  expect_s3_class(task_result(id), "redq_task_timeout")
+  nxt <- task_create_expr(Sys.getpid())
+  task_wait(nxt, timeout = 20)
+  expect_equal(task_result(nxt), worker_pid(w, ctl))
+  expect_equal(task_info(nxt)$worker, w)
+})
+
+test_that("task_cancel interrupts a running task and the worker goes on", {
+  ctl <- test_controller()
+  w <- worker_spawn(1)
+  id <- task_create_expr(Sys.sleep(30))
+  busy_worker(ctl, id)
+  t0 <- Sys.time()
+  expect_equal(unname(task_cancel(id)), "RUNNING")
+  task_wait(id, timeout = 10)
+  expect_equal(unname(task_status(id)), "CANCELLED")
+  nxt <- task_create_expr(1 + 2)
+  task_wait(nxt, timeout = 10)
+  expect_lt(as.numeric(Sys.time() - t0, units = "secs"), 5)
+  expect_equal(task_result(nxt), 3)
+  expect_equal(task_info(nxt)$worker, w)
+})
+
+test_that("a task stuck where interrupts cannot reach ends TIMEOUT and its worker exits", {
+  ctl <- test_controller()
+  w <- worker_spawn(1)
+  # interrupts are held off for ever: only ending the process stops it
+  id <- task_create_expr(suspendInterrupts(while (TRUE) NULL), timeout = 0.5)
+  task_wait(id, timeout = 20)
+  expect_equal(unname(task_status(id)), "TIMEOUT")
+  proc <- redq:::redq_env$processes[[w]]
+  expect_true(wait_until(function() !proc$is_alive(), timeout = 10))
+  expect_equal(worker_status(w, controller = ctl)[[1]], "EXITED")
+  expect_equal(worker_info(w, controller = ctl)[[1]]$how, "STUCK")
+})
+
+test_that("worker_stop kill sends the task back; graceful lets it finish", {
+  ctl <- test_controller()
+  w1 <- worker_spawn(1)
+  id <- task_create_expr({
+    Sys.sleep(1)
+    Sys.getpid()
+  })
+  busy_worker(ctl, id)
+  w2 <- worker_spawn(1)
+  worker_stop(w1, type = "kill")
+  task_wait(id, timeout = 30)
+  expect_equal(task_result(id), worker_pid(w2, ctl))
+  expect_equal(worker_info(w1, controller = ctl)[[1]]$how, "KILLED")
+
+  id2 <- task_create_expr({
+    Sys.sleep(1)
+    "finished"
+  })
+  busy_worker(ctl, id2)
+  worker_stop(w2, type = "graceful", wait = 10)
+  expect_equal(unname(task_status(id2)), "COMPLETE")
+  expect_equal(task_result(id2), "finished")
+  expect_equal(worker_list(ctl), character())
+  proc <- redq:::redq_env$processes[[w2]]
+  expect_true(wait_until(function() !proc$is_alive(), timeout = 5))
+  expect_equal(worker_info(w2, controller = ctl)[[1]]$exit_status, 0L)
+})
+
+test_that("with no controller waiting, the remaining worker recovers a killed worker's task", {
+  ctl <- test_controller()
+  w1 <- worker_spawn(1)
+  id <- task_create_expr({
+    Sys.sleep(1)
+    Sys.getpid()
+  })
+  busy_worker(ctl, id)
+  w2 <- worker_spawn(1)
+  kill_worker(w1, ctl)
+  # task_status does not reap; only the surviving worker's side thread can
+  expect_true(wait_until(function() task_status(id) == "COMPLETE", timeout = 30))
+  expect_equal(task_result(id), worker_pid(w2, ctl))
+})
+
+test_that("the doRedis fault example returns the right answer quickly", {
+  # Workers that quit() in the first 2 s; the lease (3 s) outlasts that
+  # window, so the two idle workers of four finish the requeued tasks.
+  withr::local_options(redq.lease = 3)
+  ctl <- test_controller()
+  registerDoRedis("RJOBS", url = test_url(), namespace = ctl$namespace, ftinterval = 1, chunkSize = 2)
+  withr::defer(foreach::registerDoSEQ())
+  startLocalWorkers(n = 4, queue = "RJOBS", url = test_url(), namespace = ctl$namespace)
+  start <- Sys.time()
+  x <- suppressWarnings(foreach(j = 1:4, .combine = sum) %dopar% {
+    if (difftime(Sys.time(), start) < 2) quit(save = "no") else j
+  })
+  expect_equal(x, 10)
+  expect_lt(as.numeric(Sys.time() - start, units = "secs"), 10)
+  removeQueue("RJOBS")
+})
+
+# A foreach loop in a separate R process, on a server of its own that the
+# test then restarts or flushes.
+loop_in_background <- function(url, ns) {
+  callr::r_bg(function(url, ns) {
+    library(redq)
+    options(redq.heartbeat = 0.2, redq.lease = 1, redq.reap_interval = 0.2)
+    registerDoRedis("jobs", url = url, namespace = ns, ftinterval = 1)
+    foreach(i = 1:200, .combine = c, .options.redis = list(chunkSize = 1)) %dopar% {
+      Sys.sleep(0.02)
+      i * 2
+    }
+  }, list(url, ns), supervise = TRUE)
+}
+
+test_that("a foreach loop survives a redis-server restart", {
+  srv <- redq:::server_launch()
+  withr::defer(redq:::server_kill(srv))
+  ctl <- redq_controller("restart", url = srv$url, default = FALSE)
+  worker_spawn(2, queue = "jobs", controller = ctl)
+  withr::defer(worker_stop(type = "kill", wait = 1, controller = ctl) |> try(silent = TRUE))
+  bg <- loop_in_background(srv$url, "restart")
+  expect_true(wait_until(function() queue_length("jobs", controller = ctl) < 180, timeout = 30))
+  srv$process$kill()
+  Sys.sleep(0.5)
+  srv2 <- redq:::server_launch(port = srv$port)
+  withr::defer(redq:::server_kill(srv2))
+  bg$wait(60000)
+  expect_false(bg$is_alive())
+  expect_equal(bg$get_result(), (1:200) * 2)
+})
+
+test_that("a foreach loop survives FLUSHALL", {
+  srv <- redq:::server_launch()
+  withr::defer(redq:::server_kill(srv))
+  ctl <- redq_controller("flush", url = srv$url, default = FALSE)
+  worker_spawn(2, queue = "jobs", controller = ctl)
+  withr::defer(worker_stop(type = "kill", wait = 1, controller = ctl) |> try(silent = TRUE))
+  bg <- loop_in_background(srv$url, "flush")
+  expect_true(wait_until(function() queue_length("jobs", controller = ctl) < 180, timeout = 30))
+  redq:::redis_command("FLUSHALL", controller = ctl)
+  bg$wait(60000)
+  expect_false(bg$is_alive())
+  expect_equal(bg$get_result(), (1:200) * 2)
+  # the workers registered again
+  expect_true(wait_until(function() length(worker_list(ctl)) == 2, timeout = 10))
+})
+
+test_that("task_wait reports tasks the server lost instead of hanging", {
+  ctl <- test_controller()
+  id <- task_create_expr(1)
+  redq:::redis_command(c("DEL", sprintf("redq:{%s}:task:%s", ctl$namespace, id)))
+  st <- task_wait(id, timeout = 5)
+  expect_equal(unname(st), "MISSING")
+  expect_error(task_result(id), class = "redq_error_not_found")
+})
