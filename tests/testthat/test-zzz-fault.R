@@ -155,6 +155,12 @@ test_that("the doRedis fault example returns the right answer quickly", {
   removeQueue("RJOBS")
 })
 
+# The loop has submitted its tasks and the workers are through some of them.
+loop_under_way <- function(ctl) {
+  n <- queue_length("jobs", controller = ctl)
+  n > 0 && n < 180
+}
+
 # A foreach loop in a separate R process, on a server of its own that the
 # test then restarts or flushes.
 loop_in_background <- function(url, ns) {
@@ -176,7 +182,7 @@ test_that("a foreach loop survives a redis-server restart", {
   worker_spawn(2, queue = "jobs", controller = ctl)
   withr::defer(worker_stop(type = "kill", wait = 1, controller = ctl) |> try(silent = TRUE))
   bg <- loop_in_background(srv$url, "restart")
-  expect_true(wait_until(function() queue_length("jobs", controller = ctl) < 180, timeout = 30))
+  expect_true(wait_until(function() loop_under_way(ctl), timeout = 30))
   srv$process$kill()
   Sys.sleep(0.5)
   srv2 <- redq:::server_launch(port = srv$port)
@@ -193,7 +199,7 @@ test_that("a foreach loop survives FLUSHALL", {
   worker_spawn(2, queue = "jobs", controller = ctl)
   withr::defer(worker_stop(type = "kill", wait = 1, controller = ctl) |> try(silent = TRUE))
   bg <- loop_in_background(srv$url, "flush")
-  expect_true(wait_until(function() queue_length("jobs", controller = ctl) < 180, timeout = 30))
+  expect_true(wait_until(function() loop_under_way(ctl), timeout = 30))
   redq:::redis_command("FLUSHALL", controller = ctl)
   bg$wait(60000)
   expect_false(bg$is_alive())
