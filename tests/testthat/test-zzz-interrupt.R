@@ -1,0 +1,68 @@
+# Ctrl+C for real: SIGINT to an R session in the middle of a wait or a loop.
+
+session_with_redq <- function(ns, envir = parent.frame()) {
+  rs <- callr::r_session$new(wait = TRUE)
+  withr::defer(rs$kill(), envir = envir)
+  rs$run(function(url, ns) {
+    library(redq)
+    options(redq.heartbeat = 0.2, redq.lease = 1)
+    registerDoRedis("jobs", url = url, namespace = ns)
+    invisible()
+  }, list(test_url(), ns))
+  rs
+}
+
+interrupt_when_busy <- function(rs, ctl) {
+  ok <- wait_until(function() any(worker_status(controller = ctl) == "BUSY"), timeout = 20)
+  expect_true(ok)
+  rs$interrupt()
+  res <- rs$read()
+  while (is.null(res)) {
+    rs$poll_process(2000)
+    res <- rs$read()
+  }
+  res
+}
+
+test_that("Ctrl+C in a foreach loop removes its job and frees the workers", {
+  ctl <- test_controller(queue = "jobs")
+  worker_spawn(2, queue = "jobs")
+  rs <- session_with_redq(ctl$namespace)
+  rs$call(function() {
+    foreach(i = 1:100, .options.redis = list(chunkSize = 1)) %dopar% {
+      Sys.sleep(0.5)
+      i
+    }
+  })
+  res <- interrupt_when_busy(rs, ctl)
+  expect_match(conditionMessage(res$error), "interrupted")
+  t0 <- Sys.time()
+  clean <- wait_until(function() {
+    !any(grepl(":job:|:task:", namespace_keys(ctl))) &&
+      all(worker_status(controller = ctl) == "IDLE")
+  }, timeout = 2)
+  expect_true(clean, info = paste(namespace_keys(ctl), collapse = " "))
+  # the same session runs the next loop
+  r <- rs$run(function() foreach(i = 1:5, .combine = c) %dopar% i)
+  expect_equal(r, 1:5)
+})
+
+test_that("Ctrl+C in task_wait returns promptly and leaves the tasks and connection usable", {
+  ctl <- test_controller(queue = "jobs")
+  worker_spawn(1, queue = "jobs")
+  id <- task_create_expr({
+    Sys.sleep(1.5)
+    "done"
+  })
+  rs <- session_with_redq(ctl$namespace)
+  rs$call(function(id) task_wait(id), list(id))
+  t0 <- Sys.time()
+  res <- interrupt_when_busy(rs, ctl)
+  expect_lt(as.numeric(Sys.time() - t0, units = "secs"), 2)
+  expect_match(conditionMessage(res$error), "interrupted")
+  r <- rs$run(function(id) {
+    task_wait(id, timeout = 20)
+    task_result(id)
+  }, list(id))
+  expect_equal(r, "done")
+})
