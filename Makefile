@@ -27,7 +27,8 @@ test: install
 bench: install
 	R_LIBS=$(LIB) Rscript bench/run.R
 
-docs:
+docs: deps
+	@bash tools/deps.sh r-cran-roxygen2
 	Rscript -e 'roxygen2::roxygenise(load_code = roxygen2::load_source)'
 
 clean:

@@ -65,7 +65,7 @@ registerDoRedis <- function(queue, host = "localhost", port = 6379, password,
 
 doredis_info <- function(data, item) {
   switch(item,
-    workers = max(1L, live_workers(data$controller, data$queue)),
+    workers = live_workers(data$controller, data$queue),
     name = "redq",
     version = as.character(utils::packageVersion("redq")),
     NULL)
@@ -233,11 +233,88 @@ doredis_controller <- function(url, host, port, password, explicit, namespace) {
 #' @export
 removeQueue <- function(queue) {
   check_string(queue, "queue")
-  s <- redq_env$foreach
-  ctl <- if (!is.null(s)) s$controller else redq_default_controller()
+  ctl <- foreach_controller(NULL)
   n <- queue_remove(queue, controller = ctl)
   info <- worker_info(NULL, ctl)
   only <- names(info)[vapply(info, function(i) identical(i$queues, queue), logical(1))]
   if (length(only)) worker_stop(only, controller = ctl)
   invisible(n)
+}
+
+#' Running foreach jobs and their tasks
+#'
+#' doRedis' job control. `jobs()` lists the foreach loops running in the
+#' namespace (from any session); `tasks()` lists the loop tasks workers are
+#' running now; `removeJob()` cancels a job's queued and running tasks from
+#' any session, which ends the loop in its own session with an error.
+#'
+#' @param queue Only jobs on this queue (`"*"` for all).
+#' @param id Only tasks of this job id (`"*"` for all).
+#' @param job Job ids, or a data frame as returned by `jobs()`.
+#' @param controller A [redq_controller()], or `NULL` for the registered
+#'   backend's.
+#' @return `jobs()`: a data frame with columns `queue`, `id`, `user`, `host`,
+#'   `pid`, `time`. `tasks()`: a data frame with columns `queue`, `id`,
+#'   `user`, `coordinator`, `time`, `iter`, `host`, `pid`. `removeJob()`:
+#'   invisibly, the number of tasks cancelled.
+#' @export
+jobs <- function(queue = "*", controller = NULL) {
+  ctl <- foreach_controller(controller)
+  r <- rs_check(rs_job_list(ctl$ptr))
+  parts <- strsplit(r$about, "\t", fixed = TRUE)
+  field <- function(i) vapply(parts, function(p) p[i] %||% NA_character_, "")
+  out <- data.frame(queue = field(1), id = r$id, user = field(2), host = field(3),
+                    pid = as.integer(field(4)), time = field(5), stringsAsFactors = FALSE)
+  if (!identical(queue, "*")) out <- out[out$queue %in% queue, , drop = FALSE]
+  rownames(out) <- NULL
+  out
+}
+
+#' @rdname jobs
+#' @export
+tasks <- function(queue = "*", id = "*", controller = NULL) {
+  ctl <- foreach_controller(controller)
+  running <- jobs(queue, ctl)
+  info <- worker_info(NULL, ctl)
+  rows <- lapply(info, function(w) {
+    task <- w$task %||% ""
+    jid <- sub("\\.[0-9]+$", "", task)
+    j <- running[running$id == jid, , drop = FALSE]
+    if (!nzchar(task) || nrow(j) == 0L || !(identical(id, "*") || jid %in% id)) return(NULL)
+    t <- tryCatch(task_info(task, controller = ctl), redq_error = function(e) NULL)
+    data.frame(queue = j$queue, id = jid, user = j$user, coordinator = j$host,
+               time = if (is.null(t)) NA_character_ else format(t$started),
+               iter = sub(".*\\.", "", task), host = w$host, pid = as.integer(w$pid),
+               stringsAsFactors = FALSE)
+  })
+  out <- do.call(rbind, rows)
+  if (is.null(out)) {
+    out <- data.frame(queue = character(), id = character(), user = character(),
+                      coordinator = character(), time = character(), iter = character(),
+                      host = character(), pid = integer())
+  }
+  rownames(out) <- NULL
+  out
+}
+
+#' @rdname jobs
+#' @export
+removeJob <- function(job, controller = NULL) {
+  ctl <- foreach_controller(controller)
+  ids <- if (is.data.frame(job)) job$id else as.character(unlist(job))
+  running <- jobs("*", ctl)
+  n <- 0
+  for (jid in intersect(ids, running$id)) {
+    q <- running$queue[running$id == jid][[1]]
+    n <- n + rs_check(rs_job_cancel(ctl$ptr, jid, q))
+  }
+  invisible(n)
+}
+
+foreach_controller <- function(controller) {
+  if (!is.null(controller)) {
+    return(get_controller(controller))
+  }
+  s <- redq_env$foreach
+  if (is.null(s)) redq_default_controller() else s$controller
 }

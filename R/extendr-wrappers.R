@@ -22,7 +22,11 @@ rs_controller_data_get <- function(x, key) .Call("wrap__rs_controller_data_get",
 
 rs_controller_data_delete <- function(x, key) .Call("wrap__rs_controller_data_delete", x, key, PACKAGE = "redq")
 
-rs_job_put_env <- function(x, job_id, env) .Call("wrap__rs_job_put_env", x, job_id, env, PACKAGE = "redq")
+rs_job_put_env <- function(x, job_id, env, about) .Call("wrap__rs_job_put_env", x, job_id, env, about, PACKAGE = "redq")
+
+rs_job_list <- function(x) .Call("wrap__rs_job_list", x, PACKAGE = "redq")
+
+rs_job_cancel <- function(x, job_id, queue) .Call("wrap__rs_job_cancel", x, job_id, queue, PACKAGE = "redq")
 
 rs_job_submit <- function(x, job_id, queue, ids, payloads, timeout, max_attempts) .Call("wrap__rs_job_submit", x, job_id, queue, ids, payloads, timeout, max_attempts, PACKAGE = "redq")
 

@@ -28,7 +28,9 @@ do_redis <- function(obj, expr, envir, data) {
   job$size <- list() # task id -> number of iterations
   job$env <- serialize_fast(list(expr = expr, env = exportenv, packages = opts$packages))
   on.exit(job_remove(job), add = TRUE)
-  rs_check(rs_job_put_env(ctl$ptr, jid, job$env))
+  job$about <- paste(opts$queue, Sys.info()[["user"]], Sys.info()[["nodename"]], Sys.getpid(),
+                     format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"), sep = "\t")
+  rs_check(rs_job_put_env(ctl$ptr, jid, job$env, job$about))
 
   seeds <- rng_streams()
   nworkers <- max(1L, live_workers(ctl, opts$queue))
@@ -185,7 +187,7 @@ job_check <- function(job) {
   if (length(ids) == 0L) return(invisible())
   m <- rs_check(rs_job_missing(ctl$ptr, job$id, ids))
   if (!m$env) {
-    rs_check(rs_job_put_env(ctl$ptr, job$id, job$env))
+    rs_check(rs_job_put_env(ctl$ptr, job$id, job$env, job$about))
   }
   if (length(m$missing)) {
     gone <- ids[m$missing]

@@ -202,3 +202,29 @@ test_that("a loop leaves no keys of its job behind", {
   keys <- namespace_keys(ctl)
   expect_false(any(grepl(":job:|:task:", keys)), info = paste(keys, collapse = " "))
 })
+
+test_that("jobs(), tasks() and removeJob() see and stop a loop from another session", {
+  ctl <- foreach_setup(2)
+  bg <- callr::r_bg(function(url, ns) {
+    library(redq)
+    registerDoRedis("jobs", url = url, namespace = ns)
+    foreach(i = 1:40, .options.redis = list(chunkSize = 1)) %dopar% {
+      Sys.sleep(0.3)
+      i
+    }
+  }, list(test_url(), ctl$namespace), supervise = TRUE)
+  withr::defer(bg$kill())
+  expect_true(wait_until(function() nrow(tasks()) == 2, timeout = 20))
+  j <- jobs()
+  expect_equal(nrow(j), 1L)
+  expect_equal(j$queue, "jobs")
+  expect_equal(j$pid, bg$get_pid())
+  t <- tasks()
+  expect_setequal(t$id, j$id)
+  expect_setequal(t$pid, vapply(worker_info(), function(w) as.integer(w$pid), 1L))
+  expect_gt(removeJob(j), 0)
+  bg$wait(10000)
+  expect_false(bg$is_alive())
+  expect_error(bg$get_result(), "cancelled")
+  expect_true(wait_until(function() nrow(jobs()) == 0L, timeout = 5))
+})

@@ -12,9 +12,50 @@ use std::time::Duration;
 /// A job's keys live at most this long if its controller vanishes.
 pub const JOB_TTL_S: u64 = 7 * 86400;
 
-/// Upload the job environment.
-pub fn put_env(conn: &mut Connection, keys: &Keys, job: &str, env: &[u8]) -> Result<()> {
-    conn.run(|c| redis::cmd("SET").arg(keys.job_env(job)).arg(env).arg("EX").arg(JOB_TTL_S).query(c))
+/// Upload the job environment and list the job (`about` describes it for
+/// `jobs()`: queue, user, host, pid, start time).
+pub fn put_env(conn: &mut Connection, keys: &Keys, job: &str, env: &[u8], about: &str) -> Result<()> {
+    conn.run(|c| {
+        redis::pipe()
+            .cmd("SET")
+            .arg(keys.job_env(job))
+            .arg(env)
+            .arg("EX")
+            .arg(JOB_TTL_S)
+            .ignore()
+            .hset(keys.jobs(), job, about)
+            .ignore()
+            .query::<()>(c)
+    })
+}
+
+/// Running jobs: (job id, description).
+pub fn list(conn: &mut Connection, keys: &Keys) -> Result<Vec<(String, String)>> {
+    let mut v: Vec<(String, String)> = conn.run(|c| redis::cmd("HGETALL").arg(keys.jobs()).query(c))?;
+    v.sort();
+    Ok(v)
+}
+
+/// Cancel a job from any session: its queued tasks (ids `<job>.<n>` in
+/// `queue`) and the ones workers are running. The job's own controller then
+/// sees them end CANCELLED. Returns how many were cancelled.
+pub fn cancel(conn: &mut Connection, keys: &Keys, job: &str, queue: &str) -> Result<usize> {
+    let prefix = format!("{job}.");
+    let queued: Vec<String> = conn.run(|c| redis::cmd("LRANGE").arg(keys.queue(queue)).arg(0).arg(-1).query(c))?;
+    let workers: Vec<String> = conn.run(|c| redis::cmd("SMEMBERS").arg(keys.workers()).query(c))?;
+    let mut p = redis::pipe();
+    for w in &workers {
+        p.hget(keys.worker(w), "task");
+    }
+    let running: Vec<Option<String>> = conn.pipe(&p)?;
+    let ids: Vec<String> = queued
+        .into_iter()
+        .chain(running.into_iter().flatten())
+        .filter(|id| id.starts_with(&prefix))
+        .collect();
+    let before = queue::cancel(conn, keys, &ids)?;
+    conn.run(|c| redis::cmd("HDEL").arg(keys.jobs()).arg(job).query::<()>(c))?;
+    Ok(before.iter().filter(|s| *s == status::PENDING || *s == status::RUNNING).count())
 }
 
 /// One ended task as the controller receives it.
@@ -76,5 +117,7 @@ pub fn remove(conn: &mut Connection, keys: &Keys, job: &str, ids: &[String]) -> 
         }
         conn.pipe::<()>(&p)?;
     }
-    conn.run(|c| redis::pipe().del(keys.job_env(job)).del(keys.job_done(job)).query::<()>(c))
+    conn.run(|c| {
+        redis::pipe().del(keys.job_env(job)).del(keys.job_done(job)).hdel(keys.jobs(), job).query::<()>(c)
+    })
 }

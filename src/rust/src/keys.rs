@@ -73,6 +73,10 @@ impl Keys {
     pub fn worker_control(&self, wid: &str) -> String {
         self.k(&["worker", wid, "control"])
     }
+    /// Running foreach jobs: job id -> description (hash).
+    pub fn jobs(&self) -> String {
+        self.k(&["jobs"])
+    }
     /// Serialized environment of a foreach job.
     pub fn job_env(&self, jid: &str) -> String {
         self.k(&["job", jid, "env"])

@@ -8,12 +8,33 @@ use crate::task::TaskSpec;
 use extendr_api::prelude::*;
 use std::time::Duration;
 
-/// Upload a job's environment.
+/// Upload a job's environment and list the job.
 #[extendr]
-fn rs_job_put_env(x: Robj, job_id: &str, env: Raw) -> Robj {
+fn rs_job_put_env(x: Robj, job_id: &str, env: Raw, about: &str) -> Robj {
     let mut c = ctl!(x);
     let c = c.as_mut();
-    out(job::put_env(&mut c.conn, &c.keys, job_id, env.as_slice()))
+    out(job::put_env(&mut c.conn, &c.keys, job_id, env.as_slice(), about))
+}
+
+/// Running jobs: list(id, about).
+#[extendr]
+fn rs_job_list(x: Robj) -> Robj {
+    let mut c = ctl!(x);
+    let c = c.as_mut();
+    out(job::list(&mut c.conn, &c.keys).map(|v| {
+        list!(
+            id = v.iter().map(|(k, _)| k.as_str()).collect::<Strings>(),
+            about = v.iter().map(|(_, a)| a.as_str()).collect::<Strings>()
+        )
+    }))
+}
+
+/// Cancel a job's tasks from any session; returns how many.
+#[extendr]
+fn rs_job_cancel(x: Robj, job_id: &str, queue: &str) -> Robj {
+    let mut c = ctl!(x);
+    let c = c.as_mut();
+    out(job::cancel(&mut c.conn, &c.keys, job_id, queue).map(|n| n as f64))
 }
 
 /// Submit a job's tasks (ids chosen by the caller) in one round trip.
@@ -84,6 +105,8 @@ fn rs_job_remove(x: Robj, job_id: &str, ids: Strings) -> Robj {
 extendr_module! {
     mod job;
     fn rs_job_put_env;
+    fn rs_job_list;
+    fn rs_job_cancel;
     fn rs_job_submit;
     fn rs_job_collect;
     fn rs_job_missing;
