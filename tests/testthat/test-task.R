@@ -134,3 +134,13 @@ test_that("cancelled and deleted tasks never run", {
   expect_s3_class(task_result(ids[2]), "redq_task_cancelled")
   expect_false(ids[3] %in% task_list())
 })
+
+test_that("task_info reports max_attempts, default or chosen", {
+  ctl <- test_controller()
+  a <- task_create_expr(1)
+  b <- task_create_expr(1, max_attempts = 5, timeout = 30)
+  expect_equal(task_info(a)$max_attempts, 3L)
+  expect_equal(task_info(b)$max_attempts, 5L)
+  expect_equal(task_info(b)$timeout, 30)
+  expect_equal(task_info(a)$timeout, Inf)
+})

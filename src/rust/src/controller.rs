@@ -14,6 +14,8 @@ pub struct Controller {
     pub conn: Connection,
     /// Keys of the namespace.
     pub keys: Keys,
+    /// This controller's id, recorded in the tasks it creates.
+    pub cid: String,
     /// Completion notices of tasks this controller created.
     pub done: String,
 }
@@ -27,8 +29,9 @@ impl Controller {
         if let Some(v) = version {
             check_version(&v)?;
         }
-        let done = keys.controller_done(&new_id());
-        Ok(Controller { conn, keys, done })
+        let cid = new_id();
+        let done = keys.controller_done(&cid);
+        Ok(Controller { conn, keys, cid, done })
     }
 
     /// Drop this controller's completion list.

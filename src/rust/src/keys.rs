@@ -49,7 +49,11 @@ impl Keys {
     pub fn task(&self, id: &str) -> String {
         self.k(&["task", id])
     }
-    /// Ids of tasks created through the task API (set).
+    /// Payloads of unfinished tasks: task id -> serialized R (hash).
+    pub fn payloads(&self) -> String {
+        self.k(&["payloads"])
+    }
+    /// Ids created through the task API, oldest first (list).
     pub fn tasks(&self) -> String {
         self.k(&["tasks"])
     }

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::scripts::{self, invocation};
 use crate::status;
-use crate::task::{TaskSpec, INFO_FIELDS};
+use crate::task::{TaskSpec, DEFAULT_MAX_ATTEMPTS, INFO_FIELDS};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,11 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], register: 
     let mut p = redis::pipe();
     p.atomic();
     let mut by_queue: HashMap<&str, Vec<&str>> = HashMap::new();
+    let payloads = p.cmd("HSET").arg(keys.payloads());
+    for t in tasks {
+        payloads.arg(&t.id).arg(&t.payload);
+    }
+    payloads.ignore();
     for t in tasks {
         p.cmd("HSET").arg(keys.task(&t.id)).arg(t.fields(now)).ignore();
         by_queue.entry(t.queue.as_str()).or_default().push(t.id.as_str());
@@ -31,7 +36,7 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], register: 
     }
     if register {
         let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-        p.sadd(keys.tasks(), ids).ignore();
+        p.rpush(keys.tasks(), ids).ignore();
     }
     conn.run(|c| p.query::<()>(c))
 }
@@ -66,12 +71,17 @@ pub fn info(conn: &mut Connection, keys: &Keys, id: &str) -> Result<Vec<(String,
     if vals.first().map_or(true, |s| s.is_none()) {
         return Err(Error::NotFound(format!("task '{id}' does not exist (never created, deleted, or lost by the server)")));
     }
-    Ok(INFO_FIELDS.iter().zip(vals).filter_map(|(k, v)| v.map(|v| (k.to_string(), v))).collect())
+    let mut out: Vec<(String, String)> =
+        INFO_FIELDS.iter().zip(vals).filter_map(|(k, v)| v.map(|v| (k.to_string(), v))).collect();
+    if !out.iter().any(|(k, _)| k == "max_attempts") {
+        out.push(("max_attempts".into(), DEFAULT_MAX_ATTEMPTS.to_string()));
+    }
+    Ok(out)
 }
 
-/// Ids created through the task API and not yet deleted.
+/// Ids created through the task API and not yet deleted, oldest first.
 pub fn list(conn: &mut Connection, keys: &Keys) -> Result<Vec<String>> {
-    conn.run(|c| redis::cmd("SMEMBERS").arg(keys.tasks()).query(c))
+    conn.run(|c| redis::cmd("LRANGE").arg(keys.tasks()).arg(0).arg(-1).query(c))
 }
 
 /// Cancel tasks (see `lua/cancel.lua`); returns the status each had.
@@ -86,18 +96,17 @@ pub fn cancel(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<
     conn.run(|c| inv.invoke(c))
 }
 
-/// Delete tasks: cancel what has not ended, then remove their data.
-pub fn delete(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<()> {
+/// Delete tasks: cancel what has not ended and remove their data (see
+/// `lua/delete.lua`); returns the status each task had.
+pub fn delete(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<String>> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
-    cancel(conn, keys, ids)?;
-    let mut p = redis::pipe();
+    let mut inv = invocation(scripts::delete(), keys);
     for id in ids {
-        p.del(keys.task(id)).ignore();
+        inv.arg(id);
     }
-    p.srem(keys.tasks(), ids).ignore();
-    conn.pipe(&p)
+    conn.run(|c| inv.invoke(c))
 }
 
 /// Number of PENDING tasks in a queue.

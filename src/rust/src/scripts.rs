@@ -22,6 +22,7 @@ script!(reap, "reap.lua");
 script!(exit_worker, "exit_worker.lua");
 script!(release, "release.lua");
 script!(cancel, "cancel.lua");
+script!(delete, "delete.lua");
 script!(beat, "beat.lua");
 script!(keys_check, "keys_check.lua");
 

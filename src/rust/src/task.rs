@@ -20,29 +20,32 @@ pub struct TaskSpec {
     pub max_attempts: u32,
     /// foreach job the task belongs to, if any.
     pub job: Option<String>,
-    /// List that receives the id when the task ends.
+    /// Id of the controller to notify when the task ends (foreach tasks
+    /// notify their job instead).
     pub notify: Option<String>,
 }
 
 impl TaskSpec {
-    /// The `HSET` field/value pairs that create the task hash. Defaults are
-    /// left out to keep a queued task small.
-    pub fn fields(&self, now: u64) -> Vec<(&'static str, Vec<u8>)> {
-        let mut f: Vec<(&'static str, Vec<u8>)> = vec![
-            ("status", crate::status::PENDING.as_bytes().to_vec()),
-            ("queue", self.queue.as_bytes().to_vec()),
-            ("max_attempts", self.max_attempts.to_string().into_bytes()),
-            ("created", now.to_string().into_bytes()),
-            ("payload", self.payload.clone()),
+    /// The `HSET` field/value pairs that create the task hash. The payload
+    /// goes elsewhere (`Keys::payloads`) and defaults are left out, which
+    /// keeps the hash in Redis' compact encoding.
+    pub fn fields(&self, now: u64) -> Vec<(&'static str, String)> {
+        let mut f: Vec<(&'static str, String)> = vec![
+            ("status", crate::status::PENDING.to_string()),
+            ("queue", self.queue.clone()),
+            ("created", now.to_string()),
         ];
+        if self.max_attempts != DEFAULT_MAX_ATTEMPTS {
+            f.push(("max_attempts", self.max_attempts.to_string()));
+        }
         if let Some(t) = self.timeout {
-            f.push(("timeout", t.to_string().into_bytes()));
+            f.push(("timeout", t.to_string()));
         }
         if let Some(j) = &self.job {
-            f.push(("job", j.as_bytes().to_vec()));
+            f.push(("job", j.clone()));
         }
         if let Some(n) = &self.notify {
-            f.push(("notify", n.as_bytes().to_vec()));
+            f.push(("notify", n.clone()));
         }
         f
     }

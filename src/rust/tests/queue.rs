@@ -53,6 +53,10 @@ fn lua_preamble_builds_the_same_keys_and_words_as_rust() {
         keys.worker_running("w"),
         keys.task("t"),
         keys.workers(),
+        keys.payloads(),
+        keys.tasks(),
+        keys.job_done("j"),
+        keys.controller_done("c"),
         redq::status::PENDING.to_string(),
         redq::status::RUNNING.to_string(),
         redq::status::COMPLETE.to_string(),
@@ -60,6 +64,7 @@ fn lua_preamble_builds_the_same_keys_and_words_as_rust() {
         redq::status::CANCELLED.to_string(),
         redq::status::TIMEOUT.to_string(),
         redq::status::DIED.to_string(),
+        redq::task::DEFAULT_MAX_ATTEMPTS.to_string(),
     ];
     assert_eq!(got, want);
 }
@@ -69,7 +74,7 @@ fn tasks_run_in_fifo_order_and_results_come_back() {
     let srv = Server::start();
     let cfg = srv.config("fifo");
     let mut ctl = Controller::open(&cfg).unwrap();
-    let tasks: Vec<TaskSpec> = (0..5).map(|i| spec("q", &[i], &ctl.done)).collect();
+    let tasks: Vec<TaskSpec> = (0..5).map(|i| spec("q", &[i], &ctl.cid)).collect();
     queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
     assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 5);
 
@@ -102,7 +107,7 @@ fn the_first_result_wins_and_a_duplicate_is_dropped() {
     let srv = Server::start();
     let cfg = srv.config("fw");
     let mut ctl = Controller::open(&cfg).unwrap();
-    let t = spec("q", b"x", &ctl.done);
+    let t = spec("q", b"x", &ctl.cid);
     queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], true).unwrap();
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
     let (_, got) = w.step(None, true, Duration::ZERO).unwrap();
@@ -126,7 +131,7 @@ fn cancel_takes_pending_tasks_off_the_queue() {
     let srv = Server::start();
     let cfg = srv.config("cancel");
     let mut ctl = Controller::open(&cfg).unwrap();
-    let tasks: Vec<TaskSpec> = (0..3).map(|i| spec("q", &[i], &ctl.done)).collect();
+    let tasks: Vec<TaskSpec> = (0..3).map(|i| spec("q", &[i], &ctl.cid)).collect();
     queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
     let before = queue::cancel(&mut ctl.conn, &ctl.keys, &[tasks[1].id.clone(), "nope".into()]).unwrap();
     assert_eq!(before, vec!["PENDING", "MISSING"]);
@@ -144,8 +149,8 @@ fn a_worker_claims_in_queue_priority_order() {
     let srv = Server::start();
     let cfg = srv.config("prio");
     let mut ctl = Controller::open(&cfg).unwrap();
-    let low = spec("low", b"low", &ctl.done);
-    let high = spec("high", b"high", &ctl.done);
+    let low = spec("low", b"low", &ctl.cid);
+    let high = spec("high", b"high", &ctl.cid);
     queue::submit(&mut ctl.conn, &ctl.keys, &[low.clone()], true).unwrap();
     queue::submit(&mut ctl.conn, &ctl.keys, &[high.clone()], true).unwrap();
     let mut w = Worker::start(&cfg, options(&["high", "low"])).unwrap();
@@ -169,7 +174,7 @@ fn wait_returns_when_tasks_end_and_times_out_otherwise() {
     let srv = Server::start();
     let cfg = srv.config("wait");
     let mut ctl = Controller::open(&cfg).unwrap();
-    let t = spec("q", b"x", &ctl.done);
+    let t = spec("q", b"x", &ctl.cid);
     queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], true).unwrap();
     let ids = vec![t.id.clone()];
     let done = ctl.done.clone();
@@ -207,7 +212,7 @@ fn cancelling_many_queued_tasks_keeps_the_rest_in_order() {
     let srv = Server::start();
     let cfg = srv.config("bulkcancel");
     let mut ctl = Controller::open(&cfg).unwrap();
-    let tasks: Vec<TaskSpec> = (0..1000u32).map(|i| spec("q", &i.to_le_bytes(), &ctl.done)).collect();
+    let tasks: Vec<TaskSpec> = (0..1000u32).map(|i| spec("q", &i.to_le_bytes(), &ctl.cid)).collect();
     queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
     let gone: Vec<String> = tasks.iter().step_by(3).map(|t| t.id.clone()).collect();
     let before = queue::cancel(&mut ctl.conn, &ctl.keys, &gone).unwrap();

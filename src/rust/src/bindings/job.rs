@@ -46,7 +46,6 @@ fn rs_job_submit(x: Robj, job_id: &str, queue: &str, ids: Strings, payloads: Lis
         Ok(p) => p,
         Err(e) => return e,
     };
-    let notify = c.keys.job_done(job_id);
     let timeout = seconds(timeout).map(|d| d.as_secs_f64());
     let tasks: Vec<TaskSpec> = ids
         .iter()
@@ -58,7 +57,7 @@ fn rs_job_submit(x: Robj, job_id: &str, queue: &str, ids: Strings, payloads: Lis
             timeout,
             max_attempts: max_attempts.max(1) as u32,
             job: Some(job_id.to_string()),
-            notify: Some(notify.clone()),
+            notify: None,
         })
         .collect();
     out(queue::submit(&mut c.conn, &c.keys, &tasks, false))

@@ -32,7 +32,7 @@ fn rs_task_submit(x: Robj, queue: &str, payloads: List, timeout: f64, max_attemp
             timeout,
             max_attempts: max_attempts.max(1) as u32,
             job: None,
-            notify: Some(c.done.clone()),
+            notify: Some(c.cid.clone()),
         })
         .collect();
     let ids: Strings = tasks.iter().map(|t| t.id.as_str()).collect();
@@ -153,7 +153,7 @@ fn rs_task_cancel(x: Robj, ids: Strings) -> Robj {
 fn rs_task_delete(x: Robj, ids: Strings) -> Robj {
     let mut c = ctl!(x);
     let c = c.as_mut();
-    out(queue::delete(&mut c.conn, &c.keys, &strs(&ids)))
+    out(queue::delete(&mut c.conn, &c.keys, &strs(&ids)).map(|_| ()))
 }
 
 /// PENDING tasks of a queue.

@@ -1,4 +1,7 @@
--- Test only: the keys and words the preamble builds, for comparison with
--- keys.rs and status.rs.
+-- Test only: the keys, words and defaults the preamble uses, for
+-- comparison with keys.rs, status.rs and task.rs.
 return {key('queue', 'q'), key('worker', 'w', 'running'), key('task', 't'),
-        key('workers'), PENDING, RUNNING, COMPLETE, ERROR, CANCELLED, TIMEOUT, DIED}
+        key('workers'), PAYLOADS, key('tasks'), key('job', 'j', 'done'),
+        key('controller', 'c', 'done'),
+        PENDING, RUNNING, COMPLETE, ERROR, CANCELLED, TIMEOUT, DIED,
+        tostring(DEFAULT_MAX_ATTEMPTS)}
