@@ -14,6 +14,10 @@ rs_controller_ping <- function(x) .Call("wrap__rs_controller_ping", x, PACKAGE =
 
 rs_controller_reap <- function(x) .Call("wrap__rs_controller_reap", x, PACKAGE = "redq")
 
+rs_controller_events_tail <- function(x) .Call("wrap__rs_controller_events_tail", x, PACKAGE = "redq")
+
+rs_controller_lost_since <- function(x, since) .Call("wrap__rs_controller_lost_since", x, since, PACKAGE = "redq")
+
 rs_controller_command <- function(x, args) .Call("wrap__rs_controller_command", x, args, PACKAGE = "redq")
 
 rs_controller_data_set <- function(x, key, value) .Call("wrap__rs_controller_data_set", x, key, value, PACKAGE = "redq")

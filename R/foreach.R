@@ -25,6 +25,7 @@ do_redis <- function(obj, expr, envir, data) {
   job$timeout <- opts$timeout
   job$max_attempts <- opts$max_attempts
   job$pending <- list() # task id -> payload, kept until its result is in
+  job$events <- events_tail(ctl) # lost workers reported up to here
   job$size <- list() # task id -> number of iterations
   job$env <- serialize_fast(list(expr = expr, env = exportenv, packages = opts$packages))
   on.exit(job_remove(job), add = TRUE)
@@ -182,7 +183,9 @@ job_recover <- function(job, patience = getOption("redq.reconnect_patience", 60)
 # task's payload.
 job_check <- function(job) {
   ctl <- job$ctl
-  warn_lost(rs_check(rs_controller_reap(ctl$ptr)))
+  r <- reap_and_report(ctl, job$events)
+  job$events <- r$last
+  warn_lost(r$lost)
   ids <- names(job$pending)
   if (length(ids) == 0L) return(invisible())
   m <- rs_check(rs_job_missing(ctl$ptr, job$id, ids))

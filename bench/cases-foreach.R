@@ -50,6 +50,12 @@ time_loops <- function(system, `%op%`, chunk1 = FALSE) {
   record(sprintf("foreach: %d x sum(runif(2e6))", FE_COMPUTE), system, tc, "s",
          group = "fe-compute", baseline = baseline_of(system),
          target = if (system == "redq") target_ratio(1.15, "fork"))
+  if (system == "redq") {
+    # the same loop against doParallel with reproducible streams as well
+    # (clusterSetRNGStream): the like-for-like comparison of the RNG cost
+    record(sprintf("foreach: %d x sum(runif(2e6)), both L'Ecuyer", FE_COMPUTE), system, tc, "s",
+           group = "fe-compute-lecuyer", target = target_ratio(1.15, "fork"))
+  }
   tn <- vapply(seq_len(reps(3, 1)), function(i) elapsed(loop_compute_norng(`%op%`)), 0)
   record(sprintf("foreach: %d x 3e6 sqrt (no RNG)", FE_COMPUTE), system, tn, "s",
          group = "fe-compute-norng", baseline = baseline_of(system))
@@ -94,6 +100,12 @@ case_foreach_cluster <- function(type) {
   record("start-up: 2 workers", system, t, "s", group = "startup", baseline = baseline_of(system))
   doParallel::registerDoParallel(cl)
   time_loops(system, `%dopar%`)
+  if (type == "FORK") {
+    parallel::clusterSetRNGStream(cl, 1)
+    tl <- vapply(seq_len(reps(5, 2)), function(i) elapsed(loop_compute(`%dopar%`)), 0)
+    record(sprintf("foreach: %d x sum(runif(2e6)), both L'Ecuyer", FE_COMPUTE),
+           "doParallel FORK", tl, "s", group = "fe-compute-lecuyer", baseline = "fork")
+  }
   if (type == "PSOCK") {
     # a plain R worker, idle after the loops: the memory baseline for redq's
     pids <- unlist(parallel::clusterCall(cl, Sys.getpid))

@@ -17,15 +17,24 @@ kill_worker <- function(id, ctl) {
   tools::pskill(worker_pid(id, ctl), tools::SIGKILL)
 }
 
-test_that("a task whose worker is killed runs again elsewhere, with one result", {
-  ctl <- test_controller()
+# Worker w1 busy with task `id` (sleeps, then returns its worker's pid),
+# and an idle worker w2 ready to take over.
+busy_and_spare <- function(ctl, seconds = 1) {
   w1 <- worker_spawn(1)
   id <- task_create_expr({
-    Sys.sleep(1.5)
+    Sys.sleep(seconds)
     Sys.getpid()
   })
   expect_equal(busy_worker(ctl, id), w1)
-  w2 <- worker_spawn(1)
+  list(w1 = w1, w2 = worker_spawn(1), id = id)
+}
+
+test_that("a task whose worker is killed runs again elsewhere, with one result", {
+  ctl <- test_controller()
+  p <- busy_and_spare(ctl, 1.5)
+  w1 <- p$w1
+  w2 <- p$w2
+  id <- p$id
   kill_worker(w1, ctl)
   expect_warning(task_wait(id, timeout = 30), "stopped answering")
   expect_equal(task_result(id), worker_pid(w2, ctl))
@@ -97,13 +106,10 @@ test_that("a task stuck where interrupts cannot reach ends TIMEOUT and its worke
 
 test_that("worker_stop kill sends the task back; graceful lets it finish", {
   ctl <- test_controller()
-  w1 <- worker_spawn(1)
-  id <- task_create_expr({
-    Sys.sleep(1)
-    Sys.getpid()
-  })
-  busy_worker(ctl, id)
-  w2 <- worker_spawn(1)
+  p <- busy_and_spare(ctl)
+  w1 <- p$w1
+  w2 <- p$w2
+  id <- p$id
   worker_stop(w1, type = "kill")
   task_wait(id, timeout = 30)
   expect_equal(task_result(id), worker_pid(w2, ctl))
@@ -125,17 +131,12 @@ test_that("worker_stop kill sends the task back; graceful lets it finish", {
 
 test_that("with no controller waiting, the remaining worker recovers a killed worker's task", {
   ctl <- test_controller()
-  w1 <- worker_spawn(1)
-  id <- task_create_expr({
-    Sys.sleep(1)
-    Sys.getpid()
-  })
-  busy_worker(ctl, id)
-  w2 <- worker_spawn(1)
-  kill_worker(w1, ctl)
+  p <- busy_and_spare(ctl)
+  id <- p$id
+  kill_worker(p$w1, ctl)
   # task_status does not reap; only the surviving worker's side thread can
   expect_true(wait_until(function() task_status(id) == "COMPLETE", timeout = 30))
-  expect_equal(task_result(id), worker_pid(w2, ctl))
+  expect_equal(task_result(id), worker_pid(p$w2, ctl))
 })
 
 test_that("the doRedis fault example returns the right answer quickly", {

@@ -97,7 +97,7 @@ impl Keys {
     pub fn data(&self, name: &str) -> String {
         self.k(&["data", name])
     }
-    /// Lost-worker reports for controllers to warn about (list, capped).
+    /// Lost-worker reports for waiting controllers (stream, capped).
     pub fn events(&self) -> String {
         self.k(&["events"])
     }

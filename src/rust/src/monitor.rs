@@ -36,3 +36,31 @@ pub fn reap(conn: &mut Connection, keys: &Keys) -> Result<Vec<LostWorker>> {
     }
     Ok(out)
 }
+
+/// The id of the newest event, the starting point of `lost_since` ("0-0"
+/// when there is none).
+pub fn events_tail(conn: &mut Connection, keys: &Keys) -> Result<String> {
+    let v: Vec<(String, Vec<(String, String)>)> =
+        conn.run(|c| redis::cmd("XREVRANGE").arg(keys.events()).arg("+").arg("-").arg("COUNT").arg(1).query(c))?;
+    Ok(v.into_iter().next().map_or_else(|| "0-0".to_string(), |(id, _)| id))
+}
+
+/// Workers reported lost after event `since` (whoever reaped them), and the
+/// id to continue from.
+pub fn lost_since(conn: &mut Connection, keys: &Keys, since: &str) -> Result<(Vec<LostWorker>, String)> {
+    let v: Vec<(String, Vec<(String, String)>)> =
+        conn.run(|c| redis::cmd("XRANGE").arg(keys.events()).arg(format!("({since}")).arg("+").query(c))?;
+    let mut last = since.to_string();
+    let mut out = Vec::with_capacity(v.len());
+    for (id, fields) in v {
+        let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        out.push(LostWorker {
+            id: get("worker"),
+            host: get("host"),
+            requeued: get("requeued").parse().unwrap_or(0),
+            died: get("died").parse().unwrap_or(0),
+        });
+        last = id;
+    }
+    Ok((out, last))
+}

@@ -52,6 +52,30 @@ fn rs_controller_reap(x: Robj) -> Robj {
     out(monitor::reap(&mut c.conn, &c.keys).map(|lost| lost_robj(&lost)))
 }
 
+/// Newest event id, where `rs_controller_lost_since` starts.
+#[extendr]
+fn rs_controller_events_tail(x: Robj) -> Robj {
+    let mut c = ctl!(x);
+    let c = c.as_mut();
+    out(monitor::events_tail(&mut c.conn, &c.keys))
+}
+
+/// Workers reported lost after event `since`: list(id, host, requeued,
+/// died) with attribute `last`, the id to continue from.
+#[extendr]
+fn rs_controller_lost_since(x: Robj, since: &str) -> Robj {
+    let mut c = ctl!(x);
+    let c = c.as_mut();
+    match monitor::lost_since(&mut c.conn, &c.keys, since) {
+        Ok((lost, last)) => {
+            let mut r = lost_robj(&lost);
+            let _ = r.set_attrib("last", last);
+            r
+        }
+        Err(e) => super::err(&e),
+    }
+}
+
 /// Lost workers as list(id, host, requeued, died).
 pub(crate) fn lost_robj(lost: &[monitor::LostWorker]) -> Robj {
     list!(
@@ -131,6 +155,8 @@ extendr_module! {
     fn rs_controller_close;
     fn rs_controller_ping;
     fn rs_controller_reap;
+    fn rs_controller_events_tail;
+    fn rs_controller_lost_since;
     fn rs_controller_command;
     fn rs_controller_data_set;
     fn rs_controller_data_get;

@@ -74,6 +74,10 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: f64, reap_every: f64, progress: 
     let reap_every = Duration::from_secs_f64(reap_every.max(0.05));
     let mut last_reap = Instant::now();
     let mut lost: Vec<monitor::LostWorker> = Vec::new();
+    let mut since = match monitor::events_tail(&mut c.conn, &keys) {
+        Ok(s) => s,
+        Err(e) => return err(&e),
+    };
     let mut shown = usize::MAX;
     let result = {
         let mut check = interrupted;
@@ -91,7 +95,10 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: f64, reap_every: f64, progress: 
         let mut idle = |conn: &mut crate::connection::Connection| -> crate::error::Result<()> {
             if last_reap.elapsed() >= reap_every {
                 last_reap = Instant::now();
-                lost.extend(monitor::reap(conn, &keys)?);
+                monitor::reap(conn, &keys)?;
+                let (found, last) = monitor::lost_since(conn, &keys, &since)?;
+                lost.extend(found);
+                since = last;
             }
             Ok(())
         };

@@ -2,6 +2,7 @@
 -- tasks back (release_worker in common.lua). Idempotent and safe to run
 -- from many processes at once: a reaped worker leaves the `workers` set in
 -- the same atomic step, so a second run finds nothing to do.
+-- Each reaped worker is also added to the namespace's event stream.
 -- Returns {wid, host, requeued, died, ...} for each worker reaped.
 local out = {}
 for _, wid in ipairs(redis.call('SMEMBERS', key('workers'))) do
@@ -13,6 +14,9 @@ for _, wid in ipairs(redis.call('SMEMBERS', key('workers'))) do
     redis.call('SREM', key('workers'), wid)
     redis.call('DEL', key('worker', wid, 'control'))
     local host = redis.call('HGET', wk, 'host') or ''
+    -- every controller that is waiting reports it, whoever reaped
+    redis.call('XADD', key('events'), 'MAXLEN', '~', 1000, '*', 'worker', wid, 'host', host,
+               'requeued', r[1], 'died', r[2])
     out[#out + 1] = wid
     out[#out + 1] = host
     out[#out + 1] = r[1]
