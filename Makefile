@@ -9,17 +9,19 @@ R_PKGS = r-base-dev redis-server r-cran-foreach r-cran-iterators r-cran-processx
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 LIB ?= $(CURDIR)/.lib
 
-.PHONY: deps install demo test cargo-test r-test bench docs clean
+.PHONY: deps install demo test bench docs clean
 
 deps:
 	@bash tools/deps.sh $(R_PKGS)
 
 install: deps
 	@mkdir -p $(LIB)
-	R CMD INSTALL --no-multiarch --library=$(LIB) .
+	@echo "Building and installing redq into $(LIB) (the first build compiles the Rust core: a minute or two)"
+	@R CMD INSTALL --no-multiarch --library=$(LIB) . > $(LIB)/install.log 2>&1 || \
+	  { cat $(LIB)/install.log; echo "R CMD INSTALL failed (log above)"; exit 1; }
 
 demo: install
-	R_LIBS=$(LIB) Rscript inst/examples/demo.R
+	@R_LIBS=$(LIB) Rscript inst/examples/demo.R
 
 test: install
 	@bash tools/test.sh $(LIB)

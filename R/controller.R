@@ -61,6 +61,11 @@ redq_controller <- function(id = "default", url = NULL, queue = "default", defau
   ctl
 }
 
+# Whether a Redis server answers at url.
+server_answers <- function(url) {
+  !inherits(rs_controller_open(url, "redq"), "redq_rs_error")
+}
+
 controller_finalize <- function(ctl) {
   # after .onUnload the shared library is gone: do not call into it
   if (isTRUE(redq_env$loaded) && identical(ctl$pid, Sys.getpid())) {

@@ -260,7 +260,7 @@ removeQueue <- function(queue) {
 #' @export
 jobs <- function(queue = "*", controller = NULL) {
   ctl <- foreach_controller(controller)
-  r <- rs_check(rs_job_list(ctl$ptr))
+  r <- job_list(ctl)
   parts <- strsplit(r$about, "\t", fixed = TRUE)
   field <- function(i) vapply(parts, function(p) p[i] %||% NA_character_, "")
   out <- data.frame(queue = field(1), id = r$id, user = field(2), host = field(3),
@@ -306,7 +306,7 @@ removeJob <- function(job, controller = NULL) {
   n <- 0
   for (jid in intersect(ids, running$id)) {
     q <- running$queue[running$id == jid][[1]]
-    n <- n + rs_check(rs_job_cancel(ctl$ptr, jid, q))
+    n <- n + job_cancel(ctl, jid, q)
   }
   invisible(n)
 }

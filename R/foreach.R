@@ -199,6 +199,10 @@ job_check <- function(job) {
   }
 }
 
+job_list <- function(ctl) rs_check(rs_job_list(ctl$ptr))
+
+job_cancel <- function(ctl, jid, queue) rs_check(rs_job_cancel(ctl$ptr, jid, queue))
+
 job_remove <- function(job) {
   ids <- names(job$pending)
   r <- rs_job_remove(job$ctl$ptr, job$id, if (is.null(ids)) character() else ids)
@@ -295,7 +299,7 @@ run_foreach_chunk <- function(p, task, w, state) {
 }
 
 foreach_job_setup <- function(jid, w) {
-  raw <- rs_check(rs_worker_job_env(w, jid))
+  raw <- worker_job_env(w, jid)
   if (is.null(raw)) {
     stop("the job's environment is gone from Redis (the loop ended or the server lost it)")
   }

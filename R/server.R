@@ -67,10 +67,6 @@ redq_server_stop <- function() {
   invisible(TRUE)
 }
 
-server_answers <- function(url) {
-  !inherits(rs_controller_open(url, "redq"), "redq_rs_error")
-}
-
 free_port <- function() {
   for (i in 1:50) {
     port <- sample(20000:60000, 1L)

@@ -167,3 +167,5 @@ compile_expr <- function(expr, env) {
   }
   compiler::compile(expr, env, options = list(suppressUndefined = TRUE))
 }
+
+worker_job_env <- function(w, jid) rs_check(rs_worker_job_env(w, jid))

@@ -11,6 +11,7 @@ use std::os::raw::{c_int, c_void};
 
 pub mod controller;
 pub mod job;
+pub mod queue;
 pub mod task;
 pub mod worker;
 
@@ -82,6 +83,7 @@ extendr_module! {
     mod bindings;
     use controller;
     use task;
+    use queue;
     use worker;
     use job;
 }

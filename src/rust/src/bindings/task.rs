@@ -163,30 +163,6 @@ fn rs_task_delete(x: Robj, ids: Strings) -> Robj {
     out(queue::delete(&mut c.conn, &c.keys, &strs(&ids)).map(|_| ()))
 }
 
-/// PENDING tasks of a queue.
-#[extendr]
-fn rs_queue_length(x: Robj, queue: &str) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::queue_length(&mut c.conn, &c.keys, queue).map(|n| n as f64))
-}
-
-/// Known queue names.
-#[extendr]
-fn rs_queue_list(x: Robj) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::queue_list(&mut c.conn, &c.keys).map(|v| v.into_iter().collect::<Strings>()))
-}
-
-/// Remove a queue, cancelling its PENDING tasks; returns how many.
-#[extendr]
-fn rs_queue_remove(x: Robj, queue: &str) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::queue_remove(&mut c.conn, &c.keys, queue).map(|n| n as f64))
-}
-
 extendr_module! {
     mod task;
     fn rs_task_submit;
@@ -197,7 +173,4 @@ extendr_module! {
     fn rs_task_list;
     fn rs_task_cancel;
     fn rs_task_delete;
-    fn rs_queue_length;
-    fn rs_queue_list;
-    fn rs_queue_remove;
 }
