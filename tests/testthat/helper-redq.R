@@ -2,7 +2,7 @@
 # every test a fresh namespace whose keys and workers are removed when the
 # test ends, even when it fails.
 
-if (is.null(getOption("redq.test_server"))) {
+if (is.null(getOption("redq.test_server")) || !getOption("redq.test_server")$process$is_alive()) {
   srv <- redq:::server_launch()
   options(redq.test_server = srv)
   withr::defer(redq:::server_kill(srv), envir = testthat::teardown_env())
