@@ -51,15 +51,25 @@ impl TaskSpec {
     }
 }
 
-/// A 16-hex-digit id, unique with overwhelming probability across
-/// processes and machines (random seed, time, pid and a counter).
+/// An 11-character id (64 random bits in base 62), unique with
+/// overwhelming probability across processes and machines (random seed,
+/// time, pid and a counter). Short, because every queued task spells its
+/// id four times in Redis.
 pub fn new_id() -> String {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(crate::scripts::now_ms());
     h.write_u32(std::process::id());
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    format!("{:016x}", h.finish())
+    let mut n = h.finish();
+    (0..11)
+        .map(|_| {
+            let d = DIGITS[(n % 62) as usize] as char;
+            n /= 62;
+            d
+        })
+        .collect()
 }
 
 /// Default number of attempts before a task whose worker keeps dying ends DIED.
@@ -78,6 +88,6 @@ mod tests {
     fn ids_are_distinct() {
         let a: std::collections::HashSet<String> = (0..10000).map(|_| super::new_id()).collect();
         assert_eq!(a.len(), 10000);
-        assert!(a.iter().all(|s| s.len() == 16));
+        assert!(a.iter().all(|s| s.len() == 11 && s.bytes().all(|b| b.is_ascii_alphanumeric())));
     }
 }
