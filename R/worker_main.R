@@ -79,7 +79,12 @@ worker_loop <- function(w, state, max_tasks, idle_timeout) {
       if (!claim || as.numeric(Sys.time() - idle_since, units = "secs") > idle_timeout) break
       next
     }
-    out <- tryCatch(run_task(w, step, state), interrupt = function(e) own_interrupt(w, state))
+    out <- if (refused(step)) {
+      # never unserialized: its signature did not verify
+      list(status = "ERROR", result = serialize_fast(redq_task_error(step$refused, id = step$id)))
+    } else {
+      tryCatch(run_task(w, step, state), interrupt = function(e) own_interrupt(w, state))
+    }
     if (identical(out, "exit")) {
       # Ctrl+C while evaluating: give the task back rather than lose it
       break
@@ -96,6 +101,8 @@ worker_loop <- function(w, state, max_tasks, idle_timeout) {
   }
   n
 }
+
+refused <- function(step) length(step$refused) == 1L && !is.na(step$refused)
 
 # An interrupt is ours if the side thread sent more SIGINTs than we have
 # handled (a timeout or cancel, possibly landing just after the task ended);

@@ -17,6 +17,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Bound on one non-blocking command's answer.
     pub io_timeout: Duration,
+    /// Shared secret for signed payloads (`REDQ_SECRET`), if any.
+    pub secret: Option<Vec<u8>>,
 }
 
 impl Config {
@@ -44,6 +46,7 @@ impl Config {
             namespace: namespace.to_string(),
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(10),
+            secret: crate::signature::secret_from_env(),
         })
     }
 

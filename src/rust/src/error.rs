@@ -18,6 +18,8 @@ pub enum Error {
     Server(String),
     /// Controller and worker (or server data) disagree on the schema version.
     Version(String),
+    /// A payload's signature is missing or does not verify.
+    Signature(String),
     /// The user interrupted a blocking call.
     Interrupted,
 }
@@ -35,6 +37,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Server(_) => "server",
             Error::Version(_) => "version",
+            Error::Signature(_) => "signature",
             Error::Interrupted => "interrupt",
         }
     }
@@ -58,7 +61,8 @@ impl fmt::Display for Error {
             | Error::Argument(m)
             | Error::NotFound(m)
             | Error::Server(m)
-            | Error::Version(m) => f.write_str(m),
+            | Error::Version(m)
+            | Error::Signature(m) => f.write_str(m),
             Error::Interrupted => f.write_str("interrupted by the user"),
         }
     }

@@ -6,6 +6,7 @@ use crate::connection::Connection;
 use crate::error::Result;
 use crate::keys::Keys;
 use crate::queue;
+use crate::signature;
 use crate::status;
 use std::time::Duration;
 
@@ -15,11 +16,12 @@ pub const JOB_TTL_S: u64 = 7 * 86400;
 /// Upload the job environment and list the job (`about` describes it for
 /// `jobs()`: queue, user, host, pid, start time).
 pub fn put_env(conn: &mut Connection, keys: &Keys, job: &str, env: &[u8], about: &str) -> Result<()> {
+    let env = signature::seal(conn.config().secret.as_deref(), env);
     conn.run(|c| {
         redis::pipe()
             .cmd("SET")
             .arg(keys.job_env(job))
-            .arg(env)
+            .arg(&env)
             .arg("EX")
             .arg(JOB_TTL_S)
             .ignore()

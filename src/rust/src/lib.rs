@@ -18,6 +18,9 @@
 //! DIED after `max_attempts`. Results are first-writer-wins. Connections
 //! reconnect with backoff (`connection`).
 //!
+//! **Trust.** With `REDQ_SECRET` set, payloads are signed by controllers
+//! and verified by workers before R sees them (`signature`).
+//!
 //! The only code that knows R is under `bindings/`.
 
 pub mod config;
@@ -30,6 +33,7 @@ pub mod keys;
 pub mod monitor;
 pub mod queue;
 pub mod scripts;
+pub mod signature;
 pub mod status;
 pub mod task;
 pub mod worker;

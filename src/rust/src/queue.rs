@@ -5,6 +5,7 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::scripts::{self, invocation};
+use crate::signature;
 use crate::status;
 use crate::task::{TaskSpec, DEFAULT_MAX_ATTEMPTS, INFO_FIELDS};
 use std::collections::HashMap;
@@ -21,9 +22,10 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], register: 
     let mut p = redis::pipe();
     p.atomic();
     let mut by_queue: HashMap<&str, Vec<&str>> = HashMap::new();
+    let secret = conn.config().secret.clone();
     let payloads = p.cmd("HSET").arg(keys.payloads());
     for t in tasks {
-        payloads.arg(&t.id).arg(&t.payload);
+        payloads.arg(&t.id).arg(signature::seal(secret.as_deref(), &t.payload));
     }
     payloads.ignore();
     for t in tasks {

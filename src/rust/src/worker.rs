@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::heartbeat::{Heartbeat, Reason, Shared, Timing};
 use crate::keys::Keys;
 use crate::scripts::{self, invocation};
+use crate::signature;
 use crate::status;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -86,6 +87,9 @@ pub struct Task {
     pub job: String,
     /// Timeout in seconds.
     pub timeout: Option<f64>,
+    /// Why the payload may not be run (signature check failed); the
+    /// payload is then empty and the task must end ERROR with this message.
+    pub refused: Option<String>,
 }
 
 /// Worker settings.
@@ -282,12 +286,12 @@ impl Worker {
             return Ok((accepted, None));
         }
         let s = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap_or_default() };
-        let task = Task {
-            id: s(&reply[1]),
-            payload: redis::from_redis_value_ref(&reply[2]).unwrap_or_default(),
-            job: s(&reply[3]),
-            timeout: s(&reply[4]).parse().ok(),
+        let raw: Vec<u8> = redis::from_redis_value_ref(&reply[2]).unwrap_or_default();
+        let (payload, refused) = match signature::open(self.conn.config().secret.as_deref(), raw) {
+            Ok(p) => (p, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
         };
+        let task = Task { id: s(&reply[1]), payload, job: s(&reply[3]), timeout: s(&reply[4]).parse().ok(), refused };
         for v in reply[5..].iter().rev() {
             self.claimed.push_front(s(v));
         }
@@ -304,10 +308,12 @@ impl Worker {
             .map(|s| Instant::now() + Duration::from_secs_f64(s));
     }
 
-    /// Fetch a foreach job's environment.
+    /// Fetch a foreach job's environment (checked like task payloads).
     pub fn job_env(&mut self, job: &str) -> Result<Option<Vec<u8>>> {
         let key = self.reg.keys.job_env(job);
-        self.conn.retry(Duration::from_secs(60), |c| redis::cmd("GET").arg(&key).query(c))
+        let env: Option<Vec<u8>> = self.conn.retry(Duration::from_secs(60), |c| redis::cmd("GET").arg(&key).query(c))?;
+        let secret = self.conn.config().secret.clone();
+        env.map(|e| signature::open(secret.as_deref(), e)).transpose()
     }
 
     /// Leave: stop the side thread, give back unstarted claims, unregister.

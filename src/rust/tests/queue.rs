@@ -224,3 +224,31 @@ fn cancelling_many_queued_tasks_keeps_the_rest_in_order() {
     assert!(queue::statuses(&mut ctl.conn, &ctl.keys, &[]).unwrap().is_empty());
     assert!(queue::cancel(&mut ctl.conn, &ctl.keys, &[]).unwrap().is_empty());
 }
+
+#[test]
+fn workers_run_only_payloads_signed_with_their_secret() {
+    let srv = Server::start();
+    let mut signed = srv.config("sig");
+    signed.secret = Some(b"right".to_vec());
+    let mut ctl = Controller::open(&signed).unwrap();
+    let tasks: Vec<TaskSpec> = (0..2).map(|i| spec("q", &[i], &ctl.cid)).collect();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
+    let stored: Vec<u8> =
+        ctl.conn.run(|c| redis::cmd("HGET").arg(ctl.keys.payloads()).arg(&tasks[0].id).query(c)).unwrap();
+    assert!(stored.starts_with(redq::signature::MAGIC));
+
+    let mut good = Worker::start(&signed, options(&["q"])).unwrap();
+    let (_, t) = good.step(None, true, Duration::ZERO).unwrap();
+    let t = t.unwrap();
+    assert_eq!((t.payload.clone(), t.refused.clone()), (vec![0u8], None));
+    good.step(Some((&t.id, "COMPLETE", b"ok")), false, Duration::ZERO).unwrap();
+    good.exit("EXITED").unwrap();
+
+    let mut other = srv.config("sig");
+    other.secret = Some(b"wrong".to_vec());
+    let mut bad = Worker::start(&other, options(&["q"])).unwrap();
+    let (_, t) = bad.step(None, true, Duration::ZERO).unwrap();
+    let t = t.unwrap();
+    assert!(t.payload.is_empty());
+    assert!(t.refused.unwrap().contains("signature"));
+}

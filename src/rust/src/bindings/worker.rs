@@ -74,7 +74,8 @@ fn rs_worker_step(x: Robj, done_id: &str, done_status: &str, done_result: Raw, c
             id = t.id,
             payload = Raw::from_bytes(&t.payload),
             job = t.job,
-            timeout = t.timeout.unwrap_or(f64::NAN)
+            timeout = t.timeout.unwrap_or(f64::NAN),
+            refused = t.refused
         )
         .into(),
         Ok((accepted, None)) => list!(accepted = accepted, id = ()).into(),
