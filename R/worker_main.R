@@ -11,7 +11,9 @@
 #' idle for `idle_timeout` seconds. Arguments left `NULL` come from the
 #' environment variables `REDIS_URL`, `REDQ_NAMESPACE`, `REDQ_QUEUES`
 #' (comma separated), `REDQ_NAME`, `REDQ_HEARTBEAT`, `REDQ_LEASE` and
-#' `REDQ_MAX_TASKS`.
+#' `REDQ_MAX_TASKS`. With `REDQ_SECRET` set, the worker runs only payloads
+#' signed with that secret (see the cluster vignette); others end `ERROR`
+#' without being unserialized.
 #'
 #' Each task is evaluated in a fresh environment whose parent is the global
 #' environment. An error in a task ends the task `ERROR`, not the worker.
