@@ -178,6 +178,8 @@ setProgress <- function(value = FALSE) {
 #' @param queue Queue (or queues) to serve.
 #' @param host,port,password Redis server, as in doRedis.
 #' @param iter Each worker exits after this many tasks.
+#' @param linger Ignored: redq workers stop when [removeQueue()] removes
+#'   their only queue, or with [worker_stop()].
 #' @param timeout Seconds to wait for the workers to register.
 #' @param log Ignored unless a directory path: then one log file per worker.
 #' @param Rbin Ignored (workers run this R's `Rscript`).
@@ -187,7 +189,7 @@ setProgress <- function(value = FALSE) {
 #' @return Invisibly, the worker ids.
 #' @export
 startLocalWorkers <- function(n, queue, host = "localhost", port = 6379, iter = Inf,
-                              timeout = 30, log = NULL, Rbin = NULL, password,
+                              linger = 30, timeout = 30, log = NULL, Rbin = NULL, password,
                               url = NULL, namespace = "default", ...) {
   ctl <- doredis_controller(url, host, port, if (missing(password)) NULL else password,
                             !missing(host) || !missing(port), namespace)
@@ -202,7 +204,7 @@ startLocalWorkers <- function(n, queue, host = "localhost", port = 6379, iter = 
 #' `iter` tasks ran. A thin layer over [worker_main()].
 #'
 #' @inheritParams startLocalWorkers
-#' @param linger Seconds to stay idle before exiting.
+#' @param linger Seconds to stay idle (no task) before exiting.
 #' @return Invisibly, the number of tasks run.
 #' @export
 redisWorker <- function(queue, host = "localhost", port = 6379, iter = Inf, linger = Inf,
