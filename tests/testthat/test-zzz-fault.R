@@ -176,35 +176,40 @@ loop_in_background <- function(url, ns) {
   }, list(url, ns), supervise = TRUE)
 }
 
-test_that("a foreach loop survives a redis-server restart", {
+# A server of the test's own, two workers on it, and a 200-iteration loop
+# running in another R process; `fault(srv, ctl)` strikes once the loop is
+# under way (and may return a new server to stop at the end), and the loop
+# must still return the right answer. Everything lives until the test ends.
+loop_survives <- function(ns, fault, envir = parent.frame()) {
   srv <- redq:::server_launch()
-  withr::defer(redq:::server_kill(srv))
-  ctl <- redq_controller("restart", url = srv$url, default = FALSE)
+  withr::defer(redq:::server_kill(srv), envir = envir)
+  ctl <- redq_controller(ns, url = srv$url, default = FALSE)
   worker_spawn(2, queue = "jobs", controller = ctl)
-  withr::defer(worker_stop(type = "kill", wait = 1, controller = ctl) |> try(silent = TRUE))
-  bg <- loop_in_background(srv$url, "restart")
+  withr::defer(worker_stop(type = "kill", wait = 1, controller = ctl) |> try(silent = TRUE),
+               envir = envir)
+  bg <- loop_in_background(srv$url, ns)
   expect_true(wait_until(function() loop_under_way(ctl), timeout = 30))
-  srv$process$kill()
-  Sys.sleep(0.5)
-  srv2 <- redq:::server_launch(port = srv$port)
-  withr::defer(redq:::server_kill(srv2))
+  new_server <- fault(srv, ctl)
+  if (is.environment(new_server)) withr::defer(redq:::server_kill(new_server), envir = envir)
   bg$wait(60000)
   expect_false(bg$is_alive())
   expect_equal(bg$get_result(), (1:200) * 2)
+  ctl
+}
+
+test_that("a foreach loop survives a redis-server restart", {
+  loop_survives("restart", function(srv, ctl) {
+    srv$process$kill()
+    Sys.sleep(0.5)
+    redq:::server_launch(port = srv$port)
+  })
 })
 
 test_that("a foreach loop survives FLUSHALL", {
-  srv <- redq:::server_launch()
-  withr::defer(redq:::server_kill(srv))
-  ctl <- redq_controller("flush", url = srv$url, default = FALSE)
-  worker_spawn(2, queue = "jobs", controller = ctl)
-  withr::defer(worker_stop(type = "kill", wait = 1, controller = ctl) |> try(silent = TRUE))
-  bg <- loop_in_background(srv$url, "flush")
-  expect_true(wait_until(function() loop_under_way(ctl), timeout = 30))
-  redq:::redis_command("FLUSHALL", controller = ctl)
-  bg$wait(60000)
-  expect_false(bg$is_alive())
-  expect_equal(bg$get_result(), (1:200) * 2)
+  ctl <- loop_survives("flush", function(srv, ctl) {
+    redq:::redis_command("FLUSHALL", controller = ctl)
+    NULL
+  })
   # the workers registered again
   expect_true(wait_until(function() length(worker_list(ctl)) == 2, timeout = 10))
 })
