@@ -3,7 +3,7 @@
 #   make test   install what is missing, run cargo test and the testthat suite
 #   make bench  benchmarks against doParallel and sequential %do%
 
-R_PKGS = r-base-dev redis-server r-cran-foreach r-cran-iterators r-cran-processx \
+R_PKGS = r-base-dev redis-server libssl-dev pkg-config openssl r-cran-foreach r-cran-iterators r-cran-processx \
          r-cran-testthat r-cran-withr r-cran-callr r-cran-doparallel r-cran-dorng \
          r-cran-knitr r-cran-rmarkdown
 export PATH := $(HOME)/.cargo/bin:$(PATH)

@@ -1,5 +1,7 @@
-//! Connection settings: a `redis://[user:password@]host:port/db` URL, a
-//! namespace, and the timeouts that keep a dead server from hanging a thread.
+//! Connection settings: a `redis://[user:password@]host:port/db` URL
+//! (`rediss://` for TLS; the server's certificate is verified against the
+//! system's authorities, or the file in `SSL_CERT_FILE`), a namespace, and
+//! the timeouts that keep a dead server from hanging a thread.
 
 use crate::error::{Error, Result};
 use redis::IntoConnectionInfo;
@@ -35,10 +37,7 @@ impl Config {
             Error::Argument(format!("cannot parse the Redis URL '{}': {e}", redact(url)))
         })?;
         if !info.addr().is_supported() {
-            return Err(Error::Argument(format!(
-                "'{}' needs TLS support, which this build of redq lacks; use redis:// or a TLS tunnel",
-                redact(url)
-            )));
+            return Err(Error::Argument(format!("'{}': this kind of address is not supported here", redact(url))));
         }
         let redis = info.redis_settings().clone().set_skip_set_lib_name();
         Ok(Config {
