@@ -65,39 +65,44 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
   invisible(n)
 }
 
+# Interrupts: the side thread interrupts a task it times out or cancels,
+# and its SIGINT may land a moment after that task ended, anywhere in this
+# loop. A calling handler resumes the loop after such a stray interrupt of
+# our own, so no claimed task or unsent result is dropped; inside a task
+# run_task() turns it into the task's end. Any other interrupt is a user's
+# Ctrl+C: the worker leaves, and a task it was running goes back to its
+# queue.
 worker_loop <- function(w, state, max_tasks, idle_timeout) {
   done <- list(id = "", status = "", result = raw())
   n <- 0
   idle_since <- Sys.time()
-  repeat {
-    claim <- n < max_tasks && !rs_worker_stop_requested(w)
-    step <- tryCatch(
-      rs_check(rs_worker_step(w, done$id, done$status, done$result, claim, 1)),
-      interrupt = function(e) own_interrupt(w, state))
-    if (identical(step, "exit")) break
-    if (is.null(step)) next # our own late interrupt, nothing lost: retry
-    done <- list(id = "", status = "", result = raw())
-    if (is.null(step$id)) {
-      if (!claim || as.numeric(Sys.time() - idle_since, units = "secs") > idle_timeout) break
-      next
-    }
-    out <- if (refused(step)) {
-      # never unserialized: its signature did not verify
-      list(status = "ERROR", result = serialize_fast(redq_task_error(step$refused, id = step$id)))
-    } else {
-      tryCatch(run_task(w, step, state), interrupt = function(e) own_interrupt(w, state))
-    }
-    if (identical(out, "exit")) {
-      # Ctrl+C while evaluating: give the task back rather than lose it
-      break
-    }
-    if (is.null(out)) {
-      out <- list(status = interrupt_status(w), result = raw())
-    }
-    done <- list(id = step$id, status = out$status, result = out$result)
-    n <- n + 1
-    idle_since <- Sys.time()
+  user_stop <- function() {
+    # the interrupted task, if any, is released when the worker exits
+    done <<- list(id = "", status = "", result = raw())
   }
+  tryCatch(withCallingHandlers({
+    repeat {
+      claim <- n < max_tasks && !rs_worker_stop_requested(w)
+      step <- rs_check(rs_worker_step(w, done$id, done$status, done$result, claim, 1))
+      done <- list(id = "", status = "", result = raw())
+      if (is.null(step$id)) {
+        if (!claim || as.numeric(Sys.time() - idle_since, units = "secs") > idle_timeout) break
+        next
+      }
+      out <- if (refused(step)) {
+        # never unserialized: its signature did not verify
+        list(status = "ERROR", result = serialize_fast(redq_task_error(step$refused, id = step$id)))
+      } else {
+        run_task(w, step, state)
+      }
+      done <- list(id = step$id, status = out$status, result = out$result)
+      n <- n + 1
+      idle_since <- Sys.time()
+    }
+  }, interrupt = function(cnd) {
+    # inside a task, run_task()'s own handler sees the interrupt first
+    if (own_interrupt(w, state)) invokeRestart("resume")
+  }), interrupt = function(cnd) user_stop())
   if (nzchar(done$id)) {
     rs_check(rs_worker_step(w, done$id, done$status, done$result, FALSE, 0))
   }
@@ -107,15 +112,14 @@ worker_loop <- function(w, state, max_tasks, idle_timeout) {
 refused <- function(step) length(step$refused) == 1L && !is.na(step$refused)
 
 # An interrupt is ours if the side thread sent more SIGINTs than we have
-# handled (a timeout or cancel, possibly landing just after the task ended);
-# otherwise a user pressed Ctrl+C and the worker should leave.
+# handled (a timeout or cancel); otherwise a user pressed Ctrl+C.
 own_interrupt <- function(w, state) {
   sent <- rs_worker_signals(w)
   if (sent > state$signals_handled) {
     state$signals_handled <- sent
-    return(NULL)
+    return(TRUE)
   }
-  "exit"
+  FALSE
 }
 
 interrupt_status <- function(w) {
@@ -140,15 +144,10 @@ run_task <- function(w, task, state) {
                       id = task$id, trace = e)
     },
     interrupt = function(e) {
-      if (is.null(own_interrupt(w, state))) {
-        structure(list(), class = "redq_interrupted")
-      } else {
-        "exit"
-      }
+      # a user's Ctrl+C goes on to the worker loop, which leaves
+      if (!own_interrupt(w, state)) stop(e)
+      structure(list(), class = "redq_interrupted")
     })
-  if (identical(value, "exit")) {
-    return("exit")
-  }
   if (inherits(value, "redq_interrupted")) {
     return(list(status = interrupt_status(w), result = raw()))
   }
