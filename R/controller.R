@@ -11,12 +11,13 @@
 #'
 #' @section Task lifecycle:
 #' \preformatted{
-#'               cancel ──────────────► CANCELLED
-#'                 │                        ▲
-#' task_create ─► PENDING ──claim──► RUNNING ──► COMPLETE | ERROR
-#'                 ▲                   │  │
-#'                 └── worker lost ────┘  ├──timeout──► TIMEOUT
-#'                     (attempt + 1)      └──lost max_attempts times──► DIED
+#'   DEFERRED ──dependencies complete──┐      cancel ──► CANCELLED
+#'      │                              ▼        │           ▲
+#'      │        task_create ─► PENDING ──claim──► RUNNING ──► COMPLETE | ERROR
+#'      │                         ▲                 │  │
+#'      │                         └── worker lost ──┘  ├──timeout──► TIMEOUT
+#'      │                             (attempt + 1)    └──lost max_attempts times──► DIED
+#'      └──a dependency did not complete──► IMPOSSIBLE
 #' }
 #' `task_status()` reports `MISSING` for ids the server does not know.
 #'

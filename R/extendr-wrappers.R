@@ -40,7 +40,7 @@ rs_job_missing <- function(x, job_id, ids) .Call("wrap__rs_job_missing", x, job_
 
 rs_job_remove <- function(x, job_id, ids) .Call("wrap__rs_job_remove", x, job_id, ids, PACKAGE = "redq")
 
-rs_task_submit <- function(x, queue, payloads, timeout, max_attempts) .Call("wrap__rs_task_submit", x, queue, payloads, timeout, max_attempts, PACKAGE = "redq")
+rs_task_submit <- function(x, queue, payloads, timeout, max_attempts, depends_on) .Call("wrap__rs_task_submit", x, queue, payloads, timeout, max_attempts, depends_on, PACKAGE = "redq")
 
 rs_task_status <- function(x, ids) .Call("wrap__rs_task_status", x, ids, PACKAGE = "redq")
 

@@ -12,7 +12,8 @@
 #' `task_create_bulk_call()` they are the arguments of `fn`.
 #'
 #' All return at once with the new ids. Tasks wait in their queue until a
-#' worker takes them, even if no worker exists yet.
+#' worker takes them, even if no worker exists yet. With `depends_on`, they
+#' enter the queue only once every task they depend on has completed.
 #'
 #' @param expr An expression (not evaluated now).
 #' @param fn A function.
@@ -24,6 +25,9 @@
 #'   (`NULL` or `Inf`: no limit).
 #' @param max_attempts How many times the task may be started when its
 #'   workers keep dying; after that it ends `DIED`.
+#' @param depends_on Ids of tasks that must complete first. Until they have,
+#'   the new tasks are `DEFERRED`; if one of them ends any other way
+#'   (error, timeout, cancelled, died, deleted), they end `IMPOSSIBLE`.
 #' @param envir Environment the variables of `expr` are looked up in.
 #' @param controller A [redq_controller()], or `NULL` for the default.
 #' @return Task ids (character).
@@ -39,27 +43,28 @@
 #'   worker_stop()
 #' }
 task_create_expr <- function(expr, queue = NULL, timeout = NULL, max_attempts = 3,
-                             envir = parent.frame(), controller = NULL) {
+                             depends_on = NULL, envir = parent.frame(), controller = NULL) {
   expr <- substitute(expr)
   payload <- task_payload_expr(expr, capture_vars(expr, envir))
-  task_submit(list(payload), queue, timeout, max_attempts, controller)
+  task_submit(list(payload), queue, timeout, max_attempts, depends_on, controller)
 }
 
 #' @rdname task_create_expr
 #' @export
 task_create_call <- function(fn, args = list(), queue = NULL, timeout = NULL, max_attempts = 3,
-                             controller = NULL) {
+                             depends_on = NULL, controller = NULL) {
   check_fn(fn)
   if (!is.list(args)) {
     redq_abort("argument", "'args' must be a list of arguments for 'fn'")
   }
-  task_submit(list(task_payload_call(fn, args)), queue, timeout, max_attempts, controller)
+  task_submit(list(task_payload_call(fn, args)), queue, timeout, max_attempts, depends_on,
+              controller)
 }
 
 #' @rdname task_create_expr
 #' @export
 task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_attempts = 3,
-                                  envir = parent.frame(), controller = NULL) {
+                                  depends_on = NULL, envir = parent.frame(), controller = NULL) {
   expr <- substitute(expr)
   rows <- data_rows(data)
   if (any(vapply(rows, function(r) length(r) && is.null(names(r)) || any(!nzchar(names(r))), NA))) {
@@ -72,17 +77,17 @@ task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_
     v[names(row)] <- row
     task_payload_expr(expr, v)
   })
-  task_submit(payloads, queue, timeout, max_attempts, controller)
+  task_submit(payloads, queue, timeout, max_attempts, depends_on, controller)
 }
 
 #' @rdname task_create_expr
 #' @export
 task_create_bulk_call <- function(fn, data, args = list(), queue = NULL, timeout = NULL,
-                                  max_attempts = 3, controller = NULL) {
+                                  max_attempts = 3, depends_on = NULL, controller = NULL) {
   check_fn(fn)
   rows <- data_rows(data)
   payloads <- lapply(rows, function(row) task_payload_call(fn, c(row, args)))
-  task_submit(payloads, queue, timeout, max_attempts, controller)
+  task_submit(payloads, queue, timeout, max_attempts, depends_on, controller)
 }
 
 check_fn <- function(fn) {
@@ -143,20 +148,22 @@ task_payload_call <- function(fn, args) {
   serialize_fast(list(type = "call", fn = fn, args = args))
 }
 
-task_submit <- function(payloads, queue, timeout, max_attempts, controller) {
+task_submit <- function(payloads, queue, timeout, max_attempts, depends_on, controller) {
   ctl <- get_controller(controller)
   queue <- queue %||% ctl$queue
   check_string(queue, "queue")
   timeout <- check_seconds(timeout, "timeout")
   max_attempts <- check_count(max_attempts, "max_attempts")
-  rs_check(rs_task_submit(ctl$ptr, queue, payloads, timeout, max_attempts))
+  depends_on <- if (is.null(depends_on)) character() else check_ids(depends_on)
+  rs_check(rs_task_submit(ctl$ptr, queue, payloads, timeout, max_attempts, depends_on))
 }
 
 #' Task status, results and bookkeeping
 #'
-#' `task_status()` gives each task's status: `PENDING`, `RUNNING`,
-#' `COMPLETE`, `ERROR`, `TIMEOUT`, `CANCELLED`, `DIED`, or `MISSING` for
-#' ids the server does not know. `task_wait()` blocks until all tasks have
+#' `task_status()` gives each task's status: `DEFERRED` (waiting for the
+#' tasks it depends on), `PENDING`, `RUNNING`, `COMPLETE`, `ERROR`,
+#' `TIMEOUT`, `CANCELLED`, `DIED`, `IMPOSSIBLE` (a task it depends on did
+#' not complete), or `MISSING` for ids the server does not know. `task_wait()` blocks until all tasks have
 #' ended; it can be interrupted with Ctrl+C, which leaves the tasks and
 #' the connection as they were. `task_result()` fetches one result;
 #' `task_results()` several, as a list.
@@ -239,12 +246,13 @@ task_results <- function(ids, error = FALSE, controller = NULL) {
 }
 
 TASK_STATUS_MESSAGE <- c(
+  IMPOSSIBLE = "a task it depends on did not complete, so it never ran",
   TIMEOUT = "the task ran longer than its timeout and was stopped",
   CANCELLED = "the task was cancelled",
   DIED = "every worker that ran the task died (it used up max_attempts)")
 
 result_value <- function(id, status, raw, error) {
-  if (status %in% c("PENDING", "RUNNING")) {
+  if (status %in% c("PENDING", "RUNNING", "DEFERRED")) {
     redq_abort("not_ready", sprintf("task %s is %s; wait for it with task_wait()", id, status),
                call = sys.call(-2))
   }
@@ -270,7 +278,7 @@ result_value <- function(id, status, raw, error) {
 #' @param id A single task id.
 #' @param controller A [redq_controller()], or `NULL` for the default.
 #' @return A list: `id`, `status`, `queue`, `worker`, `attempt`,
-#'   `max_attempts`, `timeout`, the times `created`, `started`, `finished`
+#'   `max_attempts`, `timeout`, `job`, `depends_on`, the times `created`, `started`, `finished`
 #'   (POSIXct), and `attempts`, a data frame with one row per ended attempt
 #'   (`worker`, `started`, `ended`, `outcome`: a status, or `LOST` when the
 #'   worker died).
@@ -294,6 +302,7 @@ task_info <- function(id, controller = NULL) {
   list(id = id, status = f$status, queue = f$queue, worker = f$worker %||% NA_character_,
        attempt = as.integer(f$attempt %||% 0L), max_attempts = as.integer(f$max_attempts),
        timeout = as.numeric(f$timeout %||% Inf), job = f$job %||% NA_character_,
+       depends_on = if (is.null(f$depends_on)) character() else strsplit(f$depends_on, ",")[[1]],
        created = time(f$created), started = time(f$started), finished = time(f$finished),
        attempts = attempts)
 }

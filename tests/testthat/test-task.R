@@ -144,3 +144,25 @@ test_that("task_info reports max_attempts, default or chosen", {
   expect_equal(task_info(b)$timeout, 30)
   expect_equal(task_info(a)$timeout, Inf)
 })
+
+test_that("dependencies: a task runs after those it depends on, or never", {
+  ctl <- test_controller()
+  a <- task_create_expr({
+    Sys.sleep(0.3)
+    "a"
+  })
+  b <- task_create_expr(stop("b fails"))
+  c <- task_create_call(function() Sys.time(), depends_on = a)
+  d <- task_create_expr(1, depends_on = c(a, b))
+  e <- task_create_bulk_call(function(x) x, list(1, 2), depends_on = d)
+  expect_equal(unname(task_status(c(c, d, e))), rep("DEFERRED", 4))
+  expect_error(task_result(c), class = "redq_error_not_ready")
+  worker_spawn(1)
+  task_wait(c(a, b, c, d, e), timeout = 20)
+  expect_equal(unname(task_status(c(a, b, c, d, e))),
+               c("COMPLETE", "ERROR", "COMPLETE", "IMPOSSIBLE", "IMPOSSIBLE", "IMPOSSIBLE"))
+  expect_true(task_result(c) >= task_info(a)$finished)
+  expect_s3_class(task_result(d), "redq_task_impossible")
+  expect_equal(task_info(d)$depends_on, c(a, b))
+  expect_equal(unname(task_status(task_create_expr(1, depends_on = "nosuchtask"))), "IMPOSSIBLE")
+})

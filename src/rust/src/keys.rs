@@ -53,6 +53,10 @@ impl Keys {
     pub fn payloads(&self) -> String {
         self.k(&["payloads"])
     }
+    /// Tasks waiting for this one to end (set).
+    pub fn task_dependents(&self, id: &str) -> String {
+        self.k(&["task", id, "dependents"])
+    }
     /// Ids created through the task API, oldest first (list).
     pub fn tasks(&self) -> String {
         self.k(&["tasks"])

@@ -30,12 +30,29 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], register: 
     payloads.ignore();
     for t in tasks {
         p.cmd("HSET").arg(keys.task(&t.id)).arg(t.fields(now)).ignore();
-        by_queue.entry(t.queue.as_str()).or_default().push(t.id.as_str());
+        if t.depends_on.is_empty() {
+            by_queue.entry(t.queue.as_str()).or_default().push(t.id.as_str());
+        } else {
+            // queued by the script once (if ever) its dependencies complete
+            let mut deps = t.depends_on.clone();
+            deps.sort();
+            deps.dedup();
+            p.cmd("EVAL")
+                .arg(scripts::LINK_DEPS)
+                .arg(1)
+                .arg(keys.version())
+                .arg(keys.prefix())
+                .arg(now)
+                .arg(&t.id)
+                .arg(deps)
+                .ignore();
+        }
     }
     for (q, ids) in &by_queue {
         p.lpush(keys.queue(q), ids).ignore();
-        p.sadd(keys.queues(), *q).ignore();
     }
+    let queues: std::collections::BTreeSet<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
+    p.sadd(keys.queues(), queues).ignore();
     if register {
         let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
         p.rpush(keys.tasks(), ids).ignore();

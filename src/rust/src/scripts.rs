@@ -26,6 +26,11 @@ script!(delete, "delete.lua");
 script!(beat, "beat.lua");
 script!(keys_check, "keys_check.lua");
 
+/// Source of `lua/link_deps.lua` with the preamble: sent with EVAL inside
+/// a submission's MULTI/EXEC (EVALSHA there could fail on an empty script
+/// cache and abort the whole transaction).
+pub const LINK_DEPS: &str = concat!(include_str!("lua/common.lua"), "\n", include_str!("lua/link_deps.lua"));
+
 /// Milliseconds since the Unix epoch, the time stamp every script records.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

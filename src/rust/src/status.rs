@@ -1,6 +1,8 @@
 //! Status words of tasks and workers: the only place they are spelled (Lua
 //! mirrors them in `lua/keys.lua`; a test checks the two agree).
 
+/// Waiting for the tasks it depends on.
+pub const DEFERRED: &str = "DEFERRED";
 /// Task statuses, see the lifecycle in ARCHITECTURE.md.
 pub const PENDING: &str = "PENDING";
 /// Claimed and being evaluated by a worker.
@@ -15,11 +17,13 @@ pub const CANCELLED: &str = "CANCELLED";
 pub const TIMEOUT: &str = "TIMEOUT";
 /// Its worker was lost `max_attempts` times.
 pub const DIED: &str = "DIED";
+/// A task it depends on ended without completing.
+pub const IMPOSSIBLE: &str = "IMPOSSIBLE";
 /// The server does not know the id (never created, deleted, or data lost).
 pub const MISSING: &str = "MISSING";
 
 /// Statuses after which nothing changes a task.
-pub const TERMINAL: [&str; 5] = [COMPLETE, ERROR, CANCELLED, TIMEOUT, DIED];
+pub const TERMINAL: [&str; 6] = [COMPLETE, ERROR, CANCELLED, TIMEOUT, DIED, IMPOSSIBLE];
 
 /// True for statuses that end a task (MISSING counts: waiting cannot help).
 pub fn is_done(status: &str) -> bool {

@@ -23,6 +23,8 @@ pub struct TaskSpec {
     /// Id of the controller to notify when the task ends (foreach tasks
     /// notify their job instead).
     pub notify: Option<String>,
+    /// Tasks that must complete before this one may run.
+    pub depends_on: Vec<String>,
 }
 
 impl TaskSpec {
@@ -31,7 +33,7 @@ impl TaskSpec {
     /// keeps the hash in Redis' compact encoding.
     pub fn fields(&self, now: u64) -> Vec<(&'static str, String)> {
         let mut f: Vec<(&'static str, String)> = vec![
-            ("status", crate::status::PENDING.to_string()),
+            ("status", if self.depends_on.is_empty() { crate::status::PENDING } else { crate::status::DEFERRED }.to_string()),
             ("queue", self.queue.clone()),
             ("created", now.to_string()),
         ];
@@ -46,6 +48,9 @@ impl TaskSpec {
         }
         if let Some(n) = &self.notify {
             f.push(("notify", n.clone()));
+        }
+        if !self.depends_on.is_empty() {
+            f.push(("depends_on", self.depends_on.join(",")));
         }
         f
     }
@@ -76,9 +81,9 @@ pub fn new_id() -> String {
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// Fields of the task hash that `task_info()` shows (not the payload or result).
-pub const INFO_FIELDS: [&str; 12] = [
+pub const INFO_FIELDS: [&str; 13] = [
     "status", "queue", "worker", "attempt", "max_attempts", "timeout", "created", "started",
-    "finished", "job", "history", "notify",
+    "finished", "job", "history", "notify", "depends_on",
 ];
 
 

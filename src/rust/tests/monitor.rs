@@ -39,6 +39,7 @@ fn submit(ctl: &mut Controller, max_attempts: u32) -> String {
         max_attempts,
         job: None,
         notify: Some(ctl.cid.clone()),
+        depends_on: Vec::new(),
     };
     queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], true).unwrap();
     t.id

@@ -23,6 +23,7 @@ fn spec(queue: &str, payload: &[u8], notify: &str) -> TaskSpec {
         max_attempts: 3,
         job: None,
         notify: Some(notify.into()),
+        depends_on: Vec::new(),
     }
 }
 
@@ -251,4 +252,50 @@ fn workers_run_only_payloads_signed_with_their_secret() {
     let t = t.unwrap();
     assert!(t.payload.is_empty());
     assert!(t.refused.unwrap().contains("signature"));
+}
+
+fn with_deps(mut t: TaskSpec, deps: &[&TaskSpec]) -> TaskSpec {
+    t.depends_on = deps.iter().map(|d| d.id.clone()).collect();
+    t
+}
+
+#[test]
+fn dependents_wait_then_run_or_become_impossible() {
+    let srv = Server::start();
+    let cfg = srv.config("deps");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let a = spec("q", b"a", &ctl.cid);
+    let fail = spec("q", b"f", &ctl.cid);
+    queue::submit(&mut ctl.conn, &ctl.keys, &[a.clone(), fail.clone()], true).unwrap();
+    let b = with_deps(spec("q", b"b", &ctl.cid), &[&a, &a]);
+    let c = with_deps(spec("q", b"c", &ctl.cid), &[&b, &fail]);
+    let d = with_deps(spec("q", b"d", &ctl.cid), &[&c]);
+    queue::submit(&mut ctl.conn, &ctl.keys, &[b.clone(), c.clone(), d.clone()], true).unwrap();
+    let ids = |ts: &[&TaskSpec]| ts.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+    let st = |ctl: &mut Controller, ts: &[&TaskSpec]| queue::statuses(&mut ctl.conn, &ctl.keys, &ids(ts)).unwrap();
+    assert_eq!(st(&mut ctl, &[&b, &c, &d]), vec!["DEFERRED"; 3]);
+    assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 2);
+
+    let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
+    let mut ran = vec![];
+    let (_, mut next) = w.step(None, true, Duration::ZERO).unwrap();
+    while let Some(t) = next {
+        ran.push(t.payload.clone());
+        let status = if t.payload == b"f" { "ERROR" } else { "COMPLETE" };
+        next = w.step(Some((&t.id, status, b"r")), true, Duration::ZERO).unwrap().1;
+    }
+    // b ran once a had completed; c and d can never run
+    assert_eq!(ran, vec![b"a".to_vec(), b"f".to_vec(), b"b".to_vec()]);
+    assert_eq!(st(&mut ctl, &[&b, &c, &d]), vec!["COMPLETE", "IMPOSSIBLE", "IMPOSSIBLE"]);
+    // a dependency on a task that already failed is impossible at once
+    let e = with_deps(spec("q", b"e", &ctl.cid), &[&fail]);
+    let f = with_deps(spec("q", b"f2", &ctl.cid), &[&a]);
+    queue::submit(&mut ctl.conn, &ctl.keys, &[e.clone(), f.clone()], true).unwrap();
+    assert_eq!(st(&mut ctl, &[&e, &f]), vec!["IMPOSSIBLE", "PENDING"]);
+    // cancelling a deferred task makes its dependents impossible
+    let g = with_deps(spec("q", b"g", &ctl.cid), &[&f]);
+    let h = with_deps(spec("q", b"h", &ctl.cid), &[&g]);
+    queue::submit(&mut ctl.conn, &ctl.keys, &[g.clone(), h.clone()], true).unwrap();
+    assert_eq!(queue::cancel(&mut ctl.conn, &ctl.keys, &[g.id.clone()]).unwrap(), vec!["DEFERRED"]);
+    assert_eq!(st(&mut ctl, &[&g, &h]), vec!["CANCELLED", "IMPOSSIBLE"]);
 }

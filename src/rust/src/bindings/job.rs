@@ -58,6 +58,7 @@ fn rs_job_submit(x: Robj, job_id: &str, queue: &str, ids: Strings, payloads: Lis
             max_attempts: max_attempts.max(1) as u32,
             job: Some(job_id.to_string()),
             notify: None,
+            depends_on: Vec::new(),
         })
         .collect();
     out(queue::submit(&mut c.conn, &c.keys, &tasks, false))

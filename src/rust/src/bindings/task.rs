@@ -11,8 +11,9 @@ use extendr_api::prelude::*;
 use std::time::{Duration, Instant};
 
 /// Submit serialized payloads to a queue in one round trip; returns ids.
+/// Tasks with dependencies wait DEFERRED until those complete.
 #[extendr]
-fn rs_task_submit(x: Robj, queue: &str, payloads: List, timeout: f64, max_attempts: i32) -> Robj {
+fn rs_task_submit(x: Robj, queue: &str, payloads: List, timeout: f64, max_attempts: i32, depends_on: Strings) -> Robj {
     let mut c = ctl!(x);
     let c = c.as_mut();
     if let Err(e) = crate::config::validate_name("queue", queue) {
@@ -23,6 +24,7 @@ fn rs_task_submit(x: Robj, queue: &str, payloads: List, timeout: f64, max_attemp
         Err(e) => return e,
     };
     let timeout = seconds(timeout).map(|d| d.as_secs_f64());
+    let depends_on = strs(&depends_on);
     let tasks: Vec<TaskSpec> = payloads
         .into_iter()
         .map(|payload| TaskSpec {
@@ -33,6 +35,7 @@ fn rs_task_submit(x: Robj, queue: &str, payloads: List, timeout: f64, max_attemp
             max_attempts: max_attempts.max(1) as u32,
             job: None,
             notify: Some(c.cid.clone()),
+            depends_on: depends_on.clone(),
         })
         .collect();
     let ids: Strings = tasks.iter().map(|t| t.id.as_str()).collect();

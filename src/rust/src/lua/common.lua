@@ -14,7 +14,9 @@ end
 
 local PENDING, RUNNING, COMPLETE, ERROR = 'PENDING', 'RUNNING', 'COMPLETE', 'ERROR'
 local CANCELLED, TIMEOUT, DIED = 'CANCELLED', 'TIMEOUT', 'DIED'
-local TERMINAL = {COMPLETE = true, ERROR = true, CANCELLED = true, TIMEOUT = true, DIED = true}
+local DEFERRED, IMPOSSIBLE = 'DEFERRED', 'IMPOSSIBLE'
+local TERMINAL = {COMPLETE = true, ERROR = true, CANCELLED = true, TIMEOUT = true, DIED = true,
+                  IMPOSSIBLE = true}
 local WORKER_LOST, WORKER_EXITED = 'LOST', 'EXITED'
 local DEFAULT_MAX_ATTEMPTS = 3
 
@@ -58,11 +60,43 @@ local function notify(t, id)
   end
 end
 
--- Enter a terminal status: the payload is no longer needed.
+-- A task ended: its DEFERRED dependents lose one dependency when it
+-- completed (and are queued when none is left), or become IMPOSSIBLE, and
+-- so on down the graph, when it did not.
+local function settle_dependents(id, completed)
+  local todo = {{id, completed}}
+  while #todo > 0 do
+    local item = table.remove(todo)
+    local dk = key('task', item[1], 'dependents')
+    local children = redis.call('SMEMBERS', dk)
+    redis.call('DEL', dk)
+    for _, child in ipairs(children) do
+      local ck = key('task', child)
+      local c = fields(ck)
+      if c.status == DEFERRED then
+        if item[2] then
+          if redis.call('HINCRBY', ck, 'deps_left', -1) <= 0 then
+            redis.call('HSET', ck, 'status', PENDING)
+            redis.call('LPUSH', key('queue', c.queue), child)
+          end
+        else
+          redis.call('HSET', ck, 'status', IMPOSSIBLE, 'finished', NOW)
+          redis.call('HDEL', PAYLOADS, child)
+          notify(c, child)
+          todo[#todo + 1] = {child, false}
+        end
+      end
+    end
+  end
+end
+
+-- Enter a terminal status: the payload is no longer needed, whoever waits
+-- is told, and dependents move on.
 local function finish(tk, id, t, status, extra)
   redis.call('HSET', tk, 'status', status, 'finished', NOW, unpack(extra or {}))
   redis.call('HDEL', PAYLOADS, id)
   notify(t, id)
+  settle_dependents(id, status == COMPLETE)
 end
 
 -- Remove the ids of `set` (count of them: n) from a list. One LREM each
@@ -185,10 +219,13 @@ local function cancel_tasks(first, delete)
       if t.status then
         redis.call('DEL', tk)
         redis.call('HDEL', PAYLOADS, id)
+        if not TERMINAL[t.status] then
+          settle_dependents(id, false)
+        end
         gone[id] = true
         ngone = ngone + 1
       end
-    elseif t.status == PENDING or t.status == RUNNING then
+    elseif t.status == PENDING or t.status == RUNNING or t.status == DEFERRED then
       finish(tk, id, t, CANCELLED)
     end
   end
