@@ -69,7 +69,9 @@ local function settle_dependents(id, completed)
     local item = table.remove(todo)
     local dk = key('task', item[1], 'dependents')
     local children = redis.call('SMEMBERS', dk)
-    redis.call('DEL', dk)
+    if #children > 0 then
+      redis.call('DEL', dk)
+    end
     for _, child in ipairs(children) do
       local ck = key('task', child)
       local c = fields(ck)
