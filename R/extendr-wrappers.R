@@ -56,6 +56,8 @@ rs_task_cancel <- function(x, ids) .Call("wrap__rs_task_cancel", x, ids, PACKAGE
 
 rs_task_delete <- function(x, ids) .Call("wrap__rs_task_delete", x, ids, PACKAGE = "redq")
 
+rs_task_retry <- function(x, ids) .Call("wrap__rs_task_retry", x, ids, PACKAGE = "redq")
+
 rs_queue_length <- function(x, queue) .Call("wrap__rs_queue_length", x, queue, PACKAGE = "redq")
 
 rs_queue_list <- function(x) .Call("wrap__rs_queue_list", x, PACKAGE = "redq")

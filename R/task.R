@@ -314,15 +314,18 @@ time_vec <- function(ms) {
 #' List, cancel and delete tasks
 #'
 #' `task_list()` gives the ids of tasks created through the task API and
-#' not deleted. `task_cancel()` ends `PENDING` tasks at once and interrupts
-#' `RUNNING` ones on their workers (which go on serving); both end
-#' `CANCELLED`. `task_delete()` cancels what has not ended and removes the
-#' tasks' data.
+#' not deleted. `task_cancel()` ends `PENDING` and `DEFERRED` tasks at once
+#' and interrupts `RUNNING` ones on their workers (which go on serving);
+#' all end `CANCELLED`. `task_retry()` queues tasks that ended without
+#' completing (`ERROR`, `TIMEOUT`, `CANCELLED`, `DIED`, `IMPOSSIBLE`) again,
+#' under the same id, with a fresh attempt count; it retries all of them or,
+#' if one cannot be retried, none. `task_delete()` cancels what has not
+#' ended and removes the tasks' data.
 #'
 #' @param ids Task ids.
 #' @param controller A [redq_controller()], or `NULL` for the default.
-#' @return `task_list()`: ids. `task_cancel()`: invisibly, the status each
-#'   task had before. `task_delete()`: invisibly `NULL`.
+#' @return `task_list()`: ids. `task_cancel()`, `task_retry()`: invisibly,
+#'   the status each task had before. `task_delete()`: invisibly `NULL`.
 #' @export
 task_list <- function(controller = NULL) {
   ctl <- get_controller(controller)
@@ -335,6 +338,21 @@ task_cancel <- function(ids, controller = NULL) {
   ids <- check_ids(ids)
   ctl <- get_controller(controller)
   invisible(stats::setNames(rs_check(rs_task_cancel(ctl$ptr, ids)), ids))
+}
+
+#' @rdname task_list
+#' @export
+task_retry <- function(ids, controller = NULL) {
+  ids <- check_ids(ids)
+  ctl <- get_controller(controller)
+  r <- rs_check(rs_task_retry(ctl$ptr, ids))
+  if (!isTRUE(r$ok)) {
+    bad <- ids[!(r$status %in% c("ERROR", "TIMEOUT", "CANCELLED", "DIED", "IMPOSSIBLE"))]
+    redq_abort("argument", sprintf(
+      "only tasks that ended without completing can be retried; not: %s. Nothing was retried",
+      paste(sprintf("%s (%s)", bad, r$status[match(bad, ids)]), collapse = ", ")))
+  }
+  invisible(stats::setNames(r$status, ids))
 }
 
 #' @rdname task_list

@@ -166,3 +166,22 @@ test_that("dependencies: a task runs after those it depends on, or never", {
   expect_equal(task_info(d)$depends_on, c(a, b))
   expect_equal(unname(task_status(task_create_expr(1, depends_on = "nosuchtask"))), "IMPOSSIBLE")
 })
+
+test_that("task_retry runs failed tasks again under the same id", {
+  ctl <- test_controller()
+  flag <- tempfile()
+  withr::defer(unlink(flag))
+  worker_spawn(1)
+  id <- task_create_expr(if (file.exists(flag)) "worked" else stop("not yet"))
+  ok <- task_create_expr("fine")
+  task_wait(c(id, ok), timeout = 20)
+  expect_equal(unname(task_status(id)), "ERROR")
+  expect_error(task_retry(c(id, ok)), "only tasks that ended without completing",
+               class = "redq_error_argument")
+  expect_equal(unname(task_status(id)), "ERROR")
+  file.create(flag)
+  expect_equal(unname(task_retry(id)), "ERROR")
+  task_wait(id, timeout = 20)
+  expect_equal(task_result(id), "worked")
+  expect_equal(task_info(id)$attempts$outcome, c("ERROR", "RETRY", "COMPLETE"))
+})

@@ -128,6 +128,23 @@ pub fn delete(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<
     conn.run(|c| inv.invoke(c))
 }
 
+/// Run ended tasks again (see `lua/retry.lua`). All or nothing: returns
+/// whether they were requeued, and the status each had.
+pub fn retry(conn: &mut Connection, keys: &Keys, cid: &str, ids: &[String]) -> Result<(bool, Vec<String>)> {
+    if ids.is_empty() {
+        return Ok((true, vec![]));
+    }
+    let mut inv = invocation(scripts::retry(), keys);
+    inv.arg(cid);
+    for id in ids {
+        inv.arg(id);
+    }
+    let reply: Vec<redis::Value> = conn.run(|c| inv.invoke(c))?;
+    let ok = matches!(reply.first(), Some(redis::Value::Int(1)));
+    let statuses = reply.iter().skip(1).map(|v| redis::from_redis_value_ref(v).unwrap_or_default()).collect();
+    Ok((ok, statuses))
+}
+
 /// Number of PENDING tasks in a queue.
 pub fn queue_length(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<usize> {
     conn.run(|c| redis::cmd("LLEN").arg(keys.queue(queue)).query(c))

@@ -23,6 +23,7 @@ script!(exit_worker, "exit_worker.lua");
 script!(release, "release.lua");
 script!(cancel, "cancel.lua");
 script!(delete, "delete.lua");
+script!(retry, "retry.lua");
 script!(beat, "beat.lua");
 script!(keys_check, "keys_check.lua");
 

@@ -88,5 +88,14 @@ fn a_task_that_used_up_its_attempts_ends_died_and_is_announced() {
     let notices: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(&ctl.done).arg(0).arg(-1).query(c)).unwrap();
     assert_eq!(notices, vec![id.clone()]);
     let payload: Option<Vec<u8>> = ctl.conn.run(|c| redis::cmd("HGET").arg(keys.payloads()).arg(&id).query(c)).unwrap();
-    assert!(payload.is_none(), "an ended task kept its payload");
+    assert!(payload.is_some(), "a task API task keeps its payload for task_retry");
+    // all or nothing: a missing id blocks the retry
+    let (ok, before) = queue::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone(), "nope".into()]).unwrap();
+    assert_eq!((ok, before), (false, vec!["DIED".to_string(), "MISSING".to_string()]));
+    assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 0);
+    let (ok, _) = queue::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone()]).unwrap();
+    assert!(ok);
+    assert_eq!(field(&mut ctl, &keys, &id, "status").as_deref(), Some("PENDING"));
+    assert_eq!(field(&mut ctl, &keys, &id, "attempt").as_deref(), Some("0"));
+    assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 1);
 }

@@ -158,6 +158,16 @@ fn rs_task_cancel(x: Robj, ids: Strings) -> Robj {
     out(queue::cancel(&mut c.conn, &c.keys, &strs(&ids)).map(|v| v.into_iter().collect::<Strings>()))
 }
 
+/// Run ended tasks again: list(ok, status) with the status each had.
+#[extendr]
+fn rs_task_retry(x: Robj, ids: Strings) -> Robj {
+    let mut c = ctl!(x);
+    let c = c.as_mut();
+    let cid = c.cid.clone();
+    out(queue::retry(&mut c.conn, &c.keys, &cid, &strs(&ids))
+        .map(|(ok, st)| list!(ok = ok, status = st.into_iter().collect::<Strings>())))
+}
+
 /// Delete tasks and their data.
 #[extendr]
 fn rs_task_delete(x: Robj, ids: Strings) -> Robj {
@@ -176,4 +186,5 @@ extendr_module! {
     fn rs_task_list;
     fn rs_task_cancel;
     fn rs_task_delete;
+    fn rs_task_retry;
 }

@@ -83,7 +83,6 @@ local function settle_dependents(id, completed)
           end
         else
           redis.call('HSET', ck, 'status', IMPOSSIBLE, 'finished', NOW)
-          redis.call('HDEL', PAYLOADS, child)
           notify(c, child)
           todo[#todo + 1] = {child, false}
         end
@@ -92,11 +91,14 @@ local function settle_dependents(id, completed)
   end
 end
 
--- Enter a terminal status: the payload is no longer needed, whoever waits
--- is told, and dependents move on.
+-- Enter a terminal status: whoever waits is told, and dependents move on.
+-- A foreach task's payload is no longer needed; a task API task keeps it
+-- until it is deleted, so that task_retry() can run it again.
 local function finish(tk, id, t, status, extra)
   redis.call('HSET', tk, 'status', status, 'finished', NOW, unpack(extra or {}))
-  redis.call('HDEL', PAYLOADS, id)
+  if t.job then
+    redis.call('HDEL', PAYLOADS, id)
+  end
   notify(t, id)
   settle_dependents(id, status == COMPLETE)
 end
