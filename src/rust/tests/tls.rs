@@ -3,11 +3,10 @@
 
 mod common;
 
+use common::Server;
 use redq::config::Config;
 use redq::controller::Controller;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 #[test]
 fn tls_connections_verify_the_server_certificate() {
@@ -26,29 +25,16 @@ fn tls_connections_verify_the_server_certificate() {
         .status()
         .expect("openssl must be on PATH for the TLS test");
     assert!(ok.success());
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new("redis-server")
-        .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-        .args(["--tls-auth-clients", "no"])
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .arg("--tls-ca-cert-file")
-        .arg(&cert)
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "TLS redis-server did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let url = format!("rediss://127.0.0.1:{port}/0");
-    let cfg = Config::new(&url, "tls").unwrap();
+    let port = Server::free_port();
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let args: Vec<String> = vec![
+        "--port".into(), "0".into(), "--tls-port".into(), port.to_string(),
+        "--tls-auth-clients".into(), "no".into(),
+        "--tls-cert-file".into(), path(&cert), "--tls-key-file".into(), path(&key),
+        "--tls-ca-cert-file".into(), path(&cert),
+    ];
+    let _server = Server::launch(port, &args);
+    let cfg = Config::new(&format!("rediss://127.0.0.1:{port}/0"), "tls").unwrap();
 
     // an unknown certificate authority is refused
     std::env::set_var("SSL_CERT_FILE", dir.join("no-such-file.pem"));
@@ -60,7 +46,5 @@ fn tls_connections_verify_the_server_certificate() {
     let pong: String = ctl.conn.run(|c| redis::cmd("PING").query(c)).unwrap();
     assert_eq!(pong, "PONG");
     std::env::remove_var("SSL_CERT_FILE");
-    let _ = child.kill();
-    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

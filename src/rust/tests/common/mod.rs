@@ -15,15 +15,21 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Server::start_on(port)
+        Server::start_on(Server::free_port())
     }
 
     pub fn start_on(port: u16) -> Server {
+        Server::launch(port, &["--port".to_string(), port.to_string()])
+    }
+
+    /// redis-server with `args` (which must make it listen on `port`), no
+    /// persistence, in a directory of its own; returns once `port` accepts.
+    pub fn launch(port: u16, args: &[String]) -> Server {
         let dir = std::env::temp_dir().join(format!("redq-cargo-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -39,6 +45,10 @@ impl Server {
             std::thread::sleep(Duration::from_millis(10));
         }
         Server { child, port, dir }
+    }
+
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     pub fn url(&self) -> String {
