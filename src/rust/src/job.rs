@@ -31,9 +31,20 @@ pub fn put_env(conn: &mut Connection, keys: &Keys, job: &str, env: &[u8], about:
     })
 }
 
-/// Running jobs: (job id, description).
+/// Running jobs: (job id, description). Entries of jobs whose environment
+/// expired (their controller died without cleaning up) are dropped here.
 pub fn list(conn: &mut Connection, keys: &Keys) -> Result<Vec<(String, String)>> {
     let mut v: Vec<(String, String)> = conn.run(|c| redis::cmd("HGETALL").arg(keys.jobs()).query(c))?;
+    let mut p = redis::pipe();
+    for (job, _) in &v {
+        p.exists(keys.job_env(job));
+    }
+    let alive: Vec<bool> = conn.pipe(&p)?;
+    let dead: Vec<String> = v.iter().zip(&alive).filter(|(_, a)| !**a).map(|((j, _), _)| j.clone()).collect();
+    if !dead.is_empty() {
+        conn.run(|c| redis::cmd("HDEL").arg(keys.jobs()).arg(&dead).query::<()>(c))?;
+    }
+    v.retain(|(j, _)| !dead.contains(j));
     v.sort();
     Ok(v)
 }

@@ -30,6 +30,10 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], register: 
     payloads.ignore();
     for t in tasks {
         p.cmd("HSET").arg(keys.task(&t.id)).arg(t.fields(now)).ignore();
+        if t.job.is_some() {
+            // collected (and deleted) by the loop; expires if its controller died
+            p.expire(keys.task(&t.id), crate::job::JOB_TTL_S as i64).ignore();
+        }
         if t.depends_on.is_empty() {
             by_queue.entry(t.queue.as_str()).or_default().push(t.id.as_str());
         } else {
