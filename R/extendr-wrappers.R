@@ -10,8 +10,6 @@ rs_controller_address <- function(x) .Call("wrap__rs_controller_address", x, PAC
 
 rs_controller_close <- function(x) .Call("wrap__rs_controller_close", x, PACKAGE = "redq")
 
-rs_controller_ping <- function(x) .Call("wrap__rs_controller_ping", x, PACKAGE = "redq")
-
 rs_controller_reap <- function(x) .Call("wrap__rs_controller_reap", x, PACKAGE = "redq")
 
 rs_controller_events_tail <- function(x) .Call("wrap__rs_controller_events_tail", x, PACKAGE = "redq")

@@ -65,6 +65,12 @@ fn lua_preamble_builds_the_same_keys_and_words_as_rust() {
         redq::status::CANCELLED.to_string(),
         redq::status::TIMEOUT.to_string(),
         redq::status::DIED.to_string(),
+        redq::status::DEFERRED.to_string(),
+        redq::status::IMPOSSIBLE.to_string(),
+        redq::status::WORKER_IDLE.to_string(),
+        redq::status::WORKER_BUSY.to_string(),
+        redq::status::WORKER_LOST.to_string(),
+        redq::status::WORKER_EXITED.to_string(),
         redq::task::DEFAULT_MAX_ATTEMPTS.to_string(),
     ];
     assert_eq!(got, want);

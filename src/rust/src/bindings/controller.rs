@@ -1,4 +1,4 @@
-//! Controller handles: open, close, ping, reaper, raw commands.
+//! Controller handles: open, close, reaper, lost-worker events, raw commands, user data.
 
 use super::out;
 use crate::config::Config;
@@ -15,6 +15,15 @@ macro_rules! ctl {
     };
 }
 pub(crate) use ctl;
+
+/// Run `f` on the controller behind `x`. A closed handle, or an error of
+/// `f`, comes back as the `redq_rs_error` value R expects.
+pub(crate) fn with_ctl<T: Into<Robj>>(x: &Robj, f: impl FnOnce(&mut Controller) -> crate::error::Result<T>) -> Robj {
+    match super::ptr::<Controller>(x, "controller") {
+        Ok(mut p) => out(f(p.as_mut())),
+        Err(e) => e,
+    }
+}
 
 /// Open a controller connection.
 #[extendr]
@@ -36,28 +45,16 @@ fn rs_controller_close(x: Robj) -> Robj {
     out(c.as_mut().close())
 }
 
-/// Round trip time in seconds.
-#[extendr]
-fn rs_controller_ping(x: Robj) -> Robj {
-    let mut c = ctl!(x);
-    let t = std::time::Instant::now();
-    out(c.as_mut().conn.run(|k| redis::cmd("PING").query::<String>(k)).map(|_| t.elapsed().as_secs_f64()))
-}
-
 /// Run the reaper once: list(id, host, requeued, died).
 #[extendr]
 fn rs_controller_reap(x: Robj) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(monitor::reap(&mut c.conn, &c.keys).map(|lost| lost_robj(&lost)))
+    with_ctl(&x, |c| monitor::reap(&mut c.conn, &c.keys).map(|lost| lost_robj(&lost)))
 }
 
 /// Newest event id, where `rs_controller_lost_since` starts.
 #[extendr]
 fn rs_controller_events_tail(x: Robj) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(monitor::events_tail(&mut c.conn, &c.keys))
+    with_ctl(&x, |c| monitor::events_tail(&mut c.conn, &c.keys))
 }
 
 /// Workers reported lost after event `since`: list(id, host, requeued,
@@ -121,31 +118,31 @@ fn value(v: redis::Value) -> Robj {
 /// Store a user value under the namespace's data prefix.
 #[extendr]
 fn rs_controller_data_set(x: Robj, key: &str, value: Raw) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    let k = c.keys.data(key);
-    out(c.conn.run(|r| redis::cmd("SET").arg(&k).arg(value.as_slice()).query::<()>(r)))
+    with_ctl(&x, |c| {
+        let k = c.keys.data(key);
+        c.conn.run(|r| redis::cmd("SET").arg(&k).arg(value.as_slice()).query::<()>(r))
+    })
 }
 
 /// Fetch a user value (NULL if absent).
 #[extendr]
 fn rs_controller_data_get(x: Robj, key: &str) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    let k = c.keys.data(key);
-    out(c.conn.run(|r| redis::cmd("GET").arg(&k).query::<Option<Vec<u8>>>(r)).map(|v| match v {
-        Some(b) => Raw::from_bytes(&b).into(),
-        None => Robj::from(()),
-    }))
+    with_ctl(&x, |c| {
+        let k = c.keys.data(key);
+        c.conn.run(|r| redis::cmd("GET").arg(&k).query::<Option<Vec<u8>>>(r)).map(|v| match v {
+            Some(b) => Raw::from_bytes(&b).into(),
+            None => Robj::from(()),
+        })
+    })
 }
 
 /// Delete a user value.
 #[extendr]
 fn rs_controller_data_delete(x: Robj, key: &str) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    let k = c.keys.data(key);
-    out(c.conn.run(|r| redis::cmd("DEL").arg(&k).query::<()>(r)))
+    with_ctl(&x, |c| {
+        let k = c.keys.data(key);
+        c.conn.run(|r| redis::cmd("DEL").arg(&k).query::<()>(r))
+    })
 }
 
 extendr_module! {
@@ -153,7 +150,6 @@ extendr_module! {
     fn rs_controller_open;
     fn rs_controller_address;
     fn rs_controller_close;
-    fn rs_controller_ping;
     fn rs_controller_reap;
     fn rs_controller_events_tail;
     fn rs_controller_lost_since;

@@ -40,11 +40,11 @@ pub(crate) fn ptr<T: 'static>(x: &Robj, what: &str) -> std::result::Result<Exter
 }
 
 /// Raw vectors of an R list, as bytes.
-pub(crate) fn raws(x: &List) -> std::result::Result<Vec<Vec<u8>>, Robj> {
+pub(crate) fn raws(x: &List) -> crate::error::Result<Vec<Vec<u8>>> {
     x.values()
         .map(|v| match Raw::try_from(v) {
             Ok(r) => Ok(r.as_slice().to_vec()),
-            Err(_) => Err(err(&Error::Argument("payloads must be raw vectors".into()))),
+            Err(_) => Err(Error::Argument("payloads must be raw vectors".into())),
         })
         .collect()
 }

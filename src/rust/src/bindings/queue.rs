@@ -1,32 +1,25 @@
 //! Queues.
 
-use super::controller::ctl;
-use super::out;
+use super::controller::with_ctl;
 use crate::queue;
 use extendr_api::prelude::*;
 
 /// PENDING tasks of a queue.
 #[extendr]
 fn rs_queue_length(x: Robj, queue: &str) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::queue_length(&mut c.conn, &c.keys, queue).map(|n| n as f64))
+    with_ctl(&x, |c| queue::queue_length(&mut c.conn, &c.keys, queue).map(|n| n as f64))
 }
 
 /// Known queue names.
 #[extendr]
 fn rs_queue_list(x: Robj) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::queue_list(&mut c.conn, &c.keys).map(|v| v.into_iter().collect::<Strings>()))
+    with_ctl(&x, |c| queue::queue_list(&mut c.conn, &c.keys).map(|v| v.into_iter().collect::<Strings>()))
 }
 
 /// Remove a queue, cancelling its PENDING tasks; returns how many.
 #[extendr]
 fn rs_queue_remove(x: Robj, queue: &str) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::queue_remove(&mut c.conn, &c.keys, queue).map(|n| n as f64))
+    with_ctl(&x, |c| queue::queue_remove(&mut c.conn, &c.keys, queue).map(|n| n as f64))
 }
 
 extendr_module! {

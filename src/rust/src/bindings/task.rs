@@ -1,7 +1,7 @@
 //! The task API and queues.
 
-use super::controller::{ctl, lost_robj};
-use super::{err, interrupted, out, raws, seconds, strs};
+use super::controller::{ctl, lost_robj, with_ctl};
+use super::{err, interrupted, raws, seconds, strs};
 use crate::controller::Controller;
 use crate::error::Error;
 use crate::monitor;
@@ -14,48 +14,39 @@ use std::time::{Duration, Instant};
 /// Tasks with dependencies wait DEFERRED until those complete.
 #[extendr]
 fn rs_task_submit(x: Robj, queue: &str, payloads: List, timeout: f64, max_attempts: i32, depends_on: Strings) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    if let Err(e) = crate::config::validate_name("queue", queue) {
-        return err(&e);
-    }
-    let payloads = match raws(&payloads) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
     let timeout = seconds(timeout).map(|d| d.as_secs_f64());
     let depends_on = strs(&depends_on);
-    let tasks: Vec<TaskSpec> = payloads
-        .into_iter()
-        .map(|payload| TaskSpec {
-            id: new_id(),
-            queue: queue.to_string(),
-            payload,
-            timeout,
-            max_attempts: max_attempts.max(1) as u32,
-            job: None,
-            notify: Some(c.cid.clone()),
-            depends_on: depends_on.clone(),
-        })
-        .collect();
-    let ids: Strings = tasks.iter().map(|t| t.id.as_str()).collect();
-    out(queue::submit(&mut c.conn, &c.keys, &tasks, true).map(|_| ids))
+    let payloads = raws(&payloads);
+    with_ctl(&x, |c| {
+        crate::config::validate_name("queue", queue)?;
+        let tasks: Vec<TaskSpec> = payloads?
+            .into_iter()
+            .map(|payload| TaskSpec {
+                id: new_id(),
+                queue: queue.to_string(),
+                payload,
+                timeout,
+                max_attempts: max_attempts.max(1) as u32,
+                job: None,
+                notify: Some(c.cid.clone()),
+                depends_on: depends_on.clone(),
+            })
+            .collect();
+        queue::submit(&mut c.conn, &c.keys, &tasks, true)?;
+        Ok(tasks.iter().map(|t| t.id.as_str()).collect::<Strings>())
+    })
 }
 
 /// Status of each id.
 #[extendr]
 fn rs_task_status(x: Robj, ids: Strings) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::statuses(&mut c.conn, &c.keys, &strs(&ids)).map(|s| s.into_iter().collect::<Strings>()))
+    with_ctl(&x, |c| queue::statuses(&mut c.conn, &c.keys, &strs(&ids)).map(|s| s.into_iter().collect::<Strings>()))
 }
 
 /// list(status, result) with results as raw vectors (NULL where absent).
 #[extendr]
 fn rs_task_results(x: Robj, ids: Strings) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::results(&mut c.conn, &c.keys, &strs(&ids)).map(|v| {
+    with_ctl(&x, |c| queue::results(&mut c.conn, &c.keys, &strs(&ids)).map(|v| {
         let status: Strings = v.iter().map(|(s, _)| s.as_str()).collect();
         let result = List::from_values(v.iter().map(|(_, r)| match r {
             Some(b) => Raw::from_bytes(b).into(),
@@ -133,9 +124,7 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: f64, reap_every: f64, progress: 
 /// Bookkeeping fields of a task, as a named character vector.
 #[extendr]
 fn rs_task_info(x: Robj, id: &str) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::info(&mut c.conn, &c.keys, id).map(|f| {
+    with_ctl(&x, |c| queue::info(&mut c.conn, &c.keys, id).map(|f| {
         let mut v: Strings = f.iter().map(|(_, v)| v.as_str()).collect();
         let _ = v.set_names(f.iter().map(|(k, _)| k.as_str()).collect::<Vec<&str>>());
         v
@@ -145,35 +134,29 @@ fn rs_task_info(x: Robj, id: &str) -> Robj {
 /// Ids created through the task API.
 #[extendr]
 fn rs_task_list(x: Robj) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::list(&mut c.conn, &c.keys).map(|v| v.into_iter().collect::<Strings>()))
+    with_ctl(&x, |c| queue::list(&mut c.conn, &c.keys).map(|v| v.into_iter().collect::<Strings>()))
 }
 
 /// Cancel; returns the status each task had.
 #[extendr]
 fn rs_task_cancel(x: Robj, ids: Strings) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::cancel(&mut c.conn, &c.keys, &strs(&ids)).map(|v| v.into_iter().collect::<Strings>()))
+    with_ctl(&x, |c| queue::cancel(&mut c.conn, &c.keys, &strs(&ids)).map(|v| v.into_iter().collect::<Strings>()))
 }
 
 /// Run ended tasks again: list(ok, status) with the status each had.
 #[extendr]
 fn rs_task_retry(x: Robj, ids: Strings) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    let cid = c.cid.clone();
-    out(queue::retry(&mut c.conn, &c.keys, &cid, &strs(&ids))
-        .map(|(ok, st)| list!(ok = ok, status = st.into_iter().collect::<Strings>())))
+    with_ctl(&x, |c| {
+        let cid = c.cid.clone();
+        queue::retry(&mut c.conn, &c.keys, &cid, &strs(&ids))
+            .map(|(ok, st)| list!(ok = ok, status = st.into_iter().collect::<Strings>()))
+    })
 }
 
 /// Delete tasks and their data.
 #[extendr]
 fn rs_task_delete(x: Robj, ids: Strings) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    out(queue::delete(&mut c.conn, &c.keys, &strs(&ids)).map(|_| ()))
+    with_ctl(&x, |c| queue::delete(&mut c.conn, &c.keys, &strs(&ids)).map(|_| ()))
 }
 
 extendr_module! {

@@ -1,7 +1,7 @@
 //! Workers: the process side (`rs_worker_start`, `rs_worker_step`, ...) and
 //! the controller side (`rs_worker_list`, `rs_worker_info`, `rs_worker_signal`).
 
-use super::controller::ctl;
+use super::controller::with_ctl;
 use super::{err, out, strs};
 use crate::config::Config;
 use crate::heartbeat::Timing;
@@ -125,52 +125,52 @@ fn rs_worker_exit(x: Robj, how: &str) -> Robj {
 /// Registered worker ids.
 #[extendr]
 fn rs_worker_list(x: Robj) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    let k = c.keys.workers();
-    out(c.conn.run(|r| redis::cmd("SMEMBERS").arg(&k).query::<Vec<String>>(r)).map(|mut v| {
-        v.sort();
-        v.into_iter().collect::<Strings>()
-    }))
+    with_ctl(&x, |c| {
+        let k = c.keys.workers();
+        c.conn.run(|r| redis::cmd("SMEMBERS").arg(&k).query::<Vec<String>>(r)).map(|mut v| {
+            v.sort();
+            v.into_iter().collect::<Strings>()
+        })
+    })
 }
 
 /// Info hash and liveness of each worker: a list of named character vectors.
 #[extendr]
 fn rs_worker_info(x: Robj, ids: Strings) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    let mut p = redis::pipe();
-    for id in ids.iter() {
-        p.hgetall(c.keys.worker(&id));
-        p.exists(c.keys.worker_alive(&id));
-    }
-    let r: crate::error::Result<Vec<redis::Value>> = c.conn.pipe(&p);
-    out(r.map(|vals| {
-        List::from_values(vals.chunks(2).map(|pair| {
-            let fields: Vec<(String, String)> = redis::from_redis_value_ref(&pair[0]).unwrap_or_default();
-            let alive: bool = redis::from_redis_value_ref(&pair[1]).unwrap_or(false);
-            let mut names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
-            let mut vals: Vec<&str> = fields.iter().map(|(_, v)| v.as_str()).collect();
-            names.push("alive");
-            vals.push(if alive { "TRUE" } else { "FALSE" });
-            let mut s: Strings = vals.into_iter().collect();
-            let _ = s.set_names(names);
-            Robj::from(s)
-        }))
-    }))
+    with_ctl(&x, |c| {
+        let mut p = redis::pipe();
+        for id in ids.iter() {
+            p.hgetall(c.keys.worker(&id));
+            p.exists(c.keys.worker_alive(&id));
+        }
+        let r: crate::error::Result<Vec<redis::Value>> = c.conn.pipe(&p);
+        r.map(|vals| {
+            List::from_values(vals.chunks(2).map(|pair| {
+                let fields: Vec<(String, String)> = redis::from_redis_value_ref(&pair[0]).unwrap_or_default();
+                let alive: bool = redis::from_redis_value_ref(&pair[1]).unwrap_or(false);
+                let mut names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+                let mut vals: Vec<&str> = fields.iter().map(|(_, v)| v.as_str()).collect();
+                names.push("alive");
+                vals.push(if alive { "TRUE" } else { "FALSE" });
+                let mut s: Strings = vals.into_iter().collect();
+                let _ = s.set_names(names);
+                Robj::from(s)
+            }))
+        })
+    })
 }
 
 /// Send a control message (STOP, KILL) to workers.
 #[extendr]
 fn rs_worker_signal(x: Robj, ids: Strings, message: &str) -> Robj {
-    let mut c = ctl!(x);
-    let c = c.as_mut();
-    let mut p = redis::pipe();
-    for id in ids.iter() {
-        p.rpush(c.keys.worker_control(&id), message).ignore();
-        p.expire(c.keys.worker_control(&id), 86400).ignore();
-    }
-    out(c.conn.pipe::<()>(&p))
+    with_ctl(&x, |c| {
+        let mut p = redis::pipe();
+        for id in ids.iter() {
+            p.rpush(c.keys.worker_control(&id), message).ignore();
+            p.expire(c.keys.worker_control(&id), 86400).ignore();
+        }
+        c.conn.pipe::<()>(&p)
+    })
 }
 
 extendr_module! {

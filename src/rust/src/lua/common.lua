@@ -1,5 +1,5 @@
 -- Shared preamble, prepended to every script by scripts.rs.
--- Mirrors keys.rs (key names), status.rs (status words) and
+-- Mirrors keys.rs (key names), status.rs (task and worker status words) and
 -- task::DEFAULT_MAX_ATTEMPTS; a cargo test checks that both sides agree.
 -- Every script is called with
 --   KEYS[1] = the namespace's version key (routes the call to the
@@ -17,7 +17,7 @@ local CANCELLED, TIMEOUT, DIED = 'CANCELLED', 'TIMEOUT', 'DIED'
 local DEFERRED, IMPOSSIBLE = 'DEFERRED', 'IMPOSSIBLE'
 local TERMINAL = {COMPLETE = true, ERROR = true, CANCELLED = true, TIMEOUT = true, DIED = true,
                   IMPOSSIBLE = true}
-local WORKER_LOST, WORKER_EXITED = 'LOST', 'EXITED'
+local WORKER_IDLE, WORKER_BUSY, WORKER_LOST, WORKER_EXITED = 'IDLE', 'BUSY', 'LOST', 'EXITED'
 local DEFAULT_MAX_ATTEMPTS = 3
 
 -- Completion notices and records of gone workers expire instead of piling up.
@@ -160,7 +160,7 @@ local function start(wid, id)
   end
   redis.call('HSET', tk, 'status', RUNNING, 'worker', wid, 'started', NOW)
   redis.call('HINCRBY', tk, 'attempt', 1)
-  redis.call('HSET', key('worker', wid), 'status', 'BUSY', 'task', id)
+  redis.call('HSET', key('worker', wid), 'status', WORKER_BUSY, 'task', id)
   return {id, redis.call('HGET', PAYLOADS, id), t[2] or '', t[3] or ''}
 end
 

@@ -48,5 +48,5 @@ for i = 9, #ARGV do
     end
   end
 end
-redis.call('HSET', key('worker', wid), 'status', 'IDLE', 'task', '')
+redis.call('HSET', key('worker', wid), 'status', WORKER_IDLE, 'task', '')
 return {accepted}
