@@ -9,7 +9,7 @@ R_PKGS = r-base-dev redis-server libssl-dev pkg-config openssl r-cran-foreach r-
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 LIB ?= $(CURDIR)/.lib
 
-.PHONY: deps install demo test bench docs clean
+.PHONY: deps install demo test bench docs wrappers clean
 
 deps:
 	@bash tools/deps.sh $(R_PKGS)
@@ -28,6 +28,12 @@ test: install
 
 bench: install
 	R_LIBS=$(LIB) Rscript bench/run.R
+
+# After changing a binding: rebuild, regenerate the R wrappers from it, and
+# install again with them.
+wrappers: install
+	@R_LIBS=$(LIB) Rscript tools/wrappers.R
+	@$(MAKE) --no-print-directory install
 
 docs: deps
 	@bash tools/deps.sh r-cran-roxygen2

@@ -139,17 +139,6 @@ worker_detect_lost <- function(controller = NULL) {
              stringsAsFactors = FALSE)
 }
 
-# Run the reaper, then report every worker declared lost since event
-# `since` (whoever reaped it): list(lost = list(id, host, requeued, died),
-# last = the event id to continue from).
-reap_and_report <- function(ctl, since) {
-  rs_check(rs_controller_reap(ctl$ptr))
-  lost <- rs_check(rs_controller_lost_since(ctl$ptr, since))
-  list(lost = lost, last = attr(lost, "last"))
-}
-
-events_tail <- function(ctl) rs_check(rs_controller_events_tail(ctl$ptr))
-
 #' Store and fetch values in the namespace
 #'
 #' `redisSet()` and `redisGet()` keep R values in Redis under the

@@ -17,7 +17,8 @@
 #' derived from the session's generator, so `set.seed(1)` before a loop
 #' gives the same results whatever the number of workers and the chunk
 #' size. A function `set.seed.worker` exported to the loop takes over
-#' seeding (called once per job on each worker), and a function
+#' seeding: it is called with argument 0 before every iteration, after the
+#' iteration's own stream is installed, as in doRedis. A function
 #' `worker.init` runs once per job on each worker before its first
 #' iteration, as in doRedis.
 #'
@@ -54,7 +55,7 @@ registerDoRedis <- function(queue, host = "localhost", port = 6379, password,
   settings$controller <- ctl
   settings$queue <- queue
   settings$chunkSize <- chunkSize
-  settings$ftinterval <- check_seconds(ftinterval, "ftinterval", null_ok = FALSE)
+  settings$ftinterval <- check_seconds(ftinterval, "ftinterval", zero_ok = FALSE)
   settings$progress <- isTRUE(progress)
   settings$export <- character()
   settings$packages <- character()
@@ -104,10 +105,14 @@ loop_options <- function(obj, settings) {
   o <- obj$options$redis %||% list()
   list(queue = settings$queue,
        chunkSize = if (!is.null(o$chunkSize)) check_count(o$chunkSize, "chunkSize") else settings$chunkSize,
-       ftinterval = if (!is.null(o$ftinterval)) check_seconds(o$ftinterval, "ftinterval") else settings$ftinterval,
+       ftinterval = if (!is.null(o$ftinterval)) {
+         check_seconds(o$ftinterval, "ftinterval", zero_ok = FALSE)
+       } else {
+         settings$ftinterval
+       },
        progress = isTRUE(o$progress %||% settings$progress),
-       timeout = check_seconds(o$timeout, "timeout"),
-       max_attempts = check_count(o$max_attempts %||% 3, "max_attempts"),
+       timeout = check_seconds(o$timeout, "timeout", none_ok = TRUE, zero_ok = FALSE),
+       max_attempts = if (!is.null(o$max_attempts)) check_count(o$max_attempts, "max_attempts"),
        export = settings$export,
        packages = unique(c(obj$packages, settings$packages)))
 }
@@ -137,7 +142,7 @@ setChunkSize <- function(value = 1) {
 setFtinterval <- function(value = 30) {
   s <- doredis_settings()
   old <- s$ftinterval
-  s$ftinterval <- check_seconds(value, "value", null_ok = FALSE)
+  s$ftinterval <- check_seconds(value, "value", zero_ok = FALSE)
   invisible(old)
 }
 
@@ -263,10 +268,9 @@ removeQueue <- function(queue) {
 jobs <- function(queue = "*", controller = NULL) {
   ctl <- foreach_controller(controller)
   r <- job_list(ctl)
-  parts <- strsplit(r$about, "\t", fixed = TRUE)
-  field <- function(i) vapply(parts, function(p) p[i] %||% NA_character_, "")
-  out <- data.frame(queue = field(1), id = r$id, user = field(2), host = field(3),
-                    pid = as.integer(field(4)), time = field(5), stringsAsFactors = FALSE)
+  out <- data.frame(queue = r$queue, id = r$id, user = r$user, host = r$host,
+                    pid = as.integer(r$pid), time = format(ms_time(r$started), "%Y-%m-%d %H:%M:%OS3"),
+                    stringsAsFactors = FALSE)
   if (!identical(queue, "*")) out <- out[out$queue %in% queue, , drop = FALSE]
   rownames(out) <- NULL
   out
@@ -280,14 +284,13 @@ tasks <- function(queue = "*", id = "*", controller = NULL) {
   info <- worker_info(NULL, ctl)
   rows <- lapply(info, function(w) {
     task <- w$task %||% ""
-    jid <- sub("\\.[0-9]+$", "", task)
-    j <- running[running$id == jid, , drop = FALSE]
-    if (!nzchar(task) || nrow(j) == 0L || !(identical(id, "*") || jid %in% id)) return(NULL)
+    if (!nzchar(task)) return(NULL)
     t <- tryCatch(task_info(task, controller = ctl), redq_error = function(e) NULL)
-    data.frame(queue = j$queue, id = jid, user = j$user, coordinator = j$host,
-               time = if (is.null(t)) NA_character_ else format(t$started),
-               iter = sub(".*\\.", "", task), host = w$host, pid = as.integer(w$pid),
-               stringsAsFactors = FALSE)
+    j <- running[running$id %in% t$job, , drop = FALSE]
+    if (nrow(j) == 0L || !(identical(id, "*") || j$id %in% id)) return(NULL)
+    data.frame(queue = j$queue, id = j$id, user = j$user, coordinator = j$host,
+               time = format(t$started), iter = as.character(t$tag), host = w$host,
+               pid = as.integer(w$pid), stringsAsFactors = FALSE)
   })
   out <- do.call(rbind, rows)
   if (is.null(out)) {
@@ -307,8 +310,7 @@ removeJob <- function(job, controller = NULL) {
   running <- jobs("*", ctl)
   n <- 0
   for (jid in intersect(ids, running$id)) {
-    q <- running$queue[running$id == jid][[1]]
-    n <- n + job_cancel(ctl, jid, q)
+    n <- n + job_cancel_remote(ctl, jid)
   }
   invisible(n)
 }

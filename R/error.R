@@ -23,46 +23,6 @@ rs_check <- function(x, call = sys.call(-1)) {
   redq_abort(x$kind, x$message, call = call)
 }
 
-check_string <- function(x, name, null_ok = FALSE) {
-  if (null_ok && is.null(x)) {
-    return(invisible(x))
-  }
-  if (!is.character(x) || length(x) != 1L || is.na(x) || !nzchar(x)) {
-    redq_abort("argument", sprintf("'%s' must be a single non-empty string", name),
-               call = sys.call(-1))
-  }
-  invisible(x)
-}
-
-check_ids <- function(ids) {
-  if (!is.character(ids) || anyNA(ids)) {
-    redq_abort("argument", "task ids must be a character vector without NA (as returned by task_create_expr())",
-               call = sys.call(-1))
-  }
-  unname(ids)
-}
-
-# Seconds, allowing Inf; NULL means "none" and is passed on as Inf.
-check_seconds <- function(x, name, null_ok = TRUE) {
-  if (null_ok && is.null(x)) {
-    return(Inf)
-  }
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < 0) {
-    redq_abort("argument",
-               sprintf("'%s' must be a single non-negative number of seconds (Inf for none)", name),
-               call = sys.call(-1))
-  }
-  as.numeric(x)
-}
-
-check_count <- function(x, name) {
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < 1 || x != round(x)) {
-    redq_abort("argument", sprintf("'%s' must be a whole number of at least 1", name),
-               call = sys.call(-1))
-  }
-  as.integer(min(x, .Machine$integer.max))
-}
-
 #' A failed task's condition
 #'
 #' When the R code of a task signals an error, the task ends with status
@@ -72,15 +32,16 @@ check_count <- function(x, name) {
 #' have such a result too. `task_result(id, error = TRUE)` signals it.
 #'
 #' @param message Error message.
-#' @param status Final task status.
+#' @param status Final task status (`NULL`: `ERROR`).
 #' @param call The call that failed, if known.
 #' @param warnings Warning messages signalled before the error.
 #' @param id Task id.
 #' @param trace The original condition, if any.
 #' @return A condition of class `redq_task_error`.
 #' @export
-redq_task_error <- function(message, status = "ERROR", call = NULL, warnings = character(),
+redq_task_error <- function(message, status = NULL, call = NULL, warnings = character(),
                             id = NA_character_, trace = NULL) {
+  status <- status %||% rs_error_status()
   structure(
     class = c(paste0("redq_task_", tolower(status)), "redq_task_error", "error", "condition"),
     list(message = message, call = call, status = status, warnings = warnings,

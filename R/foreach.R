@@ -17,32 +17,23 @@ do_redis <- function(obj, expr, envir, data) {
   it <- iterators::iter(obj)
   accumulator <- foreach::makeAccum(it)
   exportenv <- loop_exports(obj, expr, envir, opts)
-  jid <- substr(basename(tempfile("")), 5, 16)
-  job <- new.env(parent = emptyenv())
-  job$id <- jid
-  job$ctl <- ctl
-  job$queue <- opts$queue
-  job$timeout <- opts$timeout
-  job$max_attempts <- opts$max_attempts
-  job$pending <- list() # task id -> payload, kept until its result is in
-  job$events <- events_tail(ctl) # lost workers reported up to here
-  job$size <- list() # task id -> number of iterations
-  job$env <- serialize_fast(list(expr = expr, env = exportenv, packages = opts$packages))
-  on.exit(job_remove(job), add = TRUE)
-  job$about <- paste(opts$queue, Sys.info()[["user"]], Sys.info()[["nodename"]], Sys.getpid(),
-                     format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"), sep = "\t")
-  rs_check(rs_job_put_env(ctl$ptr, jid, job$env, job$about))
+  job <- job_open(ctl, check_every = opts$ftinterval)
+  # whatever ends the loop (its end, an error, Ctrl+C), its tasks and keys go
+  on.exit(try(job_remove(job), silent = TRUE), add = TRUE)
+  job_env(job, serialize_fast(list(expr = expr, env = exportenv, packages = opts$packages)),
+          opts$queue)
 
-  seeds <- rng_streams()
+  seed <- rng_stream_start()
   nworkers <- max(1L, live_workers(ctl, opts$queue))
   chunk <- opts$chunkSize
+  sizes <- new.env(parent = emptyenv()) # task id -> iterations it carries
+  in_flight <- 0L # iterations submitted, results not yet combined
   next_index <- 1L
   exhausted <- FALSE
   total <- NA_integer_
   done_iters <- 0L
   bar <- NULL
   started <- Sys.time()
-  last_check <- Sys.time()
 
   # pull up to n iterations' arguments off the iterator
   pull <- function(n) {
@@ -62,6 +53,8 @@ do_redis <- function(obj, expr, envir, data) {
     args[seq_len(k)]
   }
 
+  # Iterations travel in chunks; each task is tagged with the index of its
+  # first iteration, from which the engine derives its random number stream.
   submit <- function(args) {
     n <- length(args)
     if (n == 0L) return(invisible())
@@ -72,46 +65,38 @@ do_redis <- function(obj, expr, envir, data) {
       chunk <<- max(1L, as.integer(floor(basis / (nworkers * 4L))))
     }
     starts <- seq(1L, n, by = chunk)
-    ids <- sprintf("%s.%d", jid, next_index + starts - 1L)
-    payloads <- vector("list", length(starts))
-    for (j in seq_along(starts)) {
-      idx <- starts[[j]]:min(n, starts[[j]] + chunk - 1L)
-      first <- next_index + idx[[1]] - 1L
-      payloads[[j]] <- serialize_fast(list(
-        type = "foreach", job = jid, first = first, args = args[idx],
-        seed = seeds(first)))
-      job$size[[ids[[j]]]] <- length(idx)
-    }
-    names(payloads) <- ids
-    job$pending[ids] <- payloads
-    rs_check(rs_job_submit(ctl$ptr, jid, opts$queue, ids, unname(payloads),
-                           opts$timeout, opts$max_attempts))
+    ends <- pmin(n, starts + chunk - 1L)
+    payloads <- lapply(seq_along(starts), function(j) {
+      serialize_fast(list(type = "foreach", job = job$id, args = args[starts[[j]]:ends[[j]]]))
+    })
+    ids <- job_submit(job, opts$queue, payloads, opts$timeout, opts$max_attempts,
+                      tags = next_index + starts - 1L, seed = seed)
+    for (j in seq_along(ids)) assign(ids[[j]], ends[[j]] - starts[[j]] + 1L, envir = sizes)
+    in_flight <<- in_flight + n
     next_index <<- next_index + n
     if (obj$verbose) {
-      message(sprintf("redq: job %s, %d iteration(s) in %d task(s) of up to %d", jid, n,
+      message(sprintf("redq: job %s, %d iteration(s) in %d task(s) of up to %d", job$id, n,
                       length(ids), chunk))
     }
   }
 
   submit(pull(FOREACH_WINDOW))
   if (exhausted) total <- next_index - 1L
-  while (length(job$pending) > 0L) {
-    got <- job_collect(job, 0.2)
+  while (in_flight > 0L) {
+    got <- job_wait(job)
     for (i in seq_along(got$id)) {
-      id <- got$id[[i]]
-      if (is.null(job$pending[[id]])) next # duplicate notice after a resubmission
-      first <- as.integer(sub(".*\\.", "", id))
-      values <- chunk_values(got$status[[i]], got$result[[i]], job$size[[id]], id)
-      job$pending[[id]] <- NULL
-      job$size[[id]] <- NULL
-      tryCatch(accumulator(values, seq.int(first, length.out = length(values))),
+      n <- get(got$id[[i]], envir = sizes)
+      rm(list = got$id[[i]], envir = sizes)
+      values <- if (got$completed[[i]]) job_value(got, i) else rep(list(job_value(got, i)), n)
+      tryCatch(accumulator(values, seq.int(got$tag[[i]], length.out = n)),
                error = function(e) {
                  redq_abort("combine", sprintf("error calling combine function: %s",
                                                conditionMessage(e)))
                })
-      done_iters <- done_iters + length(values)
+      in_flight <- in_flight - n
+      done_iters <- done_iters + n
     }
-    if (!exhausted && sum(unlist(job$size)) < FOREACH_WINDOW / 2) {
+    if (!exhausted && in_flight < FOREACH_WINDOW / 2) {
       submit(pull(FOREACH_WINDOW))
       if (exhausted) total <- next_index - 1L
     }
@@ -121,10 +106,6 @@ do_redis <- function(obj, expr, envir, data) {
       on.exit(close(bar), add = TRUE)
     }
     if (!is.null(bar)) utils::setTxtProgressBar(bar, done_iters)
-    if (as.numeric(Sys.time() - last_check, units = "secs") >= opts$ftinterval) {
-      last_check <- Sys.time()
-      job_recover(job)
-    }
   }
 
   error_value <- foreach::getErrorValue(it)
@@ -136,84 +117,11 @@ do_redis <- function(obj, expr, envir, data) {
   foreach::getResult(it)
 }
 
-# The iteration values of one ended task. A task that could not run
-# (DIED, TIMEOUT, CANCELLED) yields an error value for each of its
-# iterations, which .errorhandling then treats like any error.
-chunk_values <- function(status, raw, n, id) {
-  if (status == "COMPLETE") {
-    return(unserialize(raw))
-  }
-  err <- if (!is.null(raw) && length(raw)) {
-    unserialize(raw)
-  } else {
-    redq_task_error(TASK_STATUS_MESSAGE[[status]] %||% status, status = status, id = id)
-  }
-  rep(list(err), n)
-}
-
-# Results in. A connection error is waited out: the Rust side reconnects,
-# and job_recover() resubmits whatever the server lost meanwhile.
-job_collect <- function(job, wait) {
-  r <- rs_job_collect(job$ctl$ptr, job$id, wait)
-  if (inherits(r, "redq_rs_error") && identical(r$kind, "connection")) {
-    job_recover(job)
-    return(list(id = character()))
-  }
-  rs_check(r)
-}
-
-# job_check(), retried until the server answers again (or patience runs out).
-job_recover <- function(job, patience = getOption("redq.reconnect_patience", 60)) {
-  deadline <- Sys.time() + patience
-  repeat {
-    ok <- tryCatch({
-      job_check(job)
-      TRUE
-    }, redq_error_connection = function(e) {
-      if (Sys.time() > deadline) stop(e)
-      FALSE
-    })
-    if (ok) return(invisible())
-    Sys.sleep(0.1)
-  }
-}
-
-# Run the reaper, and resubmit whatever the server lost (restart without
-# persistence, FLUSHALL): the controller still holds every unfinished
-# task's payload.
-job_check <- function(job) {
-  ctl <- job$ctl
-  r <- reap_and_report(ctl, job$events)
-  job$events <- r$last
-  warn_lost(r$lost)
-  ids <- names(job$pending)
-  if (length(ids) == 0L) return(invisible())
-  m <- rs_check(rs_job_missing(ctl$ptr, job$id, ids))
-  if (!m$env) {
-    rs_check(rs_job_put_env(ctl$ptr, job$id, job$env, job$about))
-  }
-  if (length(m$missing)) {
-    gone <- ids[m$missing]
-    rs_check(rs_job_submit(ctl$ptr, job$id, job$queue, gone, unname(job$pending[gone]),
-                           job$timeout, job$max_attempts))
-  }
-}
-
-job_list <- function(ctl) rs_check(rs_job_list(ctl$ptr))
-
-job_cancel <- function(ctl, jid, queue) rs_check(rs_job_cancel(ctl$ptr, jid, queue))
-
-job_remove <- function(job) {
-  ids <- names(job$pending)
-  r <- rs_job_remove(job$ctl$ptr, job$id, if (is.null(ids)) character() else ids)
-  invisible(r)
-}
-
-# A function giving the L'Ecuyer-CMRG seed of iteration i. The streams
-# derive from one draw of the session's generator, so set.seed() before a
-# loop fixes every iteration's numbers whatever the number of workers or
-# the chunk size.
-rng_streams <- function() {
+# The L'Ecuyer-CMRG seed of a loop's first iteration, from one draw of the
+# session's generator: set.seed() before a loop fixes every iteration's
+# numbers, whatever the number of workers or the chunk size (iteration i
+# gets stream i - 1 after this one).
+rng_stream_start <- function() {
   base <- sample.int(.Machine$integer.max, 1L)
   old <- if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
     get(".Random.seed", envir = globalenv(), inherits = FALSE)
@@ -228,15 +136,7 @@ rng_streams <- function() {
   } else {
     assign(".Random.seed", old, envir = globalenv())
   }
-  cache <- list(i = 1L, seed = first)
-  function(i) {
-    # iterations are asked for in increasing order
-    while (cache$i < i) {
-      cache$seed <<- parallel::nextRNGStream(cache$seed)
-      cache$i <<- cache$i + 1L
-    }
-    cache$seed
-  }
+  first
 }
 
 # What the loop body needs: the variables foreach finds it uses, those named
@@ -273,14 +173,16 @@ make_dots_env <- function(...) {
 
 # Worker side: evaluate one chunk of a job's iterations. The job's
 # environment is fetched once per worker per job and kept for its next
-# chunks; errors are per-iteration values, as foreach expects.
+# chunks; errors are per-iteration values, as foreach expects. The task's
+# seed is the stream of its first iteration; each next iteration takes the
+# next stream.
 run_foreach_chunk <- function(p, task, w, state) {
   job <- state$jobs[[p$job]]
   if (is.null(job)) {
     job <- foreach_job_setup(p$job, w)
     state$jobs <- c(utils::tail(state$jobs, 3L), stats::setNames(list(job), p$job))
   }
-  seed <- p$seed
+  seed <- task$seed
   # a user's set.seed.worker(0) runs before every iteration, after the
   # default seeding, as in doRedis
   user_seed <- job$env$set.seed.worker

@@ -24,7 +24,7 @@
 #' @param timeout Seconds the task may run before it ends `TIMEOUT`
 #'   (`NULL` or `Inf`: no limit).
 #' @param max_attempts How many times the task may be started when its
-#'   workers keep dying; after that it ends `DIED`.
+#'   workers keep dying; after that it ends `DIED` (`NULL`: 3).
 #' @param depends_on Ids of tasks that must complete first. Until they have,
 #'   the new tasks are `DEFERRED`; if one of them ends any other way
 #'   (error, timeout, cancelled, died, deleted), they end `IMPOSSIBLE`.
@@ -42,7 +42,7 @@
 #'   task_results(ids)
 #'   worker_stop()
 #' }
-task_create_expr <- function(expr, queue = NULL, timeout = NULL, max_attempts = 3,
+task_create_expr <- function(expr, queue = NULL, timeout = NULL, max_attempts = NULL,
                              depends_on = NULL, envir = parent.frame(), controller = NULL) {
   expr <- substitute(expr)
   payload <- task_payload_expr(expr, capture_vars(expr, envir))
@@ -51,7 +51,7 @@ task_create_expr <- function(expr, queue = NULL, timeout = NULL, max_attempts = 
 
 #' @rdname task_create_expr
 #' @export
-task_create_call <- function(fn, args = list(), queue = NULL, timeout = NULL, max_attempts = 3,
+task_create_call <- function(fn, args = list(), queue = NULL, timeout = NULL, max_attempts = NULL,
                              depends_on = NULL, controller = NULL) {
   check_fn(fn)
   if (!is.list(args)) {
@@ -63,7 +63,7 @@ task_create_call <- function(fn, args = list(), queue = NULL, timeout = NULL, ma
 
 #' @rdname task_create_expr
 #' @export
-task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_attempts = 3,
+task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_attempts = NULL,
                                   depends_on = NULL, envir = parent.frame(), controller = NULL) {
   expr <- substitute(expr)
   rows <- data_rows(data)
@@ -83,7 +83,7 @@ task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_
 #' @rdname task_create_expr
 #' @export
 task_create_bulk_call <- function(fn, data, args = list(), queue = NULL, timeout = NULL,
-                                  max_attempts = 3, depends_on = NULL, controller = NULL) {
+                                  max_attempts = NULL, depends_on = NULL, controller = NULL) {
   check_fn(fn)
   rows <- data_rows(data)
   payloads <- lapply(rows, function(row) task_payload_call(fn, c(row, args)))
@@ -148,14 +148,14 @@ task_payload_call <- function(fn, args) {
   serialize_fast(list(type = "call", fn = fn, args = args))
 }
 
+# Timeout and attempts are checked by the core, before anything is queued.
 task_submit <- function(payloads, queue, timeout, max_attempts, depends_on, controller) {
   ctl <- get_controller(controller)
   queue <- queue %||% ctl$queue
   check_string(queue, "queue")
-  timeout <- check_seconds(timeout, "timeout")
-  max_attempts <- check_count(max_attempts, "max_attempts")
   depends_on <- if (is.null(depends_on)) character() else check_ids(depends_on)
-  rs_check(rs_task_submit(ctl$ptr, queue, payloads, timeout, max_attempts, depends_on))
+  rs_check(rs_task_submit(ctl$ptr, queue, payloads, timeout, max_attempts, depends_on),
+           call = sys.call(-1))
 }
 
 #' Task status, results and bookkeeping
@@ -203,23 +203,29 @@ task_status <- function(ids, controller = NULL) {
 #' @export
 task_wait <- function(ids, timeout = Inf, progress = NULL, controller = NULL) {
   ids <- check_ids(ids)
-  timeout <- check_seconds(timeout, "timeout", null_ok = FALSE)
   ctl <- get_controller(controller)
   progress <- progress %||% (interactive() && length(ids) > 1L)
-  r <- rs_task_wait(ctl$ptr, ids, timeout, reap_interval(), isTRUE(progress))
+  bar <- if (isTRUE(progress)) progress_bar() else NULL
+  on.exit(if (!is.null(bar)) bar(NULL), add = TRUE)
+  r <- rs_task_wait(ctl$ptr, ids, timeout, reap_interval(), bar)
   warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)
+  if (inherits(r, "redq_rs_error") && identical(r$kind, "timeout")) {
+    r$message <- paste0(r$message, "; wait again, or cancel them with task_cancel()")
+  }
   r <- rs_check(r)
   invisible(stats::setNames(r$status, ids))
 }
 
-reap_interval <- function() getOption("redq.reap_interval", 1)
-
-# One warning per worker found lost (lost: list(id, host, requeued, died)).
-warn_lost <- function(lost) {
-  for (i in seq_along(lost$id)) {
-    warning(sprintf("worker %s on host %s stopped answering: %d task(s) requeued, %d ended DIED",
-                    lost$id[[i]], lost$host[[i]], as.integer(lost$requeued[[i]]),
-                    as.integer(lost$died[[i]])), call. = FALSE)
+# A console progress bar as a function(done, total); bar(NULL) closes it.
+progress_bar <- function() {
+  bar <- NULL
+  function(done, total) {
+    if (is.null(done)) {
+      if (!is.null(bar)) close(bar)
+      return(invisible())
+    }
+    if (is.null(bar)) bar <<- utils::txtProgressBar(min = 0, max = max(1, total), style = 3)
+    utils::setTxtProgressBar(bar, done)
   }
 }
 
@@ -240,32 +246,21 @@ task_results <- function(ids, error = FALSE, controller = NULL) {
   r <- rs_check(rs_task_results(ctl$ptr, ids))
   out <- vector("list", length(ids))
   for (i in seq_along(ids)) {
-    out[i] <- list(result_value(ids[[i]], r$status[[i]], r$result[[i]], error))
+    out[i] <- list(result_value(r, i, error))
   }
   stats::setNames(out, ids)
 }
 
-TASK_STATUS_MESSAGE <- c(
-  IMPOSSIBLE = "a task it depends on did not complete, so it never ran",
-  TIMEOUT = "the task ran longer than its timeout and was stopped",
-  CANCELLED = "the task was cancelled",
-  DIED = "every worker that ran the task died (it used up max_attempts)")
-
-result_value <- function(id, status, raw, error) {
-  if (status %in% c("PENDING", "RUNNING", "DEFERRED")) {
-    redq_abort("not_ready", sprintf("task %s is %s; wait for it with task_wait()", id, status),
+result_value <- function(r, i, error) {
+  id <- r$id[[i]]
+  if (!r$exists[[i]]) {
+    redq_abort("not_found", sprintf("task %s: %s", id, r$message[[i]]), call = sys.call(-2))
+  }
+  if (!r$done[[i]]) {
+    redq_abort("not_ready", sprintf("task %s is %s; wait for it with task_wait()", id, r$status[[i]]),
                call = sys.call(-2))
   }
-  if (status == "MISSING") {
-    redq_abort("not_found",
-               sprintf("task %s does not exist: never created, deleted, or lost by the server", id),
-               call = sys.call(-2))
-  }
-  value <- if (is.null(raw) || length(raw) == 0L) {
-    redq_task_error(TASK_STATUS_MESSAGE[[status]] %||% status, status = status, id = id)
-  } else {
-    unserialize(raw)
-  }
+  value <- job_value(r, i)
   if (inherits(value, "redq_task_error")) {
     value$task_id <- id
     if (error) stop(value)
@@ -278,7 +273,9 @@ result_value <- function(id, status, raw, error) {
 #' @param id A single task id.
 #' @param controller A [redq_controller()], or `NULL` for the default.
 #' @return A list: `id`, `status`, `queue`, `worker`, `attempt`,
-#'   `max_attempts`, `timeout`, `job`, `depends_on`, the times `created`, `started`, `finished`
+#'   `max_attempts`, `timeout`, `job` (the foreach loop it belongs to, or
+#'   the id of the controller that created it), `depends_on`, `tag` (a
+#'   foreach task's first iteration), the times `created`, `started`, `finished`
 #'   (POSIXct), and `attempts`, a data frame with one row per ended attempt
 #'   (`worker`, `started`, `ended`, `outcome`: a status, or `LOST` when the
 #'   worker died).
@@ -286,35 +283,30 @@ result_value <- function(id, status, raw, error) {
 task_info <- function(id, controller = NULL) {
   check_string(id, "id")
   ctl <- get_controller(controller)
-  f <- as.list(rs_check(rs_task_info(ctl$ptr, id)))
-  time <- function(ms) {
-    if (is.null(ms) || !nzchar(ms)) return(as.POSIXct(NA))
-    as.POSIXct(as.numeric(ms) / 1000, origin = "1970-01-01")
-  }
-  lines <- strsplit(f$history %||% "", "\n", fixed = TRUE)[[1]]
-  parts <- lapply(strsplit(lines, "|", fixed = TRUE), function(p) c(p, rep("", 4 - length(p))))
-  attempts <- data.frame(
-    worker = vapply(parts, `[`, "", 1),
-    started = time_vec(vapply(parts, `[`, "", 2)),
-    ended = time_vec(vapply(parts, `[`, "", 3)),
-    outcome = vapply(parts, `[`, "", 4),
-    stringsAsFactors = FALSE)
+  r <- rs_check(rs_task_info(ctl$ptr, id))
+  f <- as.list(r$fields)
+  a <- r$attempts
+  attempts <- data.frame(worker = a$worker, started = ms_time(a$started), ended = ms_time(a$ended),
+                         outcome = a$outcome, stringsAsFactors = FALSE)
   list(id = id, status = f$status, queue = f$queue, worker = f$worker %||% NA_character_,
        attempt = as.integer(f$attempt %||% 0L), max_attempts = as.integer(f$max_attempts),
        timeout = as.numeric(f$timeout %||% Inf), job = f$job %||% NA_character_,
        depends_on = if (is.null(f$depends_on)) character() else strsplit(f$depends_on, ",")[[1]],
-       created = time(f$created), started = time(f$started), finished = time(f$finished),
+       tag = as.numeric(f$tag %||% NA), created = ms_time(f$created), started = ms_time(f$started), finished = ms_time(f$finished),
        attempts = attempts)
 }
 
-time_vec <- function(ms) {
-  as.POSIXct(ifelse(nzchar(ms), as.numeric(ms) / 1000, NA_real_), origin = "1970-01-01")
+# Milliseconds since the epoch (numbers or strings; NULL or NA: unknown)
+# as POSIXct.
+ms_time <- function(ms) {
+  if (is.null(ms)) return(as.POSIXct(NA))
+  as.POSIXct(as.numeric(ms) / 1000, origin = "1970-01-01")
 }
 
 #' List, cancel and delete tasks
 #'
 #' `task_list()` gives the ids of tasks created through the task API and
-#' not deleted. `task_cancel()` ends `PENDING` and `DEFERRED` tasks at once
+#' not deleted, oldest first. `task_cancel()` ends `PENDING` and `DEFERRED` tasks at once
 #' and interrupts `RUNNING` ones on their workers (which go on serving);
 #' all end `CANCELLED`. `task_retry()` queues tasks that ended without
 #' completing (`ERROR`, `TIMEOUT`, `CANCELLED`, `DIED`, `IMPOSSIBLE`) again,
@@ -329,7 +321,7 @@ time_vec <- function(ms) {
 #' @export
 task_list <- function(controller = NULL) {
   ctl <- get_controller(controller)
-  sort(rs_check(rs_task_list(ctl$ptr)))
+  rs_check(rs_task_list(ctl$ptr))
 }
 
 #' @rdname task_list
@@ -345,14 +337,7 @@ task_cancel <- function(ids, controller = NULL) {
 task_retry <- function(ids, controller = NULL) {
   ids <- check_ids(ids)
   ctl <- get_controller(controller)
-  r <- rs_check(rs_task_retry(ctl$ptr, ids))
-  if (!isTRUE(r$ok)) {
-    bad <- ids[!(r$status %in% c("ERROR", "TIMEOUT", "CANCELLED", "DIED", "IMPOSSIBLE"))]
-    redq_abort("argument", sprintf(
-      "only tasks that ended without completing can be retried; not: %s. Nothing was retried",
-      paste(sprintf("%s (%s)", bad, r$status[match(bad, ids)]), collapse = ", ")))
-  }
-  invisible(stats::setNames(r$status, ids))
+  invisible(stats::setNames(rs_check(rs_task_retry(ctl$ptr, ids)), ids))
 }
 
 #' @rdname task_list

@@ -34,9 +34,13 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
   ctl <- get_controller(controller)
   queue <- queue %||% ctl$queue
   for (q in queue) check_string(q, "queue")
-  timeout <- check_seconds(timeout, "timeout", null_ok = FALSE)
-  heartbeat <- heartbeat %||% getOption("redq.heartbeat", 1)
-  lease <- lease %||% getOption("redq.lease", 5)
+  timeout <- check_seconds(timeout, "timeout")
+  # checked here: the workers would only fail in their own processes
+  heartbeat <- check_seconds(heartbeat %||% getOption("redq.heartbeat", 1), "heartbeat",
+                             zero_ok = FALSE)
+  lease <- check_seconds(lease %||% getOption("redq.lease", 5), "lease", zero_ok = FALSE)
+  check_lease(heartbeat, lease)
+  max_tasks <- check_count(max_tasks, "max_tasks", none_ok = TRUE)
   host <- Sys.info()[["nodename"]]
   ids <- sprintf("%s-%s-%d", host, substr(basename(tempfile("")), 5, 12), seq_len(n))
   rscript <- file.path(R.home("bin"), "Rscript")
@@ -112,7 +116,7 @@ worker_list <- function(controller = NULL) {
 #' @export
 worker_status <- function(ids = NULL, controller = NULL) {
   info <- worker_info(ids, controller)
-  vapply(info, function(i) i$status %||% "MISSING", "")
+  vapply(info, function(i) i$status, "")
 }
 
 #' @rdname worker_list
@@ -123,8 +127,7 @@ worker_info <- function(ids = NULL, controller = NULL) {
   ids <- check_ids(ids)
   info <- rs_check(rs_worker_info(ctl$ptr, ids))
   out <- lapply(seq_along(ids), function(i) {
-    x <- as.list(info[[i]])
-    x$alive <- identical(x$alive, "TRUE")
+    x <- info[[i]]
     proc <- redq_env$processes[[ids[[i]]]]
     if (!is.null(proc) && !proc$is_alive()) {
       x$exit_status <- proc$get_exit_status()
@@ -150,11 +153,11 @@ worker_stop <- function(ids = NULL, type = c("graceful", "kill"), wait = 10, con
   type <- match.arg(type)
   ctl <- get_controller(controller)
   ids <- check_ids(ids %||% worker_list(ctl))
-  wait <- check_seconds(wait, "wait", null_ok = FALSE)
+  wait <- check_seconds(wait, "wait")
   if (length(ids) == 0L) {
     return(invisible(ids))
   }
-  rs_check(rs_worker_signal(ctl$ptr, ids, if (type == "kill") "KILL" else "STOP"))
+  rs_check(rs_worker_signal(ctl$ptr, ids, identical(type, "kill")))
   deadline <- Sys.time() + wait
   while (wait > 0 && any(ids %in% worker_list(ctl)) && Sys.time() < deadline) {
     Sys.sleep(0.02)

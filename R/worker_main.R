@@ -36,20 +36,25 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
     v <- Sys.getenv(var)
     if (nzchar(v)) v else default
   }
+  # numbers from the environment are checked like arguments
+  num <- function(x) if (is.character(x)) suppressWarnings(as.numeric(x)) else x
   namespace <- namespace %||% env("REDQ_NAMESPACE", "default")
   url <- url %||% env("REDIS_URL", DEFAULT_LOCAL_URL)
   queue <- queue %||% strsplit(env("REDQ_QUEUES", "default"), ",", fixed = TRUE)[[1]]
   name <- name %||% env("REDQ_NAME")
-  heartbeat <- as.numeric(heartbeat %||% env("REDQ_HEARTBEAT", 1))
-  lease <- as.numeric(lease %||% env("REDQ_LEASE", 5))
-  max_tasks <- as.numeric(max_tasks %||% env("REDQ_MAX_TASKS", Inf))
+  heartbeat <- check_seconds(num(heartbeat %||% env("REDQ_HEARTBEAT", 1)), "heartbeat",
+                             zero_ok = FALSE)
+  lease <- check_seconds(num(lease %||% env("REDQ_LEASE", 5)), "lease", zero_ok = FALSE)
+  max_tasks <- check_count(num(max_tasks %||% env("REDQ_MAX_TASKS", Inf)), "max_tasks",
+                           none_ok = TRUE)
+  idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
   grace <- getOption("redq.grace", 3)
   info <- c(host = Sys.info()[["nodename"]], pid = as.character(Sys.getpid()),
             r_version = as.character(getRversion()),
             redq_version = as.character(utils::packageVersion("redq")),
             started = format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"))
   w <- rs_check(rs_worker_start(url, namespace, queue, name, heartbeat, lease, grace,
-                                as.integer(max_batch), info))
+                                max_batch, info))
   redq_env$worker_url <- url
   redq_env$worker_namespace <- namespace
   id <- rs_worker_id(w)
@@ -58,8 +63,7 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
   state <- new.env(parent = emptyenv())
   state$jobs <- list()
   state$signals_handled <- 0
-  how <- "EXITED"
-  on.exit(rs_worker_exit(w, how), add = TRUE)
+  on.exit(rs_worker_exit(w), add = TRUE)
   n <- worker_loop(w, state, max_tasks, idle_timeout)
   message(sprintf("redq worker %s exiting after %d task(s)", id, n))
   invisible(n)
@@ -72,30 +76,39 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
 # run_task() turns it into the task's end. Any other interrupt is a user's
 # Ctrl+C: the worker leaves, and a task it was running goes back to its
 # queue.
+# What a task's R code produced, as rs_worker_step() codes it; the core
+# turns it into the task's status.
+OUTCOME_VALUE <- 0L
+OUTCOME_ERROR <- 1L
+OUTCOME_INTERRUPTED <- 2L
+
 worker_loop <- function(w, state, max_tasks, idle_timeout) {
-  done <- list(id = "", status = "", result = raw())
+  none <- list(id = "", outcome = OUTCOME_VALUE, result = raw())
+  done <- none
   n <- 0
   idle_since <- Sys.time()
   user_stop <- function() {
     # the interrupted task, if any, is released when the worker exits
-    done <<- list(id = "", status = "", result = raw())
+    done <<- none
   }
   tryCatch(withCallingHandlers({
     repeat {
       claim <- n < max_tasks && !rs_worker_stop_requested(w)
-      step <- rs_check(rs_worker_step(w, done$id, done$status, done$result, claim, 1))
-      done <- list(id = "", status = "", result = raw())
+      step <- rs_check(rs_worker_step(w, done$id, done$outcome, done$result, claim, 1))
+      done <- none
       if (is.null(step$id)) {
         if (!claim || as.numeric(Sys.time() - idle_since, units = "secs") > idle_timeout) break
         next
       }
       out <- if (refused(step)) {
-        # never unserialized: its signature did not verify
-        list(status = "ERROR", result = serialize_fast(redq_task_error(step$refused, id = step$id)))
+        # never unserialized: its signature did not verify, or its record
+        # holds something this worker cannot use
+        list(outcome = OUTCOME_ERROR,
+             result = serialize_fast(redq_task_error(step$refused, id = step$id)))
       } else {
         run_task(w, step, state)
       }
-      done <- list(id = step$id, status = out$status, result = out$result)
+      done <- list(id = step$id, outcome = out$outcome, result = out$result)
       n <- n + 1
       idle_since <- Sys.time()
     }
@@ -104,7 +117,7 @@ worker_loop <- function(w, state, max_tasks, idle_timeout) {
     if (own_interrupt(w, state)) invokeRestart("resume")
   }), interrupt = function(cnd) user_stop())
   if (nzchar(done$id)) {
-    rs_check(rs_worker_step(w, done$id, done$status, done$result, FALSE, 0))
+    rs_check(rs_worker_step(w, done$id, done$outcome, done$result, FALSE, 0))
   }
   n
 }
@@ -120,11 +133,6 @@ own_interrupt <- function(w, state) {
     return(TRUE)
   }
   FALSE
-}
-
-interrupt_status <- function(w) {
-  r <- rs_worker_interrupt_reason(w)
-  if (nzchar(r)) r else "CANCELLED"
 }
 
 run_task <- function(w, task, state) {
@@ -149,13 +157,17 @@ run_task <- function(w, task, state) {
       structure(list(), class = "redq_interrupted")
     })
   if (inherits(value, "redq_interrupted")) {
-    return(list(status = interrupt_status(w), result = raw()))
+    # the core knows whether it was a timeout or a cancel
+    return(list(outcome = OUTCOME_INTERRUPTED, result = raw()))
   }
-  status <- if (inherits(value, "redq_task_error")) "ERROR" else "COMPLETE"
-  list(status = status, result = serialize_fast(value))
+  outcome <- if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE
+  list(outcome = outcome, result = serialize_fast(value))
 }
 
 eval_payload <- function(p, task, w, state) {
+  if (!is.null(task$seed) && !identical(p$type, "foreach")) {
+    assign(".Random.seed", task$seed, envir = globalenv())
+  }
   switch(p$type,
     expr = {
       env <- list2env(p$vars, parent = globalenv())

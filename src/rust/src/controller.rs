@@ -1,23 +1,21 @@
 //! A controller: any process that submits work and waits for it. It owns
-//! one connection and a private completion list for the tasks it creates.
+//! one connection, and its id names the job its task API tasks report to.
 
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::error::Result;
 use crate::keys::Keys;
+use crate::protocol::check_version;
 use crate::task::new_id;
-use crate::worker::check_version;
 
-/// Connection, namespace keys, and this controller's completion list.
+/// Connection, namespace keys, and this controller's id.
 pub struct Controller {
     /// The connection (reconnects by itself after a failure).
     pub conn: Connection,
     /// Keys of the namespace.
     pub keys: Keys,
-    /// This controller's id, recorded in the tasks it creates.
+    /// This controller's id: the job its task API tasks report to.
     pub cid: String,
-    /// Completion notices of tasks this controller created.
-    pub done: String,
 }
 
 impl Controller {
@@ -29,14 +27,47 @@ impl Controller {
         if let Some(v) = version {
             check_version(&v)?;
         }
-        let cid = new_id();
-        let done = keys.controller_done(&cid);
-        Ok(Controller { conn, keys, cid, done })
+        Ok(Controller { conn, keys, cid: new_id() })
+    }
+
+    /// The completion list of this controller's task API tasks.
+    pub fn done(&self) -> String {
+        self.keys.job_done(&self.cid)
     }
 
     /// Drop this controller's completion list.
     pub fn close(&mut self) -> Result<()> {
-        let done = self.done.clone();
+        let done = self.done();
         self.conn.run(|c| redis::cmd("DEL").arg(&done).query(c))
+    }
+
+    /// Run one command given as words (administration and tests).
+    pub fn command(&mut self, args: &[String]) -> Result<redis::Value> {
+        let Some((name, rest)) = args.split_first() else {
+            return Err(crate::error::Error::Argument("no command given".into()));
+        };
+        let mut cmd = redis::cmd(name);
+        for a in rest {
+            cmd.arg(a);
+        }
+        self.conn.run(|c| cmd.query(c))
+    }
+
+    /// Store a user value (`redisSet()`).
+    pub fn data_set(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        let k = self.keys.data(name);
+        self.conn.run(|c| redis::cmd("SET").arg(&k).arg(value).query(c))
+    }
+
+    /// Fetch a user value (`redisGet()`), if set.
+    pub fn data_get(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+        let k = self.keys.data(name);
+        self.conn.run(|c| redis::cmd("GET").arg(&k).query(c))
+    }
+
+    /// Delete a user value.
+    pub fn data_delete(&mut self, name: &str) -> Result<()> {
+        let k = self.keys.data(name);
+        self.conn.run(|c| redis::cmd("DEL").arg(&k).query(c))
     }
 }

@@ -20,6 +20,8 @@ pub enum Error {
     Version(String),
     /// A payload's signature is missing or does not verify.
     Signature(String),
+    /// A worker cannot start or serve.
+    Worker(String),
     /// The user interrupted a blocking call.
     Interrupted,
 }
@@ -38,6 +40,7 @@ impl Error {
             Error::Server(_) => "server",
             Error::Version(_) => "version",
             Error::Signature(_) => "signature",
+            Error::Worker(_) => "worker",
             Error::Interrupted => "interrupt",
         }
     }
@@ -62,7 +65,8 @@ impl fmt::Display for Error {
             | Error::NotFound(m)
             | Error::Server(m)
             | Error::Version(m)
-            | Error::Signature(m) => f.write_str(m),
+            | Error::Signature(m)
+            | Error::Worker(m) => f.write_str(m),
             Error::Interrupted => f.write_str("interrupted by the user"),
         }
     }

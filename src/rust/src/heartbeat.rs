@@ -14,11 +14,12 @@
 //! It never calls R.
 
 use crate::connection::Connection;
+use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::monitor;
+use crate::registry::{self, register, Registration};
 use crate::scripts::{self, invocation};
 use crate::status;
-use crate::worker::{register, Registration};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -69,6 +70,9 @@ pub struct Shared {
     pub signals: AtomicU64,
     /// The R thread, the target of the side thread's SIGINTs.
     pub r_thread: Mutex<Option<libc::pthread_t>>,
+    /// The last error the side thread met (time stamped), kept for
+    /// `worker_info()` and written to the worker's record at the next beat.
+    pub last_error: Mutex<Option<String>>,
 }
 
 /// Timing of the side thread.
@@ -91,14 +95,16 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Start the thread. `conn` must be a connection of its own.
-    pub fn spawn(conn: Connection, reg: Registration, timing: Timing, shared: Arc<Shared>) -> Heartbeat {
+    /// Start the thread. `conn` must be a connection of its own. A worker
+    /// whose side thread cannot start must not serve: nobody would renew
+    /// its lease, and it would be declared lost in the middle of a task.
+    pub fn spawn(conn: Connection, reg: Registration, timing: Timing, shared: Arc<Shared>) -> Result<Heartbeat> {
         let s = shared.clone();
         let handle = std::thread::Builder::new()
             .name("redq-heartbeat".into())
             .spawn(move || run(conn, reg, timing, s))
-            .ok();
-        Heartbeat { handle, shared }
+            .map_err(|e| Error::Worker(format!("cannot start the worker's heartbeat thread: {e}")))?;
+        Ok(Heartbeat { handle: Some(handle), shared })
     }
 
     /// Stop the thread and wait for it (it wakes within one slice, or at
@@ -133,7 +139,20 @@ fn interrupt_r_thread(shared: &Shared) {
 
 fn end_process(conn: &mut Connection, keys: &Keys, wid: &str, how: &str) -> ! {
     let _ = conn.run(|c| invocation(scripts::exit_worker(), keys).arg(wid).arg(how).invoke::<redis::Value>(c));
-    unsafe { libc::_exit(if how == "KILLED" { 0 } else { 1 }) }
+    unsafe { libc::_exit(if how == status::EXIT_KILLED { 0 } else { 1 }) }
+}
+
+/// Keep an error of the side thread: on the worker's stderr (its log) at
+/// once, and on its record at the next beat that reaches the server. The
+/// same error repeated (a server down for a while) is logged once.
+fn note_error(shared: &Shared, wid: &str, what: &str, e: &Error) {
+    let text = format!("{what}: {e}");
+    let mut last = shared.last_error.lock();
+    let repeated = last.as_deref().map_or(false, |l| l.ends_with(&text));
+    if !repeated {
+        eprintln!("redq worker {wid}: heartbeat thread: {text}");
+    }
+    *last = Some(format!("{} {text}", scripts::now_ms()));
 }
 
 fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) {
@@ -158,7 +177,8 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
         let wait = until.saturating_duration_since(now).max(Duration::from_millis(20));
         let msg: Option<(String, String)> = conn
             .run_blocking(wait, |c| redis::cmd("BLPOP").arg(&control).arg(wait.as_secs_f64()).query(c))
-            .unwrap_or_else(|_| {
+            .unwrap_or_else(|e| {
+                note_error(&shared, &reg.id, "reading control messages", &e);
                 std::thread::sleep(wait.min(Duration::from_millis(200)));
                 None
             });
@@ -169,13 +189,26 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
         if now >= next_beat {
             next_beat = now + t.period;
             beats = beats.wrapping_add(1);
-            let alive: Result<i64, _> =
-                conn.run(|c| invocation(scripts::beat(), &keys).arg(&reg.id).arg(lease_ms).invoke(c));
-            if let Ok(0) = alive {
-                let _ = register(&mut conn, &reg, t.lease);
+            let pending = shared.last_error.lock().take().unwrap_or_default();
+            let alive: Result<i64> =
+                conn.run(|c| invocation(scripts::beat(), &keys).arg(&reg.id).arg(lease_ms).arg(&pending).invoke(c));
+            if !matches!(alive, Ok(1)) && !pending.is_empty() {
+                // not recorded: keep it for the next beat that gets through
+                shared.last_error.lock().get_or_insert(pending);
+            }
+            match alive {
+                Ok(0) => {
+                    if let Err(e) = register(&mut conn, &reg, t.lease) {
+                        note_error(&shared, &reg.id, "registering again", &e);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => note_error(&shared, &reg.id, "renewing the lease", &e),
             }
             if t.reap_every > 0 && beats % t.reap_every == 0 {
-                let _ = monitor::reap(&mut conn, &keys);
+                if let Err(e) = monitor::reap(&mut conn, &keys) {
+                    note_error(&shared, &reg.id, "looking for lost workers", &e);
+                }
             }
         }
         enforce_deadline(&mut conn, &keys, &reg.id, &shared, t.grace);
@@ -184,9 +217,9 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
 
 fn handle_control(conn: &mut Connection, keys: &Keys, wid: &str, msg: &str, shared: &Shared) {
     match msg.split_once(' ').map_or((msg, ""), |(a, b)| (a, b)) {
-        ("STOP", _) => shared.stop.store(true, Ordering::SeqCst),
-        ("KILL", _) => end_process(conn, keys, wid, "KILLED"),
-        ("CANCEL", id) => {
+        (registry::CONTROL_STOP, _) => shared.stop.store(true, Ordering::SeqCst),
+        (registry::CONTROL_KILL, _) => end_process(conn, keys, wid, status::EXIT_KILLED),
+        (registry::CONTROL_CANCEL, id) => {
             let mut cur = shared.current.lock();
             if cur.id.as_deref() == Some(id) && cur.interrupted.is_none() {
                 cur.interrupted = Some((Reason::Cancel, Instant::now()));
@@ -217,7 +250,7 @@ fn enforce_deadline(conn: &mut Connection, keys: &Keys, wid: &str, shared: &Shar
                     .arg(&b""[..])
                     .invoke::<redis::Value>(c)
             });
-            end_process(conn, keys, wid, "STUCK");
+            end_process(conn, keys, wid, status::EXIT_STUCK);
         }
         _ => {}
     }

@@ -1,5 +1,6 @@
-//! Every Redis key redq uses is built here (and mirrored, for Lua, by
-//! `lua/keys.lua`, which a test checks against this file).
+//! Every Redis key redq uses is built here. One table (the `keys!` block
+//! below) gives both the Rust methods and the Lua key builders `K.<name>`
+//! of the script preamble (`scripts`), so the two cannot disagree.
 //!
 //! All keys of one namespace share the hash tag `{ns}`, so a namespace lives
 //! in one Redis Cluster slot and every script stays legal there.
@@ -10,13 +11,65 @@ pub struct Keys {
     prefix: String,
 }
 
+macro_rules! keys {
+    ($( $(#[$doc:meta])* $name:ident ( $($arg:ident),* ) => [ $($part:tt),+ ] ; )*) => {
+        impl Keys {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self, $($arg: &str),*) -> String {
+                    self.k(&[$(keys!(@part $part)),+])
+                }
+            )*
+
+            /// Every key shape, built with its argument names as values:
+            /// (name, key). The Lua builders are checked against it.
+            pub fn samples(&self) -> Vec<(&'static str, String)> {
+                vec![$( (stringify!($name), self.$name($(stringify!($arg)),*)) ),*]
+            }
+        }
+
+        /// Lua source of the key builders: `K.<name>(args)` for each shape.
+        pub fn lua_builders() -> String {
+            let mut s = String::from("local K = {}\n");
+            $(
+                s.push_str(concat!(
+                    "function K.", stringify!($name), "(", keys!(@args $($arg),*), ") return PREFIX .. ",
+                    keys!(@lua $($part),+), " end\n"));
+            )*
+            s
+        }
+
+        /// Lua expression returning {name, key, ...} for every shape, built
+        /// with the argument names as values (compared with `samples`).
+        pub fn lua_samples() -> String {
+            let mut s = String::from("{");
+            $(
+                s.push_str(concat!("'", stringify!($name), "', K.", stringify!($name), "(",
+                                   keys!(@quoted $($arg),*), "), "));
+            )*
+            s.push('}');
+            s
+        }
+    };
+    (@part $lit:literal) => { $lit };
+    (@part $id:ident) => { $id };
+    (@args) => { "" };
+    (@args $first:ident $(, $rest:ident)*) => { concat!(stringify!($first) $(, ", ", stringify!($rest))*) };
+    (@quoted) => { "" };
+    (@quoted $first:ident $(, $rest:ident)*) => { concat!("'", stringify!($first), "'" $(, ", '", stringify!($rest), "'")*) };
+    (@lua $first:tt $(, $rest:tt)*) => { concat!(keys!(@luapart $first) $(, " .. ':' .. ", keys!(@luapart $rest))*) };
+    (@luapart $lit:literal) => { concat!("'", $lit, "'") };
+    (@luapart $id:ident) => { stringify!($id) };
+}
+
 impl Keys {
     /// Keys of namespace `ns`.
     pub fn new(ns: &str) -> Keys {
         Keys { prefix: format!("redq:{{{ns}}}:") }
     }
 
-    /// `redq:{ns}:`, handed to Lua scripts, which append the same nouns.
+    /// `redq:{ns}:`, handed to Lua scripts, whose builders append the same
+    /// nouns.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -32,79 +85,44 @@ impl Keys {
         }
         s
     }
+}
 
+keys! {
     /// Schema version of the namespace (string).
-    pub fn version(&self) -> String {
-        self.k(&["version"])
-    }
+    version() => ["version"];
     /// PENDING task ids of a queue (list; pushed left, claimed from the right).
-    pub fn queue(&self, q: &str) -> String {
-        self.k(&["queue", q])
-    }
+    queue(q) => ["queue", q];
     /// Names of queues that ever received a task (set).
-    pub fn queues(&self) -> String {
-        self.k(&["queues"])
-    }
-    /// One task (hash: status, queue, payload, result, times, ...).
-    pub fn task(&self, id: &str) -> String {
-        self.k(&["task", id])
-    }
-    /// Payloads of unfinished tasks: task id -> serialized R (hash).
-    pub fn payloads(&self) -> String {
-        self.k(&["payloads"])
-    }
+    queues() => ["queues"];
+    /// One task (hash: status, queue, result, times, attempts, ...).
+    task(id) => ["task", id];
+    /// Payloads of tasks that may still run: task id -> serialized R (hash).
+    payloads() => ["payloads"];
     /// Tasks waiting for this one to end (set).
-    pub fn task_dependents(&self, id: &str) -> String {
-        self.k(&["task", id, "dependents"])
-    }
+    task_dependents(id) => ["task", id, "dependents"];
     /// Ids created through the task API, oldest first (list).
-    pub fn tasks(&self) -> String {
-        self.k(&["tasks"])
-    }
+    tasks() => ["tasks"];
     /// Registered, not yet lost or exited, worker ids (set).
-    pub fn workers(&self) -> String {
-        self.k(&["workers"])
-    }
+    workers() => ["workers"];
     /// Worker info and status (hash).
-    pub fn worker(&self, wid: &str) -> String {
-        self.k(&["worker", wid])
-    }
+    worker(w) => ["worker", w];
     /// Heartbeat lease: exists iff the worker is alive (string with TTL).
-    pub fn worker_alive(&self, wid: &str) -> String {
-        self.k(&["worker", wid, "alive"])
-    }
+    worker_alive(w) => ["worker", w, "alive"];
     /// Ids the worker has claimed (the reliable-queue list).
-    pub fn worker_running(&self, wid: &str) -> String {
-        self.k(&["worker", wid, "running"])
-    }
+    worker_running(w) => ["worker", w, "running"];
     /// Control messages for the worker (list: STOP, KILL, CANCEL <id>, WAKE).
-    pub fn worker_control(&self, wid: &str) -> String {
-        self.k(&["worker", wid, "control"])
-    }
-    /// Running foreach jobs: job id -> description (hash).
-    pub fn jobs(&self) -> String {
-        self.k(&["jobs"])
-    }
-    /// Serialized environment of a foreach job.
-    pub fn job_env(&self, jid: &str) -> String {
-        self.k(&["job", jid, "env"])
-    }
-    /// Completion notices (task ids) of a foreach job (list).
-    pub fn job_done(&self, jid: &str) -> String {
-        self.k(&["job", jid, "done"])
-    }
-    /// Completion notices of tasks a controller created (list).
-    pub fn controller_done(&self, cid: &str) -> String {
-        self.k(&["controller", cid, "done"])
-    }
+    worker_control(w) => ["worker", w, "control"];
+    /// Listed jobs: job id -> description (hash).
+    jobs() => ["jobs"];
+    /// Serialized environment of a job (a foreach loop's).
+    job_env(j) => ["job", j, "env"];
+    /// Completion notices (task ids) of a job's tasks (list). A
+    /// controller's task API tasks report to the job named by its id.
+    job_done(j) => ["job", j, "done"];
     /// A user value stored with `redisSet()` (string).
-    pub fn data(&self, name: &str) -> String {
-        self.k(&["data", name])
-    }
+    data(name) => ["data", name];
     /// Lost-worker reports for waiting controllers (stream, capped).
-    pub fn events(&self) -> String {
-        self.k(&["events"])
-    }
+    events() => ["events"];
 }
 
 #[cfg(test)]
@@ -117,6 +135,15 @@ mod tests {
         assert_eq!(k.queue("jobs"), "redq:{ns}:queue:jobs");
         assert_eq!(k.worker_alive("w1"), "redq:{ns}:worker:w1:alive");
         assert_eq!(k.task("t"), "redq:{ns}:task:t");
-        assert!(k.job_done("j").starts_with(k.prefix()));
+        assert!(k.samples().iter().all(|(_, key)| key.starts_with(k.prefix())));
+    }
+
+    #[test]
+    fn lua_builders_cover_every_shape() {
+        let lua = lua_builders();
+        for (name, _) in Keys::new("x").samples() {
+            assert!(lua.contains(&format!("function K.{name}(")), "{name}");
+        }
+        assert!(lua.contains("function K.worker_alive(w) return PREFIX .. 'worker' .. ':' .. w .. ':' .. 'alive' end"));
     }
 }

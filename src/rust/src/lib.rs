@@ -1,16 +1,22 @@
-//! redq: a Redis task queue for R, with a foreach backend.
+//! redq: a Redis task queue for R, with one job engine under several front
+//! ends (foreach, the task API, and more to come).
 //!
 //! **Queue model.** A task is a hash `redq:{ns}:task:<id>` plus its id in
-//! exactly one place: a queue list, one worker's running list, or nowhere
-//! once it has a terminal status. Controllers submit in one pipeline
-//! (`queue`), workers claim and complete in one Lua step (`worker`,
-//! `lua/step.lua`), and completion notices go to a list the submitter
-//! blocks on. foreach loops are jobs (`job`): an environment uploaded once,
-//! tasks that carry chunks of iterations.
+//! exactly one place: a queue list, one worker's running list, the
+//! dependents set of a task it waits for, or nowhere once it has a
+//! terminal status. Controllers submit in one pipeline (`queue`), workers
+//! claim and complete in one Lua step (`worker`, `lua/step.lua`), and a
+//! task's end is announced on its job's completion list.
 //!
-//! **Where things are spelled.** Key names: `keys` (mirrored for Lua by
-//! `lua/common.lua`). Status words: `status`. Atomic transitions: one
-//! script each under `lua/`, loaded by `scripts`.
+//! **The engine.** Every front end drives one loop, `engine::Job`:
+//! submit, wait for any / the next n / all tasks in interruptible slices,
+//! receive results in batches, with reaping, lost-worker reports and
+//! resubmission of tasks the server lost done while waiting.
+//!
+//! **Where things are spelled.** Key names: `keys` (which also generates
+//! the Lua key builders). Status words: `status`. Defaults, TTLs and
+//! argument bounds: `protocol`. Atomic transitions: one script each under
+//! `lua/`, loaded with a generated preamble by `scripts`.
 //!
 //! **Fault model.** A worker is alive while its lease key exists; its side
 //! thread (`heartbeat`) renews it. Anyone may run the reaper (`monitor`),
@@ -26,12 +32,16 @@
 pub mod config;
 pub mod connection;
 pub mod controller;
+pub mod engine;
 pub mod error;
 pub mod heartbeat;
 pub mod job;
 pub mod keys;
 pub mod monitor;
+pub mod protocol;
 pub mod queue;
+pub mod registry;
+pub mod rng;
 pub mod scripts;
 pub mod signature;
 pub mod status;

@@ -20,6 +20,20 @@ pub struct LostWorker {
     pub died: u64,
 }
 
+impl LostWorker {
+    /// What a waiting controller tells its user.
+    pub fn describe(&self) -> String {
+        format!(
+            "worker {} on host {} stopped answering: {} task(s) requeued, {} ended {}",
+            self.id,
+            self.host,
+            self.requeued,
+            self.died,
+            crate::status::DIED
+        )
+    }
+}
+
 /// Run the reaper once; returns the workers it declared lost.
 pub fn reap(conn: &mut Connection, keys: &Keys) -> Result<Vec<LostWorker>> {
     let flat: Vec<redis::Value> = conn.run(|c| invocation(scripts::reap(), keys).invoke(c))?;

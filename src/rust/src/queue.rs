@@ -1,63 +1,78 @@
 //! Controller-side task operations: bulk submission, status, results,
-//! cancellation, and waiting for completion without polling.
+//! bookkeeping, cancellation, deletion, retry and queues. Waiting lives in
+//! `engine`.
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
+use crate::protocol::JOB_TTL_S;
 use crate::scripts::{self, invocation};
 use crate::signature;
 use crate::status;
-use crate::task::{TaskSpec, DEFAULT_MAX_ATTEMPTS, INFO_FIELDS};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use crate::task::{TaskInfo, TaskSpec, INFO_FIELDS};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How a submission is recorded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Submit {
+    /// Add the ids to the namespace's task list (task API).
+    pub register: bool,
+    /// Let the task hashes expire if nobody collects them (tasks of a job
+    /// whose controller removes them when it is done).
+    pub expire: bool,
+}
 
 /// Submit tasks in one atomic pipeline (MULTI/EXEC): either every task is
-/// queued or none is. `register` adds the ids to the namespace's task list
-/// (task API); foreach jobs skip it and clean up by job.
-pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], register: bool) -> Result<()> {
+/// queued or none is. Tasks with dependencies are linked by one script per
+/// set of dependencies, inside the same transaction.
+pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], how: Submit) -> Result<()> {
     if tasks.is_empty() {
         return Ok(());
     }
     let now = scripts::now_ms();
     let mut p = redis::pipe();
     p.atomic();
-    let mut by_queue: HashMap<&str, Vec<&str>> = HashMap::new();
     let secret = conn.config().secret.clone();
     let payloads = p.cmd("HSET").arg(keys.payloads());
     for t in tasks {
         payloads.arg(&t.id).arg(signature::seal(secret.as_deref(), &t.payload));
     }
     payloads.ignore();
+    let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut by_deps: BTreeMap<Vec<String>, Vec<&str>> = BTreeMap::new();
     for t in tasks {
         p.cmd("HSET").arg(keys.task(&t.id)).arg(t.fields(now)).ignore();
-        if t.job.is_some() {
-            // collected (and deleted) by the loop; expires if its controller died
-            p.expire(keys.task(&t.id), crate::job::JOB_TTL_S as i64).ignore();
+        if how.expire {
+            p.expire(keys.task(&t.id), JOB_TTL_S as i64).ignore();
         }
         if t.depends_on.is_empty() {
             by_queue.entry(t.queue.as_str()).or_default().push(t.id.as_str());
         } else {
-            // queued by the script once (if ever) its dependencies complete
             let mut deps = t.depends_on.clone();
             deps.sort();
             deps.dedup();
-            p.cmd("EVAL")
-                .arg(scripts::LINK_DEPS)
-                .arg(1)
-                .arg(keys.version())
-                .arg(keys.prefix())
-                .arg(now)
-                .arg(&t.id)
-                .arg(deps)
-                .ignore();
+            by_deps.entry(deps).or_default().push(t.id.as_str());
         }
     }
     for (q, ids) in &by_queue {
         p.lpush(keys.queue(q), ids).ignore();
     }
-    let queues: std::collections::BTreeSet<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
+    for (deps, ids) in &by_deps {
+        // queued by the script once (if ever) their dependencies complete
+        p.cmd("EVAL")
+            .arg(scripts::link_deps_source())
+            .arg(1)
+            .arg(keys.version())
+            .arg(keys.prefix())
+            .arg(now)
+            .arg(deps.len())
+            .arg(deps)
+            .arg(ids)
+            .ignore();
+    }
+    let queues: BTreeSet<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
     p.sadd(keys.queues(), queues).ignore();
-    if register {
+    if how.register {
         let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
         p.rpush(keys.tasks(), ids).ignore();
     }
@@ -74,32 +89,66 @@ pub fn statuses(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Ve
     Ok(out.into_iter().map(|s| s.unwrap_or_else(|| status::MISSING.to_string())).collect())
 }
 
+/// A task's end as a controller receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    /// Task id.
+    pub id: String,
+    /// Status (`MISSING` if the server does not know the id).
+    pub status: String,
+    /// Result bytes (absent when not fetched, or when none was stored:
+    /// DIED, TIMEOUT, CANCELLED, IMPOSSIBLE).
+    pub result: Option<Vec<u8>>,
+    /// The tag the task was submitted with.
+    pub tag: Option<f64>,
+}
+
+impl Ended {
+    /// The server knows the task.
+    pub fn exists(&self) -> bool {
+        self.status != status::MISSING
+    }
+    /// The task will not change any more.
+    pub fn done(&self) -> bool {
+        status::is_done(&self.status)
+    }
+    /// It ran to the end and its result is a value.
+    pub fn completed(&self) -> bool {
+        self.status == status::COMPLETE
+    }
+    /// Why there is no result, for the error value shown in its place.
+    pub fn message(&self) -> String {
+        status::describe(&self.status)
+    }
+}
+
 /// Status and stored result bytes of each id.
-pub fn results(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<(String, Option<Vec<u8>>)>> {
+pub fn results(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<Ended>> {
     let mut p = redis::pipe();
     for id in ids {
         p.cmd("HMGET").arg(keys.task(id)).arg("status").arg("result");
     }
     let out: Vec<(Option<String>, Option<Vec<u8>>)> = conn.pipe(&p)?;
-    Ok(out
-        .into_iter()
-        .map(|(s, r)| (s.unwrap_or_else(|| status::MISSING.to_string()), r))
+    Ok(ids
+        .iter()
+        .zip(out)
+        .map(|(id, (s, r))| Ended {
+            id: id.clone(),
+            status: s.unwrap_or_else(|| status::MISSING.to_string()),
+            result: r.filter(|r| !r.is_empty()),
+            tag: None,
+        })
         .collect())
 }
 
-/// Bookkeeping fields of one task (no payload or result).
-pub fn info(conn: &mut Connection, keys: &Keys, id: &str) -> Result<Vec<(String, String)>> {
+/// Bookkeeping of one task (no payload or result).
+pub fn info(conn: &mut Connection, keys: &Keys, id: &str) -> Result<TaskInfo> {
     let vals: Vec<Option<String>> =
         conn.run(|c| redis::cmd("HMGET").arg(keys.task(id)).arg(&INFO_FIELDS[..]).query(c))?;
     if vals.first().map_or(true, |s| s.is_none()) {
         return Err(Error::NotFound(format!("task '{id}' does not exist (never created, deleted, or lost by the server)")));
     }
-    let mut out: Vec<(String, String)> =
-        INFO_FIELDS.iter().zip(vals).filter_map(|(k, v)| v.map(|v| (k.to_string(), v))).collect();
-    if !out.iter().any(|(k, _)| k == "max_attempts") {
-        out.push(("max_attempts".into(), DEFAULT_MAX_ATTEMPTS.to_string()));
-    }
-    Ok(out)
+    Ok(TaskInfo::from_values(vals))
 }
 
 /// Ids created through the task API and not yet deleted, oldest first.
@@ -107,46 +156,62 @@ pub fn list(conn: &mut Connection, keys: &Keys) -> Result<Vec<String>> {
     conn.run(|c| redis::cmd("LRANGE").arg(keys.tasks()).arg(0).arg(-1).query(c))
 }
 
-/// Cancel tasks (see `lua/cancel.lua`); returns the status each had.
-pub fn cancel(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<String>> {
+fn with_ids(conn: &mut Connection, keys: &Keys, script: &redis::Script, ids: &[String]) -> Result<Vec<String>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let mut inv = invocation(scripts::cancel(), keys);
+    let mut inv = invocation(script, keys);
     for id in ids {
         inv.arg(id);
     }
     conn.run(|c| inv.invoke(c))
+}
+
+/// Cancel tasks (see `lua/cancel.lua`); returns the status each had.
+pub fn cancel(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<String>> {
+    with_ids(conn, keys, scripts::cancel(), ids)
 }
 
 /// Delete tasks: cancel what has not ended and remove their data (see
 /// `lua/delete.lua`); returns the status each task had.
 pub fn delete(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<String>> {
+    with_ids(conn, keys, scripts::delete(), ids)
+}
+
+/// Run ended tasks again (see `lua/retry.lua`), reporting to job `job`
+/// (the retrying controller's id). All or nothing: when one task cannot be
+/// retried, nothing is, and the error says which and why. Returns the
+/// status each task had.
+pub fn retry(conn: &mut Connection, keys: &Keys, job: &str, ids: &[String]) -> Result<Vec<String>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let mut inv = invocation(scripts::delete(), keys);
-    for id in ids {
-        inv.arg(id);
-    }
-    conn.run(|c| inv.invoke(c))
-}
-
-/// Run ended tasks again (see `lua/retry.lua`). All or nothing: returns
-/// whether they were requeued, and the status each had.
-pub fn retry(conn: &mut Connection, keys: &Keys, cid: &str, ids: &[String]) -> Result<(bool, Vec<String>)> {
-    if ids.is_empty() {
-        return Ok((true, vec![]));
-    }
     let mut inv = invocation(scripts::retry(), keys);
-    inv.arg(cid);
+    inv.arg(job);
     for id in ids {
         inv.arg(id);
     }
     let reply: Vec<redis::Value> = conn.run(|c| inv.invoke(c))?;
     let ok = matches!(reply.first(), Some(redis::Value::Int(1)));
-    let statuses = reply.iter().skip(1).map(|v| redis::from_redis_value_ref(v).unwrap_or_default()).collect();
-    Ok((ok, statuses))
+    let before: Vec<String> = reply.iter().skip(1).map(|v| redis::from_redis_value_ref(v).unwrap_or_default()).collect();
+    if ok {
+        return Ok(before);
+    }
+    let bad: Vec<String> = ids
+        .iter()
+        .zip(&before)
+        .filter(|(_, s)| !status::RETRYABLE.contains(&s.as_str()))
+        .map(|(id, s)| format!("{id} ({s})"))
+        .collect();
+    let why = if bad.is_empty() {
+        "their payloads are gone".to_string()
+    } else {
+        format!("not: {}", bad.join(", "))
+    };
+    Err(Error::Argument(format!(
+        "only tasks that ended without completing ({}) can be retried; {why}. Nothing was retried",
+        status::RETRYABLE.join(", ")
+    )))
 }
 
 /// Number of PENDING tasks in a queue.
@@ -167,89 +232,4 @@ pub fn queue_remove(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<u
     cancel(conn, keys, &ids)?;
     conn.run(|c| redis::pipe().del(keys.queue(queue)).srem(keys.queues(), queue).query::<()>(c))?;
     Ok(ids.len())
-}
-
-/// How a wait is driven from the caller: slice length, deadline, a hook
-/// that reports a user interrupt, and a hook run once per quiet slice (the
-/// controller runs the reaper there).
-pub struct WaitOptions<'a> {
-    /// Longest single blocking call.
-    pub slice: Duration,
-    /// Give up after this long (None: wait for ever).
-    pub timeout: Option<Duration>,
-    /// Returns true if the user asked to stop.
-    pub interrupted: &'a mut dyn FnMut() -> bool,
-    /// Called after every slice with (ended, total).
-    pub progress: &'a mut dyn FnMut(usize, usize),
-    /// Called when a slice passes with no notice.
-    pub idle: &'a mut dyn FnMut(&mut Connection) -> Result<()>,
-}
-
-/// Wait until every id has ended. Completion notices arrive on `notify`
-/// (the list named in the tasks' `notify` field); the statuses of ids not
-/// yet seen ended are re-read after each quiet slice, which covers tasks
-/// created by other controllers. Returns final statuses.
-pub fn wait(
-    conn: &mut Connection,
-    keys: &Keys,
-    ids: &[String],
-    notify: &str,
-    opts: &mut WaitOptions<'_>,
-) -> Result<Vec<String>> {
-    let start = Instant::now();
-    let mut st = statuses(conn, keys, ids)?;
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        index.insert(id.as_str(), i);
-    }
-    let mut left = st.iter().filter(|s| !status::is_done(s)).count();
-    loop {
-        (opts.progress)(ids.len() - left, ids.len());
-        if left == 0 {
-            return Ok(st);
-        }
-        let slice = match opts.timeout {
-            Some(t) => {
-                let spent = start.elapsed();
-                if spent >= t {
-                    return Err(Error::Timeout(format!(
-                        "{left} of {} tasks still running after {:.1} s; wait again, or cancel them with task_cancel()",
-                        ids.len(),
-                        t.as_secs_f64()
-                    )));
-                }
-                opts.slice.min(t - spent)
-            }
-            None => opts.slice,
-        };
-        if (opts.interrupted)() {
-            return Err(Error::Interrupted);
-        }
-        let got: Option<(String, String)> = conn.run_blocking(slice, |c| {
-            redis::cmd("BLPOP").arg(notify).arg(slice.as_secs_f64().max(0.01)).query(c)
-        })?;
-        let recheck: Vec<usize> = match got {
-            Some((_, first)) => {
-                let more: Option<Vec<String>> =
-                    conn.run(|c| redis::cmd("LPOP").arg(notify).arg(10_000).query(c))?;
-                let mut ended = vec![first];
-                ended.extend(more.unwrap_or_default());
-                ended.iter().filter_map(|id| index.get(id.as_str()).copied()).collect()
-            }
-            None => {
-                (opts.idle)(conn)?;
-                (0..ids.len()).filter(|&i| !status::is_done(&st[i])).collect()
-            }
-        };
-        if recheck.is_empty() {
-            continue;
-        }
-        let sub: Vec<String> = recheck.iter().map(|&i| ids[i].clone()).collect();
-        for (i, s) in recheck.into_iter().zip(statuses(conn, keys, &sub)?) {
-            if !status::is_done(&st[i]) && status::is_done(&s) {
-                left -= 1;
-            }
-            st[i] = s;
-        }
-    }
 }

@@ -1,9 +1,10 @@
-//! Status words of tasks and workers: the only place they are spelled (Lua
-//! mirrors them in `lua/keys.lua`; a test checks the two agree).
+//! Status words of tasks and workers, and how workers end: the only place
+//! they are spelled. The Lua preamble gets them generated from here
+//! (`scripts`); R receives them as data.
 
 /// Waiting for the tasks it depends on.
 pub const DEFERRED: &str = "DEFERRED";
-/// Task statuses, see the lifecycle in ARCHITECTURE.md.
+/// Queued, waiting for a worker.
 pub const PENDING: &str = "PENDING";
 /// Claimed and being evaluated by a worker.
 pub const RUNNING: &str = "RUNNING";
@@ -22,30 +23,84 @@ pub const IMPOSSIBLE: &str = "IMPOSSIBLE";
 /// The server does not know the id (never created, deleted, or data lost).
 pub const MISSING: &str = "MISSING";
 
-/// Statuses after which nothing changes a task.
+/// Statuses after which nothing changes a task (but `task_retry()`).
 pub const TERMINAL: [&str; 6] = [COMPLETE, ERROR, CANCELLED, TIMEOUT, DIED, IMPOSSIBLE];
+
+/// Statuses a task can be run again from (`task_retry()`).
+pub const RETRYABLE: [&str; 5] = [ERROR, TIMEOUT, CANCELLED, DIED, IMPOSSIBLE];
 
 /// True for statuses that end a task (MISSING counts: waiting cannot help).
 pub fn is_done(status: &str) -> bool {
     status == MISSING || TERMINAL.contains(&status)
 }
 
+/// Why a task that ended without a stored result has none, for the error
+/// value a front end shows in its place.
+pub fn describe(status: &str) -> String {
+    match status {
+        IMPOSSIBLE => "a task it depends on did not complete, so it never ran".into(),
+        TIMEOUT => "the task ran longer than its timeout and was stopped".into(),
+        CANCELLED => "the task was cancelled".into(),
+        DIED => "every worker that ran the task died (it used up max_attempts)".into(),
+        MISSING => "the task does not exist: never created, deleted, or lost by the server".into(),
+        other => format!("the task ended {other}"),
+    }
+}
+
 /// Worker statuses.
 pub const WORKER_IDLE: &str = "IDLE";
 /// Evaluating a task.
 pub const WORKER_BUSY: &str = "BUSY";
-/// Exited cleanly.
+/// Exited (see `how` for the way it ended).
 pub const WORKER_EXITED: &str = "EXITED";
 /// Lease expired; its tasks were given back to their queues.
 pub const WORKER_LOST: &str = "LOST";
+
+/// How a worker ended (`how` in its record), and the outcome recorded for
+/// the task it held: left when asked or when out of work.
+pub const EXIT_NORMAL: &str = "EXITED";
+/// Ended at once by a KILL control message.
+pub const EXIT_KILLED: &str = "KILLED";
+/// Ended by its side thread because R ignored an interrupt.
+pub const EXIT_STUCK: &str = "STUCK";
+/// Lost its connection in the middle of a step; its claims went back.
+pub const EXIT_RECONNECTED: &str = "RECONNECTED";
+
+/// The line a task's history gets when `task_retry()` queues it again.
+pub const OUTCOME_RETRY: &str = "RETRY";
+
+/// What the R code of a task produced, as the worker loop reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A value.
+    Value,
+    /// An error condition (or a payload the worker refused to run).
+    Error,
+    /// Interrupted by the side thread (timeout or cancel).
+    Interrupted,
+}
+
+impl Outcome {
+    /// From the code the R loop passes: 0 value, 1 error, 2 interrupted.
+    pub fn from_code(code: i32) -> Option<Outcome> {
+        match code {
+            0 => Some(Outcome::Value),
+            1 => Some(Outcome::Error),
+            2 => Some(Outcome::Interrupted),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn done_statuses() {
-        assert!(super::is_done("COMPLETE"));
-        assert!(super::is_done("MISSING"));
-        assert!(!super::is_done("RUNNING"));
-        assert!(!super::is_done("PENDING"));
+        assert!(super::is_done(super::COMPLETE));
+        assert!(super::is_done(super::MISSING));
+        assert!(!super::is_done(super::RUNNING));
+        assert!(!super::is_done(super::PENDING));
+        assert!(super::RETRYABLE.iter().all(|s| super::TERMINAL.contains(s)));
+        assert!(super::describe(super::DIED).contains("max_attempts"));
     }
 }

@@ -6,75 +6,16 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::heartbeat::{Heartbeat, Reason, Shared, Timing};
 use crate::keys::Keys;
+use crate::protocol;
+use crate::registry::{self, register, Registration};
+use crate::rng::Stream;
 use crate::scripts::{self, invocation};
 use crate::signature;
-use crate::status;
+use crate::status::{self, Outcome};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Schema version of the Redis data; controllers and workers of another
-/// version refuse the namespace instead of corrupting it.
-pub const SCHEMA_VERSION: &str = "1";
-
-/// What a worker tells the namespace about itself.
-#[derive(Clone, Debug)]
-pub struct Registration {
-    /// Keys of the namespace.
-    pub keys: Keys,
-    /// Worker id (unique).
-    pub id: String,
-    /// Extra info fields (host, pid, queues, R version, ...).
-    pub info: Vec<(String, String)>,
-}
-
-/// Register (or register again): info hash, membership, lease, schema
-/// version, in one transaction.
-pub fn register(conn: &mut Connection, reg: &Registration, lease: Duration) -> Result<()> {
-    let k = &reg.keys;
-    let mut fields = reg.info.clone();
-    fields.push(("status".into(), status::WORKER_IDLE.into()));
-    fields.push(("task".into(), String::new()));
-    fields.push(("registered".into(), scripts::now_ms().to_string()));
-    let (version,): (String,) = conn.run(|c| {
-        redis::pipe()
-            .atomic()
-            .cmd("HSET")
-            .arg(k.worker(&reg.id))
-            .arg(&fields)
-            .ignore()
-            .persist(k.worker(&reg.id))
-            .ignore()
-            .sadd(k.workers(), &reg.id)
-            .ignore()
-            .cmd("SET")
-            .arg(k.worker_alive(&reg.id))
-            .arg(scripts::now_ms())
-            .arg("PX")
-            .arg(lease.as_millis() as u64)
-            .ignore()
-            .cmd("SET")
-            .arg(k.version())
-            .arg(SCHEMA_VERSION)
-            .arg("NX")
-            .ignore()
-            .get(k.version())
-            .query(c)
-    })?;
-    check_version(&version)
-}
-
-/// Refuse a namespace written by an incompatible version of redq.
-pub fn check_version(found: &str) -> Result<()> {
-    if found == SCHEMA_VERSION {
-        Ok(())
-    } else {
-        Err(Error::Version(format!(
-            "this namespace holds redq data of schema version {found}, this redq speaks version {SCHEMA_VERSION}; use another namespace or the same redq version everywhere"
-        )))
-    }
-}
 
 /// A task claimed for evaluation.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,12 +24,14 @@ pub struct Task {
     pub id: String,
     /// Serialized R payload.
     pub payload: Vec<u8>,
-    /// foreach job id, empty for plain tasks.
-    pub job: String,
-    /// Timeout in seconds.
-    pub timeout: Option<f64>,
-    /// Why the payload may not be run (signature check failed); the
-    /// payload is then empty and the task must end ERROR with this message.
+    /// How long it may run.
+    pub timeout: Option<Duration>,
+    /// The random number stream to install before running it, as R's
+    /// `.Random.seed`.
+    pub seed: Option<[i32; 7]>,
+    /// Why the task may not be run (its signature does not verify, its
+    /// record is unusable); the payload is then empty and the task must
+    /// end ERROR with this message.
     pub refused: Option<String>,
 }
 
@@ -131,13 +74,10 @@ impl Worker {
         let id = opts.name.clone().unwrap_or_else(crate::task::new_id);
         validate_name("worker name", &id)?;
         let t = opts.timing;
-        if t.lease <= t.period {
-            return Err(Error::Argument(format!(
-                "the lease ({:.2} s) must be longer than the heartbeat period ({:.2} s); make it 3-5 periods",
-                t.lease.as_secs_f64(),
-                t.period.as_secs_f64()
-            )));
+        if opts.max_batch == 0 {
+            return Err(Error::Argument("'max_batch' must be at least 1".into()));
         }
+        protocol::check_lease(t.period, t.lease)?;
         let keys = Keys::new(&cfg.namespace);
         let mut conn = Connection::open(cfg)?;
         let alive: bool = conn.run(|c| redis::cmd("EXISTS").arg(keys.worker_alive(&id)).query(c))?;
@@ -152,13 +92,24 @@ impl Worker {
         register(&mut conn, &reg, t.lease)?;
         let shared = Arc::new(Shared::default());
         *shared.r_thread.lock() = Some(unsafe { libc::pthread_self() });
-        let side = Connection::open(cfg)?;
-        let heartbeat = Heartbeat::spawn(side, reg.clone(), t, shared.clone());
+        let started = Connection::open(cfg)
+            .and_then(|side| Heartbeat::spawn(side, reg.clone(), t, shared.clone()));
+        let heartbeat = match started {
+            Ok(h) => h,
+            Err(e) => {
+                // registered a moment ago: leave again rather than be reaped later
+                let (wid, keys) = (reg.id.clone(), reg.keys.clone());
+                let _ = conn.run(|c| {
+                    invocation(scripts::exit_worker(), &keys).arg(&wid).arg(status::EXIT_NORMAL).invoke::<redis::Value>(c)
+                });
+                return Err(e);
+            }
+        };
         Ok(Worker {
             conn,
             reg,
             queues: opts.queues,
-            max_batch: opts.max_batch.max(1),
+            max_batch: opts.max_batch,
             claimed: VecDeque::new(),
             shared,
             heartbeat,
@@ -191,11 +142,29 @@ impl Worker {
         self.shared.current.lock().interrupted.map(|(r, _)| r)
     }
 
-    /// Record the previous task's end (if any) and, if `claim`, start the
-    /// next task, blocking up to `wait` for one to arrive. One round trip
-    /// when work is queued. Returns whether the result was accepted (first
-    /// result wins) and the next task.
-    pub fn step(&mut self, done: Option<(&str, &str, &[u8])>, claim: bool, wait: Duration) -> Result<(bool, Option<Task>)> {
+    /// The status a task ends in when its R code produced `outcome`: an
+    /// interruption ends it TIMEOUT or CANCELLED, whichever the side thread
+    /// decided.
+    pub fn outcome_status(&self, outcome: Outcome) -> &'static str {
+        match outcome {
+            Outcome::Value => status::COMPLETE,
+            Outcome::Error => status::ERROR,
+            Outcome::Interrupted => self.interrupt_reason().map_or(status::CANCELLED, |r| r.status()),
+        }
+    }
+
+    /// Record the previous task's end (if any: id, what its R code
+    /// produced, serialized result) and, if `claim`, start the next task,
+    /// blocking up to `wait` for one to arrive. One round trip when work is
+    /// queued. Returns whether the result was accepted (first result wins)
+    /// and the next task.
+    pub fn step(&mut self, done: Option<(&str, Outcome, &[u8])>, claim: bool, wait: Duration) -> Result<(bool, Option<Task>)> {
+        let status = done.map(|(_, o, _)| self.outcome_status(o));
+        let done = done.zip(status).map(|((id, _, r), s)| (id, s, r));
+        self.step_status(done, claim, wait)
+    }
+
+    fn step_status(&mut self, done: Option<(&str, &str, &[u8])>, claim: bool, wait: Duration) -> Result<(bool, Option<Task>)> {
         self.set_current(None);
         let patience = Duration::from_secs(3600);
         let deadline = Instant::now() + patience;
@@ -226,7 +195,13 @@ impl Worker {
                             .query(c)
                     }) {
                         Ok(m) => m,
-                        Err(e) if e.is_connection() => return self.backoff(e, deadline).map(|_| (accepted, None)),
+                        Err(e) if e.is_connection() => {
+                            // BLMOVE may have moved an id into our running list
+                            // before the connection broke: give it back
+                            self.backoff(e, deadline)?;
+                            self.release_claims()?;
+                            return Ok((accepted, None));
+                        }
                         Err(e) => return Err(e),
                     };
                     match moved {
@@ -263,7 +238,7 @@ impl Worker {
         self.claimed.clear();
         let (wid, keys) = (self.reg.id.clone(), self.reg.keys.clone());
         self.conn
-            .run(|c| invocation(scripts::release(), &keys).arg(&wid).arg("RECONNECTED").invoke::<redis::Value>(c))?;
+            .run(|c| invocation(scripts::release(), &keys).arg(&wid).arg(status::EXIT_RECONNECTED).invoke::<redis::Value>(c))?;
         Ok(())
     }
 
@@ -287,25 +262,51 @@ impl Worker {
         }
         let s = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap_or_default() };
         let raw: Vec<u8> = redis::from_redis_value_ref(&reply[2]).unwrap_or_default();
-        let (payload, refused) = match signature::open(self.conn.config().secret.as_deref(), raw) {
-            Ok(p) => (p, None),
-            Err(e) => (Vec::new(), Some(e.to_string())),
-        };
-        let task = Task { id: s(&reply[1]), payload, job: s(&reply[3]), timeout: s(&reply[4]).parse().ok(), refused };
+        let task = self.task_from(s(&reply[1]), raw, &s(&reply[3]), &s(&reply[4]));
         for v in reply[5..].iter().rev() {
             self.claimed.push_front(s(v));
         }
         Ok((accepted, Some(task)))
     }
 
+    /// A claimed task as the R loop receives it. Whatever is wrong with its
+    /// record (a signature that does not verify, a timeout or seed this
+    /// worker cannot use) refuses the task, which then ends ERROR, rather
+    /// than ending the worker.
+    fn task_from(&self, id: String, raw: Vec<u8>, timeout: &str, seed: &str) -> Task {
+        let mut task = Task { id, payload: Vec::new(), timeout: None, seed: None, refused: None };
+        let refuse = |mut t: Task, why: String| {
+            t.refused = Some(why);
+            t
+        };
+        if !timeout.is_empty() {
+            let checked = timeout
+                .parse::<f64>()
+                .map_err(|_| Error::Argument(format!("the task's timeout '{timeout}' is not a number")))
+                .and_then(|x| protocol::seconds("timeout", x, true, false));
+            match checked {
+                Ok(d) => task.timeout = d,
+                Err(e) => return refuse(task, format!("refused to run the task: {e}")),
+            }
+        }
+        if !seed.is_empty() {
+            match Stream::decode(seed) {
+                Some(s) => task.seed = Some(s.to_r()),
+                None => return refuse(task, format!("refused to run the task: its seed '{seed}' is not a random number stream")),
+            }
+        }
+        match signature::open(self.conn.config().secret.as_deref(), raw) {
+            Ok(p) => task.payload = p,
+            Err(e) => return refuse(task, e.to_string()),
+        }
+        task
+    }
+
     fn set_current(&self, task: Option<&Task>) {
         let mut cur = self.shared.current.lock();
         cur.interrupted = None;
         cur.id = task.map(|t| t.id.clone());
-        cur.deadline = task
-            .and_then(|t| t.timeout)
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(|s| Instant::now() + Duration::from_secs_f64(s));
+        cur.deadline = task.and_then(|t| t.timeout).and_then(|d| Instant::now().checked_add(d));
     }
 
     /// Fetch a foreach job's environment (checked like task payloads).
@@ -317,6 +318,7 @@ impl Worker {
     }
 
     /// Leave: stop the side thread, give back unstarted claims, unregister.
+    /// `how` is recorded on the worker's record (`status::EXIT_*`).
     pub fn exit(&mut self, how: &str) -> Result<()> {
         if self.exited {
             return Ok(());
@@ -324,7 +326,7 @@ impl Worker {
         self.exited = true;
         self.set_current(None);
         let control = self.reg.keys.worker_control(&self.reg.id);
-        let _ = self.conn.run(|c| redis::cmd("RPUSH").arg(&control).arg("WAKE").query::<()>(c));
+        let _ = self.conn.run(|c| redis::cmd("RPUSH").arg(&control).arg(registry::CONTROL_WAKE).query::<()>(c));
         self.heartbeat.stop();
         let wid = self.reg.id.clone();
         let keys = self.reg.keys.clone();
@@ -343,7 +345,7 @@ impl Drop for Worker {
         if self.shared.current.lock().id.is_some() {
             self.shared.shutdown.store(true, Ordering::SeqCst);
         } else {
-            let _ = self.exit("EXITED");
+            let _ = self.exit(status::EXIT_NORMAL);
         }
     }
 }

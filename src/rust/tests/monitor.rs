@@ -3,45 +3,17 @@
 
 mod common;
 
-use common::Server;
+use common::{ghost_claims, Server};
 use redq::controller::Controller;
 use redq::keys::Keys;
 use redq::monitor;
-use redq::queue;
-use redq::scripts::{self, invocation};
-use redq::task::{new_id, TaskSpec};
-use redq::worker::{register, Registration};
+use redq::queue::{self, Submit};
+use redq::task::TaskSpec;
 use std::time::Duration;
 
-/// A worker that registers and claims, then falls silent (no heartbeat).
-fn ghost_claims(ctl: &mut Controller, lease: Duration) -> String {
-    let reg = Registration {
-        keys: ctl.keys.clone(),
-        id: format!("ghost-{}", new_id()),
-        info: vec![("host".into(), "nowhere".into())],
-    };
-    register(&mut ctl.conn, &reg, lease).unwrap();
-    let keys = ctl.keys.clone();
-    let reply: Vec<redis::Value> = ctl
-        .conn
-        .run(|c| invocation(scripts::step(), &keys).arg(&reg.id).arg("").arg("").arg("").arg("").arg(1).arg("q").invoke(c))
-        .unwrap();
-    assert!(reply.len() >= 5, "the ghost claimed nothing");
-    reg.id
-}
-
 fn submit(ctl: &mut Controller, max_attempts: u32) -> String {
-    let t = TaskSpec {
-        id: new_id(),
-        queue: "q".into(),
-        payload: b"p".to_vec(),
-        timeout: None,
-        max_attempts,
-        job: None,
-        notify: Some(ctl.cid.clone()),
-        depends_on: Vec::new(),
-    };
-    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], true).unwrap();
+    let t = TaskSpec { max_attempts, job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"p".to_vec()) };
+    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], Submit { register: true, expire: false }).unwrap();
     t.id
 }
 
@@ -85,16 +57,17 @@ fn a_task_that_used_up_its_attempts_ends_died_and_is_announced() {
     assert_eq!((lost[0].requeued, lost[0].died), (0, 1));
     assert_eq!(field(&mut ctl, &keys, &id, "status").as_deref(), Some("DIED"));
     assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 0);
-    let notices: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(&ctl.done).arg(0).arg(-1).query(c)).unwrap();
+    let done = ctl.done();
+    let notices: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(&done).arg(0).arg(-1).query(c)).unwrap();
     assert_eq!(notices, vec![id.clone()]);
     let payload: Option<Vec<u8>> = ctl.conn.run(|c| redis::cmd("HGET").arg(keys.payloads()).arg(&id).query(c)).unwrap();
     assert!(payload.is_some(), "a task API task keeps its payload for task_retry");
-    // all or nothing: a missing id blocks the retry
-    let (ok, before) = queue::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone(), "nope".into()]).unwrap();
-    assert_eq!((ok, before), (false, vec!["DIED".to_string(), "MISSING".to_string()]));
+    // all or nothing: a missing id blocks the retry, and the error names it
+    let e = queue::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone(), "nope".into()]).unwrap_err();
+    assert_eq!(e.kind(), "argument");
+    assert!(e.to_string().contains("nope (MISSING)"), "{e}");
     assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 0);
-    let (ok, _) = queue::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone()]).unwrap();
-    assert!(ok);
+    assert_eq!(queue::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone()]).unwrap(), vec!["DIED"]);
     assert_eq!(field(&mut ctl, &keys, &id, "status").as_deref(), Some("PENDING"));
     assert_eq!(field(&mut ctl, &keys, &id, "attempt").as_deref(), Some("0"));
     assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 1);

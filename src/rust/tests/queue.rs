@@ -3,77 +3,50 @@
 
 mod common;
 
-use common::Server;
+use common::{options, Server};
 use redq::connection::Connection;
 use redq::controller::Controller;
-use redq::heartbeat::Timing;
 use redq::keys::Keys;
-use redq::queue;
+use redq::queue::{self, Submit};
 use redq::scripts::{self, invocation};
-use redq::task::{new_id, TaskSpec};
-use redq::worker::{Worker, WorkerOptions};
+use redq::status::Outcome;
+use redq::task::TaskSpec;
+use redq::worker::Worker;
 use std::time::Duration;
 
-fn spec(queue: &str, payload: &[u8], notify: &str) -> TaskSpec {
-    TaskSpec {
-        id: new_id(),
-        queue: queue.into(),
-        payload: payload.to_vec(),
-        timeout: None,
-        max_attempts: 3,
-        job: None,
-        notify: Some(notify.into()),
-        depends_on: Vec::new(),
-    }
-}
+const API: Submit = Submit { register: true, expire: false };
 
-pub fn options(queues: &[&str]) -> WorkerOptions {
-    WorkerOptions {
-        name: None,
-        queues: queues.iter().map(|s| s.to_string()).collect(),
-        timing: Timing {
-            period: Duration::from_millis(100),
-            lease: Duration::from_millis(500),
-            grace: Duration::from_secs(1),
-            reap_every: 2,
-        },
-        max_batch: 4,
-        info: vec![("host".into(), "test".into())],
-    }
+fn spec(queue: &str, payload: &[u8], job: &str) -> TaskSpec {
+    TaskSpec { job: Some(job.into()), ..TaskSpec::new(queue, payload.to_vec()) }
 }
 
 #[test]
-fn lua_preamble_builds_the_same_keys_and_words_as_rust() {
+fn lua_preamble_builds_the_same_keys_words_and_ttls_as_rust() {
     let srv = Server::start();
     let cfg = srv.config("ns");
     let keys = Keys::new("ns");
     let mut conn = Connection::open(&cfg).unwrap();
-    let got: Vec<String> = conn.run(|c| invocation(scripts::keys_check(), &keys).invoke(c)).unwrap();
-    let want = vec![
-        keys.queue("q"),
-        keys.worker_running("w"),
-        keys.task("t"),
-        keys.workers(),
-        keys.payloads(),
-        keys.tasks(),
-        keys.job_done("j"),
-        keys.controller_done("c"),
-        redq::status::PENDING.to_string(),
-        redq::status::RUNNING.to_string(),
-        redq::status::COMPLETE.to_string(),
-        redq::status::ERROR.to_string(),
-        redq::status::CANCELLED.to_string(),
-        redq::status::TIMEOUT.to_string(),
-        redq::status::DIED.to_string(),
-        redq::status::DEFERRED.to_string(),
-        redq::status::IMPOSSIBLE.to_string(),
-        redq::status::WORKER_IDLE.to_string(),
-        redq::status::WORKER_BUSY.to_string(),
-        redq::status::WORKER_LOST.to_string(),
-        redq::status::WORKER_EXITED.to_string(),
-        redq::task::DEFAULT_MAX_ATTEMPTS.to_string(),
-    ];
+    let check = scripts::vocabulary_check();
+    let got: Vec<String> = conn.run(|c| invocation(&check, &keys).invoke(c)).unwrap();
+    let mut want: Vec<String> = Vec::new();
+    for (k, v) in scripts::constant_values() {
+        want.push(k.to_string());
+        want.push(v);
+    }
+    for (k, v) in keys.samples() {
+        want.push(k.to_string());
+        want.push(v);
+    }
     assert_eq!(got, want);
+    // every status word, TTL and key shape is in the comparison
+    for w in redq::status::TERMINAL.iter().chain(&[redq::status::PENDING, redq::status::DEFERRED, redq::status::RUNNING, redq::status::MISSING]) {
+        assert!(got.contains(&w.to_string()), "{w}");
+    }
+    for ttl in [redq::protocol::JOB_TTL_S, redq::protocol::NOTIFY_TTL_MS, redq::protocol::WORKER_TTL_S] {
+        assert!(got.contains(&ttl.to_string()), "{ttl}");
+    }
+    assert_eq!(keys.samples().len(), 17);
+    assert!(got.contains(&keys.job_done("j")));
 }
 
 #[test]
@@ -82,7 +55,7 @@ fn tasks_run_in_fifo_order_and_results_come_back() {
     let cfg = srv.config("fifo");
     let mut ctl = Controller::open(&cfg).unwrap();
     let tasks: Vec<TaskSpec> = (0..5).map(|i| spec("q", &[i], &ctl.cid)).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
     assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 5);
 
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
@@ -91,19 +64,24 @@ fn tasks_run_in_fifo_order_and_results_come_back() {
     while let Some(t) = next {
         seen.push(t.payload[0]);
         let result = vec![t.payload[0] * 2];
-        let (accepted, n) = w.step(Some((&t.id, "COMPLETE", &result)), true, Duration::ZERO).unwrap();
+        let (accepted, n) = w.step(Some((&t.id, Outcome::Value, &result)), true, Duration::ZERO).unwrap();
         assert!(accepted);
         next = n;
     }
     assert_eq!(seen, vec![0, 1, 2, 3, 4]);
     let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
     let res = queue::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
-    for (i, (st, r)) in res.iter().enumerate() {
-        assert_eq!(st, "COMPLETE");
-        assert_eq!(r.as_deref(), Some(&[(i as u8) * 2][..]));
+    for (i, e) in res.iter().enumerate() {
+        assert_eq!(e.status, "COMPLETE");
+        assert!(e.completed() && e.done() && e.exists());
+        assert_eq!(e.result.as_deref(), Some(&[(i as u8) * 2][..]));
     }
-    // every completion was announced on the controller's list
-    let n: usize = ctl.conn.run(|c| redis::cmd("LLEN").arg(&ctl.done).query(c)).unwrap();
+    // every completion was announced on the controller's list, and a
+    // completed task's payload is gone
+    let done = ctl.done();
+    let n: usize = ctl.conn.run(|c| redis::cmd("LLEN").arg(&done).query(c)).unwrap();
+    let payloads: usize = ctl.conn.run(|c| redis::cmd("HLEN").arg(ctl.keys.payloads()).query(c)).unwrap();
+    assert_eq!(payloads, 0);
     assert_eq!(n, 5);
     assert_eq!(queue::list(&mut ctl.conn, &ctl.keys).unwrap().len(), 5);
     w.exit("EXITED").unwrap();
@@ -115,7 +93,7 @@ fn the_first_result_wins_and_a_duplicate_is_dropped() {
     let cfg = srv.config("fw");
     let mut ctl = Controller::open(&cfg).unwrap();
     let t = spec("q", b"x", &ctl.cid);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], API).unwrap();
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
     let (_, got) = w.step(None, true, Duration::ZERO).unwrap();
     assert_eq!(got.unwrap().id, t.id);
@@ -124,10 +102,10 @@ fn the_first_result_wins_and_a_duplicate_is_dropped() {
         .run(|c| invocation(scripts::complete(), &ctl.keys).arg("other").arg(&t.id).arg("COMPLETE").arg("first").invoke(c))
         .unwrap();
     assert_eq!(first, vec![1]);
-    let (accepted, _) = w.step(Some((&t.id, "COMPLETE", b"second")), false, Duration::ZERO).unwrap();
+    let (accepted, _) = w.step(Some((&t.id, Outcome::Value, b"second")), false, Duration::ZERO).unwrap();
     assert!(!accepted);
     let res = queue::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
-    assert_eq!(res[0].1.as_deref(), Some(&b"first"[..]));
+    assert_eq!(res[0].result.as_deref(), Some(&b"first"[..]));
     let running: usize =
         ctl.conn.run(|c| redis::cmd("LLEN").arg(ctl.keys.worker_running(w.id())).query(c)).unwrap();
     assert_eq!(running, 0, "the dropped result still left the running list");
@@ -139,7 +117,7 @@ fn cancel_takes_pending_tasks_off_the_queue() {
     let cfg = srv.config("cancel");
     let mut ctl = Controller::open(&cfg).unwrap();
     let tasks: Vec<TaskSpec> = (0..3).map(|i| spec("q", &[i], &ctl.cid)).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
     let before = queue::cancel(&mut ctl.conn, &ctl.keys, &[tasks[1].id.clone(), "nope".into()]).unwrap();
     assert_eq!(before, vec!["PENDING", "MISSING"]);
     assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 2);
@@ -158,8 +136,8 @@ fn a_worker_claims_in_queue_priority_order() {
     let mut ctl = Controller::open(&cfg).unwrap();
     let low = spec("low", b"low", &ctl.cid);
     let high = spec("high", b"high", &ctl.cid);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[low.clone()], true).unwrap();
-    queue::submit(&mut ctl.conn, &ctl.keys, &[high.clone()], true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &[low.clone()], API).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &[high.clone()], API).unwrap();
     let mut w = Worker::start(&cfg, options(&["high", "low"])).unwrap();
     let (_, t) = w.step(None, true, Duration::ZERO).unwrap();
     assert_eq!(t.unwrap().id, high.id);
@@ -177,50 +155,12 @@ fn unreachable_servers_fail_fast_with_a_connection_error() {
 }
 
 #[test]
-fn wait_returns_when_tasks_end_and_times_out_otherwise() {
-    let srv = Server::start();
-    let cfg = srv.config("wait");
-    let mut ctl = Controller::open(&cfg).unwrap();
-    let t = spec("q", b"x", &ctl.cid);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], true).unwrap();
-    let ids = vec![t.id.clone()];
-    let done = ctl.done.clone();
-    let keys = ctl.keys.clone();
-    let mut no = || false;
-    let mut prog = |_: usize, _: usize| {};
-    let mut idle = |_: &mut Connection| Ok(());
-    let mut opts = queue::WaitOptions {
-        slice: Duration::from_millis(100),
-        timeout: Some(Duration::from_millis(300)),
-        interrupted: &mut no,
-        progress: &mut prog,
-        idle: &mut idle,
-    };
-    let e = queue::wait(&mut ctl.conn, &keys, &ids, &done, &mut opts).unwrap_err();
-    assert!(e.is_timeout());
-
-    let cfg2 = cfg.clone();
-    let h = std::thread::spawn(move || {
-        let mut w = Worker::start(&cfg2, options(&["q"])).unwrap();
-        let (_, t) = w.step(None, true, Duration::from_secs(1)).unwrap();
-        let t = t.unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        w.step(Some((&t.id, "COMPLETE", b"r")), false, Duration::ZERO).unwrap();
-        w.exit("EXITED").unwrap();
-    });
-    opts.timeout = Some(Duration::from_secs(5));
-    let st = queue::wait(&mut ctl.conn, &keys, &ids, &done, &mut opts).unwrap();
-    assert_eq!(st, vec!["COMPLETE"]);
-    h.join().unwrap();
-}
-
-#[test]
 fn cancelling_many_queued_tasks_keeps_the_rest_in_order() {
     let srv = Server::start();
     let cfg = srv.config("bulkcancel");
     let mut ctl = Controller::open(&cfg).unwrap();
     let tasks: Vec<TaskSpec> = (0..1000u32).map(|i| spec("q", &i.to_le_bytes(), &ctl.cid)).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
     let gone: Vec<String> = tasks.iter().step_by(3).map(|t| t.id.clone()).collect();
     let before = queue::cancel(&mut ctl.conn, &ctl.keys, &gone).unwrap();
     assert!(before.iter().all(|s| s == "PENDING"));
@@ -239,7 +179,7 @@ fn workers_run_only_payloads_signed_with_their_secret() {
     signed.secret = Some(b"right".to_vec());
     let mut ctl = Controller::open(&signed).unwrap();
     let tasks: Vec<TaskSpec> = (0..2).map(|i| spec("q", &[i], &ctl.cid)).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
     let stored: Vec<u8> =
         ctl.conn.run(|c| redis::cmd("HGET").arg(ctl.keys.payloads()).arg(&tasks[0].id).query(c)).unwrap();
     assert!(stored.starts_with(redq::signature::MAGIC));
@@ -248,7 +188,7 @@ fn workers_run_only_payloads_signed_with_their_secret() {
     let (_, t) = good.step(None, true, Duration::ZERO).unwrap();
     let t = t.unwrap();
     assert_eq!((t.payload.clone(), t.refused.clone()), (vec![0u8], None));
-    good.step(Some((&t.id, "COMPLETE", b"ok")), false, Duration::ZERO).unwrap();
+    good.step(Some((&t.id, Outcome::Value, b"ok")), false, Duration::ZERO).unwrap();
     good.exit("EXITED").unwrap();
 
     let mut other = srv.config("sig");
@@ -272,11 +212,11 @@ fn dependents_wait_then_run_or_become_impossible() {
     let mut ctl = Controller::open(&cfg).unwrap();
     let a = spec("q", b"a", &ctl.cid);
     let fail = spec("q", b"f", &ctl.cid);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[a.clone(), fail.clone()], true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &[a.clone(), fail.clone()], API).unwrap();
     let b = with_deps(spec("q", b"b", &ctl.cid), &[&a, &a]);
     let c = with_deps(spec("q", b"c", &ctl.cid), &[&b, &fail]);
     let d = with_deps(spec("q", b"d", &ctl.cid), &[&c]);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[b.clone(), c.clone(), d.clone()], true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &[b.clone(), c.clone(), d.clone()], API).unwrap();
     let ids = |ts: &[&TaskSpec]| ts.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
     let st = |ctl: &mut Controller, ts: &[&TaskSpec]| queue::statuses(&mut ctl.conn, &ctl.keys, &ids(ts)).unwrap();
     assert_eq!(st(&mut ctl, &[&b, &c, &d]), vec!["DEFERRED"; 3]);
@@ -287,8 +227,8 @@ fn dependents_wait_then_run_or_become_impossible() {
     let (_, mut next) = w.step(None, true, Duration::ZERO).unwrap();
     while let Some(t) = next {
         ran.push(t.payload.clone());
-        let status = if t.payload == b"f" { "ERROR" } else { "COMPLETE" };
-        next = w.step(Some((&t.id, status, b"r")), true, Duration::ZERO).unwrap().1;
+        let outcome = if t.payload == b"f" { Outcome::Error } else { Outcome::Value };
+        next = w.step(Some((&t.id, outcome, b"r")), true, Duration::ZERO).unwrap().1;
     }
     // b ran once a had completed; c and d can never run
     assert_eq!(ran, vec![b"a".to_vec(), b"f".to_vec(), b"b".to_vec()]);
@@ -296,12 +236,12 @@ fn dependents_wait_then_run_or_become_impossible() {
     // a dependency on a task that already failed is impossible at once
     let e = with_deps(spec("q", b"e", &ctl.cid), &[&fail]);
     let f = with_deps(spec("q", b"f2", &ctl.cid), &[&a]);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[e.clone(), f.clone()], true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &[e.clone(), f.clone()], API).unwrap();
     assert_eq!(st(&mut ctl, &[&e, &f]), vec!["IMPOSSIBLE", "PENDING"]);
     // cancelling a deferred task makes its dependents impossible
     let g = with_deps(spec("q", b"g", &ctl.cid), &[&f]);
     let h = with_deps(spec("q", b"h", &ctl.cid), &[&g]);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[g.clone(), h.clone()], true).unwrap();
+    queue::submit(&mut ctl.conn, &ctl.keys, &[g.clone(), h.clone()], API).unwrap();
     assert_eq!(queue::cancel(&mut ctl.conn, &ctl.keys, &[g.id.clone()]).unwrap(), vec!["DEFERRED"]);
     assert_eq!(st(&mut ctl, &[&g, &h]), vec!["CANCELLED", "IMPOSSIBLE"]);
 }

@@ -1,103 +1,225 @@
-//! foreach jobs.
+//! The job engine (`engine::Job`), for the R front ends, and the
+//! namespace's job listing.
 
-use super::controller::with_ctl;
-use super::{raws, seconds, strs};
-use crate::job;
-use crate::queue;
+use super::controller::{lost_robj, with_ctl};
+use super::task::ended_robj;
+use super::{err, interrupted, number, numbers, progress_hook, raws, strs};
+use crate::controller::Controller;
+use crate::engine::{self, Hooks, Job, JobOptions, Want};
+use crate::error::{Error, Result};
+use crate::protocol;
+use crate::rng::Stream;
 use crate::task::TaskSpec;
 use extendr_api::prelude::*;
-use std::time::Duration;
 
-/// Upload a job's environment and list the job.
-#[extendr]
-fn rs_job_put_env(x: Robj, job_id: &str, env: Raw, about: &str) -> Robj {
-    with_ctl(&x, |c| job::put_env(&mut c.conn, &c.keys, job_id, env.as_slice(), about))
+/// Run `f` on the controller behind `x` and the job behind `j`.
+fn with_job<T: Into<Robj>>(x: &Robj, j: &Robj, f: impl FnOnce(&mut Controller, &mut Job) -> Result<T>) -> Robj {
+    let mut job = match super::ptr::<Job>(j, "job") {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    with_ctl(x, |c| f(c, job.as_mut()))
 }
 
-/// Running jobs: list(id, about).
-#[extendr]
-fn rs_job_list(x: Robj) -> Robj {
-    with_ctl(&x, |c| job::list(&mut c.conn, &c.keys).map(|v| {
-        list!(
-            id = v.iter().map(|(k, _)| k.as_str()).collect::<Strings>(),
-            about = v.iter().map(|(_, a)| a.as_str()).collect::<Strings>()
-        )
-    }))
+fn secs(x: &Robj, name: &str, default: f64) -> Result<std::time::Duration> {
+    let v = number(x, name)?.unwrap_or(default);
+    Ok(protocol::seconds(name, v, false, false)?.unwrap_or_default())
 }
 
-/// Cancel a job's tasks from any session; returns how many.
+/// Open a job. `fetch`: results come with each ended task; `consume`: the
+/// job deletes its tasks once received. Intervals in seconds.
 #[extendr]
-fn rs_job_cancel(x: Robj, job_id: &str, queue: &str) -> Robj {
-    with_ctl(&x, |c| job::cancel(&mut c.conn, &c.keys, job_id, queue).map(|n| n as f64))
-}
-
-/// Submit a job's tasks (ids chosen by the caller) in one round trip.
-#[extendr]
-fn rs_job_submit(x: Robj, job_id: &str, queue: &str, ids: Strings, payloads: List, timeout: f64, max_attempts: i32) -> Robj {
-    let timeout = seconds(timeout).map(|d| d.as_secs_f64());
-    let payloads = raws(&payloads);
+fn rs_job_open(x: Robj, fetch: bool, consume: bool, reap_every: Robj, check_every: Robj, patience: Robj) -> Robj {
     with_ctl(&x, |c| {
-        let tasks: Vec<TaskSpec> = ids
-            .iter()
-            .zip(payloads?)
-            .map(|(id, payload)| TaskSpec {
-                id: id.to_string(),
-                queue: queue.to_string(),
-                payload,
-                timeout,
-                max_attempts: max_attempts.max(1) as u32,
-                job: Some(job_id.to_string()),
-                notify: None,
-                depends_on: Vec::new(),
-            })
-            .collect();
-        queue::submit(&mut c.conn, &c.keys, &tasks, false)
+        let opts = JobOptions {
+            fetch,
+            consume,
+            reap_every: secs(&reap_every, "redq.reap_interval", 1.0)?,
+            check_every: secs(&check_every, "ftinterval", 30.0)?,
+            patience: secs(&patience, "redq.reconnect_patience", 60.0)?,
+            ..JobOptions::default()
+        };
+        Ok(ExternalPtr::new(Job::new(&c.keys, None, opts)))
     })
 }
 
-/// Wait up to `wait` seconds for results: list(id, status, result).
+/// The job's id.
 #[extendr]
-fn rs_job_collect(x: Robj, job_id: &str, wait: f64) -> Robj {
-    with_ctl(&x, |c| job::collect(&mut c.conn, &c.keys, job_id, Duration::from_secs_f64(wait.max(0.01))).map(|v| {
-        list!(
-            id = v.iter().map(|e| e.id.as_str()).collect::<Strings>(),
-            status = v.iter().map(|e| e.status.as_str()).collect::<Strings>(),
-            result = List::from_values(v.iter().map(|e| match &e.result {
-                Some(b) => Raw::from_bytes(b).into(),
-                None => Robj::from(()),
-            }))
-        )
-    }))
+fn rs_job_id(j: Robj) -> Robj {
+    match super::ptr::<Job>(&j, "job") {
+        Ok(job) => job.id().into(),
+        Err(e) => e,
+    }
 }
 
-/// list(env = whether the environment exists, missing = 1-based positions
-/// of `ids` the server no longer knows).
+/// Upload the job's environment (workers fetch it once per job) and list
+/// the job on `queue`.
 #[extendr]
-fn rs_job_missing(x: Robj, job_id: &str, ids: Strings) -> Robj {
+fn rs_job_env(x: Robj, j: Robj, env: Raw, queue: &str) -> Robj {
+    with_job(&x, &j, |c, job| job.put_env(&mut c.conn, env.as_slice().to_vec(), queue))
+}
+
+/// Submit payloads to the job: `timeout`, `max_attempts` (numbers or
+/// NULL), `tags` (one number per payload, returned with its result) and
+/// `seed` (NULL, or a `.Random.seed` of L'Ecuyer-CMRG: task i gets the
+/// stream `tags[i] - 1` streams after it). Returns the new ids.
+#[extendr]
+fn rs_job_submit(x: Robj, j: Robj, queue: &str, payloads: List, timeout: Robj, max_attempts: Robj, tags: Robj, seed: Robj) -> Robj {
+    with_job(&x, &j, |c, job| {
+        let mut tasks =
+            TaskSpec::batch(queue, raws(&payloads)?, number(&timeout, "timeout")?, number(&max_attempts, "max_attempts")?)?;
+        let base = match seed.as_integer_slice() {
+            Some(s) => Some(Stream::from_r(s)?),
+            None if seed.is_null() => None,
+            None => return Err(Error::Argument("'seed' must be an integer .Random.seed".into())),
+        };
+        crate::task::tag(&mut tasks, &numbers(&tags, "tags")?, base)?;
+        let ids: Strings = tasks.iter().map(|t| t.id.as_str()).collect();
+        job.submit(&mut c.conn, tasks)?;
+        Ok(ids)
+    })
+}
+
+/// Wait for tasks created elsewhere too.
+#[extendr]
+fn rs_job_watch(j: Robj, ids: Strings) -> Robj {
+    match super::ptr::<Job>(&j, "job") {
+        Ok(mut job) => {
+            job.as_mut().watch(&strs(&ids));
+            Robj::from(())
+        }
+        Err(e) => e,
+    }
+}
+
+/// Wait up to `timeout` seconds (NULL or Inf: for ever) for `n` tasks
+/// (0: all; NA: any) among `ids` (NULL: all of the job's). Returns the
+/// ended tasks (see `ended_robj`), plus `timed_out`, `outstanding` (tasks
+/// not yet handed out) and `lost` (workers found lost meanwhile). On an
+/// error the lost workers travel as attribute `lost`.
+#[extendr]
+fn rs_job_wait(x: Robj, j: Robj, n: Robj, ids: Nullable<Strings>, timeout: Robj, progress: Robj) -> Robj {
+    let mut job = match super::ptr::<Job>(&j, "job") {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let job = job.as_mut();
+    let mut c = match super::ptr::<Controller>(&x, "controller") {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let c = c.as_mut();
+    let checked = (|| {
+        let want = match number(&n, "n")? {
+            Some(v) if v.is_nan() => Want::Any,
+            Some(v) if v == 0.0 => Want::All,
+            Some(v) => Want::Next(protocol::required_count("n", v, 1, u32::MAX as u64)? as usize),
+            None => Want::Any,
+        };
+        let timeout = protocol::seconds("timeout", number(&timeout, "timeout")?.unwrap_or(f64::INFINITY), true, true)?;
+        Ok::<_, Error>((want, timeout))
+    })();
+    let (want, timeout) = match checked {
+        Ok(v) => v,
+        Err(e) => return err(&e),
+    };
+    let only = match ids {
+        Nullable::NotNull(s) => Some(strs(&s)),
+        Nullable::Null => None,
+    };
+    let (mut check, mut show) = (interrupted, progress_hook(&progress));
+    let mut hooks = Hooks { interrupted: &mut check, progress: &mut show };
+    match job.wait(&mut c.conn, want, only.as_deref(), timeout, &mut hooks) {
+        Ok(batch) => {
+            let mut r = ended_robj(&batch.ended);
+            if let Some(l) = r.as_list() {
+                let mut pairs: Vec<(String, Robj)> = l.iter().map(|(k, v)| (k.to_string(), v)).collect();
+                pairs.push(("timed_out".into(), batch.timed_out.into()));
+                pairs.push(("outstanding".into(), (job.outstanding() as f64).into()));
+                pairs.push(("lost".into(), lost_robj(&job.take_lost())));
+                r = List::from_pairs(pairs).into();
+            }
+            r
+        }
+        Err(e) => {
+            let mut r = err(&e);
+            let _ = r.set_attrib("lost", lost_robj(&job.take_lost()));
+            r
+        }
+    }
+}
+
+/// Cancel the job's outstanding tasks, or those in `ids`; returns how
+/// many were still queued or running.
+#[extendr]
+fn rs_job_cancel(x: Robj, j: Robj, ids: Nullable<Strings>) -> Robj {
+    with_job(&x, &j, |c, job| {
+        let ids = match ids {
+            Nullable::NotNull(s) => Some(strs(&s)),
+            Nullable::Null => None,
+        };
+        job.cancel(&mut c.conn, ids.as_deref()).map(|n| n as f64)
+    })
+}
+
+/// Remove the job: cancel what is left, delete every key (one script).
+#[extendr]
+fn rs_job_remove(x: Robj, j: Robj) -> Robj {
+    with_job(&x, &j, |c, job| job.remove(&mut c.conn))
+}
+
+/// For each task: list(status, worker, alive, worker_status, host, gone),
+/// where `gone` means it is running on a worker that no longer lives.
+#[extendr]
+fn rs_job_task_workers(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| {
-        let ids = strs(&ids);
-        job::missing(&mut c.conn, &c.keys, job_id, &ids).map(|(env, miss)| {
-            list!(env = env, missing = miss.into_iter().map(|i| (i + 1) as i32).collect::<Vec<i32>>())
+        engine::task_workers(&mut c.conn, &c.keys, &strs(&ids)).map(|v| {
+            list!(
+                status = v.iter().map(|w| w.status.as_str()).collect::<Strings>(),
+                worker = v.iter().map(|w| w.worker.as_str()).collect::<Strings>(),
+                alive = v.iter().map(|w| w.alive).collect::<Logicals>(),
+                worker_status = v.iter().map(|w| w.worker_status.as_str()).collect::<Strings>(),
+                host = v.iter().map(|w| w.host.as_str()).collect::<Strings>(),
+                gone = v.iter().map(|w| w.gone()).collect::<Logicals>()
+            )
         })
     })
 }
 
-/// Cancel a job's unfinished tasks and delete all its keys.
+/// Running jobs: list(id, queue, user, host, pid, started (ms)).
 #[extendr]
-fn rs_job_remove(x: Robj, job_id: &str, ids: Strings) -> Robj {
+fn rs_job_list(x: Robj) -> Robj {
     with_ctl(&x, |c| {
-        let ids = strs(&ids);
-        job::remove(&mut c.conn, &c.keys, job_id, &ids)
+        crate::job::list(&mut c.conn, &c.keys).map(|v| {
+            list!(
+                id = v.iter().map(|j| j.id.as_str()).collect::<Strings>(),
+                queue = v.iter().map(|j| j.queue.as_str()).collect::<Strings>(),
+                user = v.iter().map(|j| j.user.as_str()).collect::<Strings>(),
+                host = v.iter().map(|j| j.host.as_str()).collect::<Strings>(),
+                pid = v.iter().map(|j| j.pid as f64).collect::<Vec<f64>>(),
+                started = v.iter().map(|j| j.started).collect::<Vec<f64>>()
+            )
+        })
     })
+}
+
+/// Cancel a job from any session; returns how many tasks were cancelled.
+#[extendr]
+fn rs_job_cancel_remote(x: Robj, job_id: &str) -> Robj {
+    with_ctl(&x, |c| crate::job::cancel(&mut c.conn, &c.keys, job_id).map(|n| n as f64))
 }
 
 extendr_module! {
     mod job;
-    fn rs_job_put_env;
-    fn rs_job_list;
-    fn rs_job_cancel;
+    fn rs_job_open;
+    fn rs_job_id;
+    fn rs_job_env;
     fn rs_job_submit;
-    fn rs_job_collect;
-    fn rs_job_missing;
+    fn rs_job_watch;
+    fn rs_job_wait;
+    fn rs_job_cancel;
     fn rs_job_remove;
+    fn rs_job_task_workers;
+    fn rs_job_list;
+    fn rs_job_cancel_remote;
 }

@@ -1,22 +1,25 @@
 //! The boundary to R, and the only code that uses extendr. Functions are
 //! named `rs_<noun>_<verb>` and called only from the R file of that noun.
+//! They translate between R values and core types and nothing else.
 //!
 //! Errors do not cross as R errors (extendr would turn them into panics):
 //! a failing call returns a `redq_rs_error` list (kind, message) that the
 //! R helper `rs_check()` turns into a classed `redq_error_<kind>` condition.
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use extendr_api::prelude::*;
 use std::os::raw::{c_int, c_void};
 
+pub mod arg;
 pub mod controller;
+pub mod error;
 pub mod job;
 pub mod queue;
 pub mod task;
 pub mod worker;
 
 /// Convert a core result for R.
-pub(crate) fn out<T: Into<Robj>>(r: crate::error::Result<T>) -> Robj {
+pub(crate) fn out<T: Into<Robj>>(r: Result<T>) -> Robj {
     match r {
         Ok(v) => v.into(),
         Err(e) => err(&e),
@@ -40,7 +43,7 @@ pub(crate) fn ptr<T: 'static>(x: &Robj, what: &str) -> std::result::Result<Exter
 }
 
 /// Raw vectors of an R list, as bytes.
-pub(crate) fn raws(x: &List) -> crate::error::Result<Vec<Vec<u8>>> {
+pub(crate) fn raws(x: &List) -> Result<Vec<Vec<u8>>> {
     x.values()
         .map(|v| match Raw::try_from(v) {
             Ok(r) => Ok(r.as_slice().to_vec()),
@@ -54,13 +57,48 @@ pub(crate) fn strs(x: &Strings) -> Vec<String> {
     x.iter().map(|s| s.to_string()).collect()
 }
 
-/// A timeout in seconds from R: NA, NULL or Inf mean none.
-pub(crate) fn seconds(x: f64) -> Option<std::time::Duration> {
-    if x.is_finite() && x >= 0.0 {
-        Some(std::time::Duration::from_secs_f64(x))
-    } else {
-        None
+/// One number from R: `NULL` gives None; NA gives NaN (which the checks
+/// in `protocol` refuse with a message naming the argument).
+pub(crate) fn number(x: &Robj, name: &str) -> Result<Option<f64>> {
+    if x.is_null() {
+        return Ok(None);
     }
+    let bad = || Error::Argument(format!("'{name}' must be a single number"));
+    if x.len() != 1 {
+        return Err(bad());
+    }
+    if let Some(v) = x.as_real_slice() {
+        return Ok(Some(v[0]));
+    }
+    if let Some(v) = x.as_integer_slice() {
+        return Ok(Some(if v[0] == i32::MIN { f64::NAN } else { v[0] as f64 }));
+    }
+    if x.is_na() {
+        return Ok(Some(f64::NAN));
+    }
+    Err(bad())
+}
+
+/// Numbers from R (a numeric vector of any length).
+pub(crate) fn numbers(x: &Robj, name: &str) -> Result<Vec<f64>> {
+    if x.is_null() {
+        return Ok(vec![]);
+    }
+    if let Some(v) = x.as_real_slice() {
+        return Ok(v.to_vec());
+    }
+    if let Some(v) = x.as_integer_slice() {
+        return Ok(v.iter().map(|&i| if i == i32::MIN { f64::NAN } else { i as f64 }).collect());
+    }
+    Err(Error::Argument(format!("'{name}' must be numeric")))
+}
+
+/// A list of raw vectors (NULL where absent) for R.
+pub(crate) fn raw_list<'a>(items: impl ExactSizeIterator<Item = Option<&'a Vec<u8>>>) -> List {
+    List::from_values(items.map(|r| match r {
+        Some(b) => Raw::from_bytes(b).into(),
+        None => Robj::from(()),
+    }))
 }
 
 extern "C" {
@@ -79,9 +117,22 @@ pub(crate) fn interrupted() -> bool {
     unsafe { R_ToplevelExec(Some(check_interrupt), std::ptr::null_mut()) == 0 }
 }
 
+/// A progress hook calling an R function `f(done, total)`, or nothing for
+/// NULL. The function runs inside R_tryEval: an error in it is printed and
+/// the wait goes on. It must not call redq on the same controller.
+pub(crate) fn progress_hook(f: &Robj) -> impl FnMut(usize, usize) + '_ {
+    move |done: usize, total: usize| {
+        if let Some(func) = f.as_function() {
+            let _ = func.call(pairlist!(done as f64, total as f64));
+        }
+    }
+}
+
 extendr_module! {
     mod bindings;
+    use arg;
     use controller;
+    use error;
     use task;
     use queue;
     use worker;

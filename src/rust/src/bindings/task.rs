@@ -1,38 +1,29 @@
-//! The task API and queues.
+//! The task API.
 
-use super::controller::{ctl, lost_robj, with_ctl};
-use super::{err, interrupted, raws, seconds, strs};
+use super::controller::{lost_robj, with_ctl};
+use super::{err, interrupted, number, progress_hook, raw_list, raws, strs};
 use crate::controller::Controller;
+use crate::engine::{self, Hooks, JobOptions};
 use crate::error::Error;
-use crate::monitor;
-use crate::queue::{self, WaitOptions};
-use crate::task::{new_id, TaskSpec};
+use crate::protocol;
+use crate::queue::{self, Submit};
+use crate::task::TaskSpec;
 use extendr_api::prelude::*;
-use std::time::{Duration, Instant};
 
 /// Submit serialized payloads to a queue in one round trip; returns ids.
+/// `timeout` and `max_attempts` are numbers or NULL (none, default).
 /// Tasks with dependencies wait DEFERRED until those complete.
 #[extendr]
-fn rs_task_submit(x: Robj, queue: &str, payloads: List, timeout: f64, max_attempts: i32, depends_on: Strings) -> Robj {
-    let timeout = seconds(timeout).map(|d| d.as_secs_f64());
-    let depends_on = strs(&depends_on);
-    let payloads = raws(&payloads);
+fn rs_task_submit(x: Robj, queue: &str, payloads: List, timeout: Robj, max_attempts: Robj, depends_on: Strings) -> Robj {
     with_ctl(&x, |c| {
-        crate::config::validate_name("queue", queue)?;
-        let tasks: Vec<TaskSpec> = payloads?
-            .into_iter()
-            .map(|payload| TaskSpec {
-                id: new_id(),
-                queue: queue.to_string(),
-                payload,
-                timeout,
-                max_attempts: max_attempts.max(1) as u32,
-                job: None,
-                notify: Some(c.cid.clone()),
-                depends_on: depends_on.clone(),
-            })
-            .collect();
-        queue::submit(&mut c.conn, &c.keys, &tasks, true)?;
+        let mut tasks =
+            TaskSpec::batch(queue, raws(&payloads)?, number(&timeout, "timeout")?, number(&max_attempts, "max_attempts")?)?;
+        let deps = strs(&depends_on);
+        for t in &mut tasks {
+            t.job = Some(c.cid.clone());
+            t.depends_on = deps.clone();
+        }
+        queue::submit(&mut c.conn, &c.keys, &tasks, Submit { register: true, expire: false })?;
         Ok(tasks.iter().map(|t| t.id.as_str()).collect::<Strings>())
     })
 }
@@ -43,95 +34,88 @@ fn rs_task_status(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| queue::statuses(&mut c.conn, &c.keys, &strs(&ids)).map(|s| s.into_iter().collect::<Strings>()))
 }
 
-/// list(status, result) with results as raw vectors (NULL where absent).
+/// list(status, exists, done, completed, result, message): results as raw
+/// vectors (NULL where none), and for tasks without one, why.
 #[extendr]
 fn rs_task_results(x: Robj, ids: Strings) -> Robj {
-    with_ctl(&x, |c| queue::results(&mut c.conn, &c.keys, &strs(&ids)).map(|v| {
-        let status: Strings = v.iter().map(|(s, _)| s.as_str()).collect();
-        let result = List::from_values(v.iter().map(|(_, r)| match r {
-            Some(b) => Raw::from_bytes(b).into(),
-            None => Robj::from(()),
-        }));
-        list!(status = status, result = result)
-    }))
+    with_ctl(&x, |c| queue::results(&mut c.conn, &c.keys, &strs(&ids)).map(|v| ended_robj(&v)))
+}
+
+/// Ended tasks as list(id, status, exists, done, completed, result,
+/// message, tag).
+pub(crate) fn ended_robj(v: &[queue::Ended]) -> Robj {
+    list!(
+        id = v.iter().map(|e| e.id.as_str()).collect::<Strings>(),
+        status = v.iter().map(|e| e.status.as_str()).collect::<Strings>(),
+        exists = v.iter().map(|e| e.exists()).collect::<Logicals>(),
+        done = v.iter().map(|e| e.done()).collect::<Logicals>(),
+        completed = v.iter().map(|e| e.completed()).collect::<Logicals>(),
+        result = raw_list(v.iter().map(|e| e.result.as_ref())),
+        message = v.iter().map(|e| if e.result.is_some() { String::new() } else { e.message() }).collect::<Strings>(),
+        tag = v.iter().map(|e| e.tag.unwrap_or(f64::NAN)).collect::<Vec<f64>>()
+    )
+    .into()
 }
 
 /// Block until the tasks end, in slices, checking for Ctrl+C between
-/// slices and running the reaper every `reap_every` seconds. Returns final
-/// statuses and the workers found lost while waiting.
+/// slices and running the reaper every `reap_every` seconds; `progress`
+/// is NULL or a function(done, total). Returns final statuses and the
+/// workers found lost while waiting (also on an error, as attribute
+/// `lost` of the error value).
 #[extendr]
-fn rs_task_wait(x: Robj, ids: Strings, timeout: f64, reap_every: f64, progress: bool) -> Robj {
-    let mut c = ctl!(x);
-    let c: &mut Controller = c.as_mut();
-    let ids = strs(&ids);
-    let keys = c.keys.clone();
-    let reap_every = Duration::from_secs_f64(reap_every.max(0.05));
-    let mut last_reap = Instant::now();
-    let mut lost: Vec<monitor::LostWorker> = Vec::new();
-    let mut since = match monitor::events_tail(&mut c.conn, &keys) {
-        Ok(s) => s,
+fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, progress: Robj) -> Robj {
+    let mut c = match super::ptr::<Controller>(&x, "controller") {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let c = c.as_mut();
+    let checked = (|| {
+        let timeout = protocol::seconds("timeout", number(&timeout, "timeout")?.unwrap_or(f64::INFINITY), true, true)?;
+        let reap = protocol::seconds("redq.reap_interval", number(&reap_every, "redq.reap_interval")?.unwrap_or(1.0), false, false)?;
+        Ok::<_, Error>((timeout, reap.unwrap_or_default()))
+    })();
+    let (timeout, reap_every) = match checked {
+        Ok(v) => v,
         Err(e) => return err(&e),
     };
-    let mut shown = usize::MAX;
-    let result = {
-        let mut check = interrupted;
-        let mut show = |done: usize, total: usize| {
-            if progress && done != shown {
-                shown = done;
-                let width = 40;
-                let fill = if total == 0 { width } else { done * width / total };
-                reprint!("\r[{}{}] {done}/{total}", "=".repeat(fill), " ".repeat(width - fill));
-                if done == total {
-                    reprint!("\n");
-                }
-            }
-        };
-        let mut idle = |conn: &mut crate::connection::Connection| -> crate::error::Result<()> {
-            if last_reap.elapsed() >= reap_every {
-                last_reap = Instant::now();
-                monitor::reap(conn, &keys)?;
-                let (found, last) = monitor::lost_since(conn, &keys, &since)?;
-                lost.extend(found);
-                since = last;
-            }
-            Ok(())
-        };
-        let mut opts = WaitOptions {
-            slice: Duration::from_millis(200),
-            timeout: seconds(timeout),
-            interrupted: &mut check,
-            progress: &mut show,
-            idle: &mut idle,
-        };
-        let done = c.done.clone();
-        queue::wait(&mut c.conn, &keys, &ids, &done, &mut opts)
-    };
-    if progress && result.is_err() && shown != usize::MAX {
-        reprint!("\n");
-    }
-    match result {
-        Ok(st) => list!(status = st.into_iter().collect::<Strings>(), lost = lost_robj(&lost)).into(),
-        Err(e) => {
+    let (mut check, mut show) = (interrupted, progress_hook(&progress));
+    let mut hooks = Hooks { interrupted: &mut check, progress: &mut show };
+    let opts = JobOptions { reap_every, ..JobOptions::default() };
+    let cid = c.cid.clone();
+    let w = engine::wait_all(&mut c.conn, &c.keys, &cid, &strs(&ids), opts, timeout, &mut hooks);
+    match w.error {
+        None => list!(status = w.statuses.into_iter().collect::<Strings>(), lost = lost_robj(&w.lost)).into(),
+        Some(e) => {
             let mut r = err(&e);
-            if matches!(e, Error::Interrupted | Error::Timeout(_)) {
-                let _ = r.set_attrib("lost", lost_robj(&lost));
-            }
+            let _ = r.set_attrib("lost", lost_robj(&w.lost));
             r
         }
     }
 }
 
-/// Bookkeeping fields of a task, as a named character vector.
+/// Bookkeeping of a task: list(fields = named character vector,
+/// attempts = list(worker, started, ended, outcome)) with times in ms.
 #[extendr]
 fn rs_task_info(x: Robj, id: &str) -> Robj {
-    with_ctl(&x, |c| queue::info(&mut c.conn, &c.keys, id).map(|f| {
-        let mut v: Strings = f.iter().map(|(_, v)| v.as_str()).collect();
-        let _ = v.set_names(f.iter().map(|(k, _)| k.as_str()).collect::<Vec<&str>>());
-        v
-    }))
+    with_ctl(&x, |c| {
+        queue::info(&mut c.conn, &c.keys, id).map(|info| {
+            let mut fields: Strings = info.fields.iter().map(|(_, v)| v.as_str()).collect();
+            let _ = fields.set_names(info.fields.iter().map(|(k, _)| k.as_str()).collect::<Vec<&str>>());
+            let a = &info.attempts;
+            list!(
+                fields = fields,
+                attempts = list!(
+                    worker = a.iter().map(|x| x.worker.as_str()).collect::<Strings>(),
+                    started = a.iter().map(|x| x.started.unwrap_or(f64::NAN)).collect::<Vec<f64>>(),
+                    ended = a.iter().map(|x| x.ended.unwrap_or(f64::NAN)).collect::<Vec<f64>>(),
+                    outcome = a.iter().map(|x| x.outcome.as_str()).collect::<Strings>()
+                )
+            )
+        })
+    })
 }
 
-/// Ids created through the task API.
+/// Ids created through the task API, oldest first.
 #[extendr]
 fn rs_task_list(x: Robj) -> Robj {
     with_ctl(&x, |c| queue::list(&mut c.conn, &c.keys).map(|v| v.into_iter().collect::<Strings>()))
@@ -143,13 +127,12 @@ fn rs_task_cancel(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| queue::cancel(&mut c.conn, &c.keys, &strs(&ids)).map(|v| v.into_iter().collect::<Strings>()))
 }
 
-/// Run ended tasks again: list(ok, status) with the status each had.
+/// Run ended tasks again (all or none); returns the status each had.
 #[extendr]
 fn rs_task_retry(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| {
         let cid = c.cid.clone();
-        queue::retry(&mut c.conn, &c.keys, &cid, &strs(&ids))
-            .map(|(ok, st)| list!(ok = ok, status = st.into_iter().collect::<Strings>()))
+        queue::retry(&mut c.conn, &c.keys, &cid, &strs(&ids)).map(|st| st.into_iter().collect::<Strings>())
     })
 }
 

@@ -2,9 +2,13 @@
 //! the controller side (`rs_worker_list`, `rs_worker_info`, `rs_worker_signal`).
 
 use super::controller::with_ctl;
-use super::{err, out, strs};
+use super::{err, number, out, strs};
 use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::heartbeat::Timing;
+use crate::protocol;
+use crate::registry::{self, Signal};
+use crate::status::{self, Outcome};
 use crate::worker::{Worker, WorkerOptions};
 use extendr_api::prelude::*;
 use std::time::Duration;
@@ -18,7 +22,13 @@ macro_rules! wkr {
     };
 }
 
-/// Register a worker and start its side thread.
+fn seconds(x: &Robj, name: &str, default: f64) -> Result<Duration> {
+    let v = number(x, name)?.unwrap_or(default);
+    Ok(protocol::seconds(name, v, false, false)?.unwrap_or_default())
+}
+
+/// Register a worker and start its side thread. Durations in seconds
+/// (NULL for the defaults); `info` is a named character vector.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rs_worker_start(
@@ -26,32 +36,33 @@ fn rs_worker_start(
     namespace: &str,
     queues: Strings,
     name: Nullable<String>,
-    heartbeat: f64,
-    lease: f64,
-    grace: f64,
-    max_batch: i32,
+    heartbeat: Robj,
+    lease: Robj,
+    grace: Robj,
+    max_batch: Robj,
     info: Strings,
 ) -> Robj {
     let info_names: Vec<String> = info.names().map(|n| n.map(|s| s.to_string()).collect()).unwrap_or_default();
-    let info: Vec<(String, String)> =
-        info_names.into_iter().zip(strs(&info)).collect();
-    let secs = |s: f64| Duration::from_secs_f64(if s.is_finite() && s > 0.0 { s } else { 1.0 });
-    let opts = WorkerOptions {
-        name: match name {
-            Nullable::NotNull(n) => Some(n),
-            Nullable::Null => None,
-        },
-        queues: strs(&queues),
-        timing: Timing {
-            period: secs(heartbeat),
-            lease: secs(lease),
-            grace: secs(grace),
-            reap_every: 2,
-        },
-        max_batch: max_batch.max(1) as usize,
-        info,
-    };
-    out(Config::new(url, namespace).and_then(|c| Worker::start(&c, opts)).map(ExternalPtr::new))
+    let info: Vec<(String, String)> = info_names.into_iter().zip(strs(&info)).collect();
+    let opts = (|| {
+        Ok::<_, Error>(WorkerOptions {
+            name: match name {
+                Nullable::NotNull(n) => Some(n),
+                Nullable::Null => None,
+            },
+            queues: strs(&queues),
+            timing: Timing {
+                period: seconds(&heartbeat, "heartbeat", 1.0)?,
+                lease: seconds(&lease, "lease", 5.0)?,
+                grace: seconds(&grace, "redq.grace", 3.0)?,
+                reap_every: 2,
+            },
+            max_batch: protocol::required_count("max_batch", number(&max_batch, "max_batch")?.unwrap_or(16.0), 1, protocol::count_limit("max_batch"))?
+                as usize,
+            info,
+        })
+    })();
+    out(opts.and_then(|o| Config::new(url, namespace).and_then(|c| Worker::start(&c, o))).map(ExternalPtr::new))
 }
 
 /// The worker's id.
@@ -62,33 +73,34 @@ fn rs_worker_id(x: Robj) -> Robj {
 }
 
 /// Record the previous task's end and (if `claim`) start the next, waiting
-/// up to `wait` seconds. Returns list(accepted, id, payload, job, timeout), with
-/// a NULL id when no task came.
+/// up to `wait` seconds. `outcome` says what the previous task's R code
+/// produced: 0 a value, 1 an error, 2 it was interrupted. Returns
+/// list(accepted, id, payload, seed, refused), with a NULL id when no task
+/// came.
 #[extendr]
-fn rs_worker_step(x: Robj, done_id: &str, done_status: &str, done_result: Raw, claim: bool, wait: f64) -> Robj {
+fn rs_worker_step(x: Robj, done_id: &str, outcome: i32, done_result: Raw, claim: bool, wait: f64) -> Robj {
     let mut w = wkr!(x);
-    let done = if done_id.is_empty() { None } else { Some((done_id, done_status, done_result.as_slice())) };
-    match w.as_mut().step(done, claim, Duration::from_secs_f64(wait.max(0.0))) {
+    let done = if done_id.is_empty() {
+        None
+    } else {
+        match Outcome::from_code(outcome) {
+            Some(o) => Some((done_id, o, done_result.as_slice())),
+            None => return err(&Error::Argument(format!("unknown task outcome code {outcome}"))),
+        }
+    };
+    let wait = Duration::try_from_secs_f64(wait.max(0.0)).unwrap_or(Duration::ZERO);
+    match w.as_mut().step(done, claim, wait) {
         Ok((accepted, Some(t))) => list!(
             accepted = accepted,
             id = t.id,
             payload = Raw::from_bytes(&t.payload),
-            job = t.job,
-            timeout = t.timeout.unwrap_or(f64::NAN),
+            seed = t.seed.map_or(Robj::from(()), |s| s.to_vec().into()),
             refused = t.refused
         )
         .into(),
         Ok((accepted, None)) => list!(accepted = accepted, id = ()).into(),
         Err(e) => err(&e),
     }
-}
-
-/// Why the side thread interrupted the current task: "TIMEOUT",
-/// "CANCELLED", or "" when it did not.
-#[extendr]
-fn rs_worker_interrupt_reason(x: Robj) -> Robj {
-    let w = wkr!(x);
-    w.interrupt_reason().map_or("", |r| r.status()).into()
 }
 
 /// SIGINTs the side thread has sent so far.
@@ -105,7 +117,7 @@ fn rs_worker_stop_requested(x: Robj) -> Robj {
     w.stop_requested().into()
 }
 
-/// A foreach job's environment (NULL if gone).
+/// A job's environment (NULL if gone).
 #[extendr]
 fn rs_worker_job_env(x: Robj, job: &str) -> Robj {
     let mut w = wkr!(x);
@@ -117,60 +129,38 @@ fn rs_worker_job_env(x: Robj, job: &str) -> Robj {
 
 /// Leave the namespace.
 #[extendr]
-fn rs_worker_exit(x: Robj, how: &str) -> Robj {
+fn rs_worker_exit(x: Robj) -> Robj {
     let mut w = wkr!(x);
-    out(w.as_mut().exit(how))
+    out(w.as_mut().exit(status::EXIT_NORMAL))
 }
 
 /// Registered worker ids.
 #[extendr]
 fn rs_worker_list(x: Robj) -> Robj {
-    with_ctl(&x, |c| {
-        let k = c.keys.workers();
-        c.conn.run(|r| redis::cmd("SMEMBERS").arg(&k).query::<Vec<String>>(r)).map(|mut v| {
-            v.sort();
-            v.into_iter().collect::<Strings>()
-        })
-    })
+    with_ctl(&x, |c| registry::list(&mut c.conn, &c.keys).map(|v| v.into_iter().collect::<Strings>()))
 }
 
-/// Info hash and liveness of each worker: a list of named character vectors.
+/// Each worker's record: a list of lists of its fields (strings), with
+/// `status` (MISSING for unknown ids) and `alive` (logical).
 #[extendr]
 fn rs_worker_info(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| {
-        let mut p = redis::pipe();
-        for id in ids.iter() {
-            p.hgetall(c.keys.worker(&id));
-            p.exists(c.keys.worker_alive(&id));
-        }
-        let r: crate::error::Result<Vec<redis::Value>> = c.conn.pipe(&p);
-        r.map(|vals| {
-            List::from_values(vals.chunks(2).map(|pair| {
-                let fields: Vec<(String, String)> = redis::from_redis_value_ref(&pair[0]).unwrap_or_default();
-                let alive: bool = redis::from_redis_value_ref(&pair[1]).unwrap_or(false);
-                let mut names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
-                let mut vals: Vec<&str> = fields.iter().map(|(_, v)| v.as_str()).collect();
-                names.push("alive");
-                vals.push(if alive { "TRUE" } else { "FALSE" });
-                let mut s: Strings = vals.into_iter().collect();
-                let _ = s.set_names(names);
-                Robj::from(s)
+        registry::info(&mut c.conn, &c.keys, &strs(&ids)).map(|v| {
+            List::from_values(v.iter().map(|w| {
+                let mut pairs: Vec<(&str, Robj)> =
+                    w.fields.iter().filter(|(k, _)| k != "status").map(|(k, v)| (k.as_str(), Robj::from(v.as_str()))).collect();
+                pairs.push(("status", w.status().into()));
+                pairs.push(("alive", w.alive.into()));
+                Robj::from(List::from_pairs(pairs))
             }))
         })
     })
 }
 
-/// Send a control message (STOP, KILL) to workers.
+/// Tell workers to stop after their current task, or (`kill`) at once.
 #[extendr]
-fn rs_worker_signal(x: Robj, ids: Strings, message: &str) -> Robj {
-    with_ctl(&x, |c| {
-        let mut p = redis::pipe();
-        for id in ids.iter() {
-            p.rpush(c.keys.worker_control(&id), message).ignore();
-            p.expire(c.keys.worker_control(&id), 86400).ignore();
-        }
-        c.conn.pipe::<()>(&p)
-    })
+fn rs_worker_signal(x: Robj, ids: Strings, kill: bool) -> Robj {
+    with_ctl(&x, |c| registry::signal(&mut c.conn, &c.keys, &strs(&ids), if kill { Signal::Kill } else { Signal::Stop }))
 }
 
 extendr_module! {
@@ -178,7 +168,6 @@ extendr_module! {
     fn rs_worker_start;
     fn rs_worker_id;
     fn rs_worker_step;
-    fn rs_worker_interrupt_reason;
     fn rs_worker_stop_requested;
     fn rs_worker_signals;
     fn rs_worker_job_env;

@@ -1,41 +1,22 @@
--- Shared preamble, prepended to every script by scripts.rs.
--- Mirrors keys.rs (key names), status.rs (task and worker status words) and
--- task::DEFAULT_MAX_ATTEMPTS; a cargo test checks that both sides agree.
--- Every script is called with
---   KEYS[1] = the namespace's version key (routes the call to the
---             namespace's cluster slot; all keys share the {ns} hash tag)
---   ARGV[1] = key prefix "redq:{ns}:",  ARGV[2] = now (ms since epoch)
-local PREFIX = ARGV[1]
-local NOW = ARGV[2]
+-- Shared functions of every script. The preamble before this file (made by
+-- scripts.rs) defines PREFIX, NOW, the status words, TTLs and defaults, and
+-- the key builders K.<name>(...) of keys.rs.
 
-local function key(...)
-  return PREFIX .. table.concat({...}, ':')
-end
+-- Payloads of tasks that may still run live in one namespace hash rather
+-- than in each task's hash: a value over 64 bytes would push the task hash
+-- out of Redis' compact encoding and triple the memory of a queued task.
+local PAYLOADS = K.payloads()
 
-local PENDING, RUNNING, COMPLETE, ERROR = 'PENDING', 'RUNNING', 'COMPLETE', 'ERROR'
-local CANCELLED, TIMEOUT, DIED = 'CANCELLED', 'TIMEOUT', 'DIED'
-local DEFERRED, IMPOSSIBLE = 'DEFERRED', 'IMPOSSIBLE'
-local TERMINAL = {COMPLETE = true, ERROR = true, CANCELLED = true, TIMEOUT = true, DIED = true,
-                  IMPOSSIBLE = true}
-local WORKER_IDLE, WORKER_BUSY, WORKER_LOST, WORKER_EXITED = 'IDLE', 'BUSY', 'LOST', 'EXITED'
-local DEFAULT_MAX_ATTEMPTS = 3
+local TERMINAL = {[COMPLETE] = true, [ERROR] = true, [CANCELLED] = true, [TIMEOUT] = true,
+                  [DIED] = true, [IMPOSSIBLE] = true}
 
--- Completion notices and records of gone workers expire instead of piling up.
-local NOTIFY_TTL_MS = 86400000
-local WORKER_TTL_S = 86400
-
--- Payloads of unfinished tasks live in one namespace hash rather than in
--- each task's hash: a value over 64 bytes would push the task hash out of
--- Redis' compact encoding and triple the memory of a queued task.
-local PAYLOADS = key('payloads')
-
--- The fields every transition reads: status, queue, worker, started, job,
--- notify (the submitting controller's id), attempt, max_attempts.
+-- The fields every transition reads: status, queue, worker, started, job
+-- (whose completion list is told when the task ends), attempt, max_attempts.
 local function fields(tk)
-  local t = redis.call('HMGET', tk, 'status', 'queue', 'worker', 'started', 'job', 'notify',
-                       'attempt', 'max_attempts')
-  return {status = t[1], queue = t[2], worker = t[3], started = t[4], job = t[5], notify = t[6],
-          attempt = tonumber(t[7] or '0'), max_attempts = tonumber(t[8] or DEFAULT_MAX_ATTEMPTS)}
+  local t = redis.call('HMGET', tk, 'status', 'queue', 'worker', 'started', 'job', 'attempt',
+                       'max_attempts')
+  return {status = t[1], queue = t[2], worker = t[3], started = t[4], job = t[5],
+          attempt = tonumber(t[6] or '0'), max_attempts = tonumber(t[7] or DEFAULT_MAX_ATTEMPTS)}
 end
 
 -- One line per ended attempt: worker|started|ended|outcome
@@ -45,16 +26,11 @@ local function log_attempt(tk, wid, started, outcome)
     h .. (wid or '') .. '|' .. (started or '') .. '|' .. NOW .. '|' .. outcome .. '\n')
 end
 
--- Tell whoever waits on the task that it ended: a foreach job's list, or
--- the list of the controller that created it.
+-- Tell whoever waits on the task that it ended: the completion list of its
+-- job (a foreach loop, or the controller that created it).
 local function notify(t, id)
-  local list
   if t.job then
-    list = key('job', t.job, 'done')
-  elseif t.notify then
-    list = key('controller', t.notify, 'done')
-  end
-  if list then
+    local list = K.job_done(t.job)
     redis.call('RPUSH', list, id)
     redis.call('PEXPIRE', list, NOTIFY_TTL_MS)
   end
@@ -67,19 +43,19 @@ local function settle_dependents(id, completed)
   local todo = {{id, completed}}
   while #todo > 0 do
     local item = table.remove(todo)
-    local dk = key('task', item[1], 'dependents')
+    local dk = K.task_dependents(item[1])
     local children = redis.call('SMEMBERS', dk)
     if #children > 0 then
       redis.call('DEL', dk)
     end
     for _, child in ipairs(children) do
-      local ck = key('task', child)
+      local ck = K.task(child)
       local c = fields(ck)
       if c.status == DEFERRED then
         if item[2] then
           if redis.call('HINCRBY', ck, 'deps_left', -1) <= 0 then
             redis.call('HSET', ck, 'status', PENDING)
-            redis.call('LPUSH', key('queue', c.queue), child)
+            redis.call('LPUSH', K.queue(c.queue), child)
           end
         else
           redis.call('HSET', ck, 'status', IMPOSSIBLE, 'finished', NOW)
@@ -92,11 +68,11 @@ local function settle_dependents(id, completed)
 end
 
 -- Enter a terminal status: whoever waits is told, and dependents move on.
--- A foreach task's payload is no longer needed; a task API task keeps it
--- until it is deleted, so that task_retry() can run it again.
+-- A completed task's payload is no longer needed; one that ended otherwise
+-- keeps it until it is deleted, so that task_retry() can run it again.
 local function finish(tk, id, t, status, extra)
   redis.call('HSET', tk, 'status', status, 'finished', NOW, unpack(extra or {}))
-  if t.job then
+  if status == COMPLETE then
     redis.call('HDEL', PAYLOADS, id)
   end
   notify(t, id)
@@ -134,34 +110,34 @@ end
 -- (a duplicate, or the late answer of a worker declared lost after the
 -- task was requeued) are dropped. Returns 1 if this result was recorded.
 local function complete(wid, id, status, result)
-  redis.call('LREM', key('worker', wid, 'running'), 1, id)
-  local tk = key('task', id)
+  redis.call('LREM', K.worker_running(wid), 1, id)
+  local tk = K.task(id)
   local t = fields(tk)
   if not t.status or TERMINAL[t.status] then
     return 0
   end
   if t.status == PENDING then
     -- requeued after its worker was declared lost: take it off the queue
-    redis.call('LREM', key('queue', t.queue), 1, id)
+    redis.call('LREM', K.queue(t.queue), 1, id)
   end
   log_attempt(tk, wid, t.worker == wid and t.started or '', status)
   finish(tk, id, t, status, {'result', result, 'worker', wid})
   return 1
 end
 
--- Mark a claimed id RUNNING. Returns {id, payload, job, timeout}, or nil if
--- the task ended (cancelled) or vanished while it waited in the queue.
+-- Mark a claimed id RUNNING. Returns {id, payload, timeout, seed}, or nil
+-- if the task ended (cancelled) or vanished while it waited in the queue.
 local function start(wid, id)
-  local tk = key('task', id)
-  local t = redis.call('HMGET', tk, 'status', 'job', 'timeout')
+  local tk = K.task(id)
+  local t = redis.call('HMGET', tk, 'status', 'timeout', 'seed')
   if not t[1] or TERMINAL[t[1]] then
-    redis.call('LREM', key('worker', wid, 'running'), 1, id)
+    redis.call('LREM', K.worker_running(wid), 1, id)
     return nil
   end
   redis.call('HSET', tk, 'status', RUNNING, 'worker', wid, 'started', NOW)
   redis.call('HINCRBY', tk, 'attempt', 1)
-  redis.call('HSET', key('worker', wid), 'status', WORKER_BUSY, 'task', id)
-  return {id, redis.call('HGET', PAYLOADS, id), t[2] or '', t[3] or ''}
+  redis.call('HSET', K.worker(wid), 'status', WORKER_BUSY, 'task', id)
+  return {id, redis.call('HGET', PAYLOADS, id) or '', t[2] or '', t[3] or ''}
 end
 
 -- Give every task a worker holds back to its queue (front, so it runs next).
@@ -169,14 +145,14 @@ end
 -- max_attempts, else it is PENDING again. A task only claimed (still
 -- PENDING) goes back as it was. Returns {requeued, died}.
 local function release_worker(wid, outcome)
-  local running = key('worker', wid, 'running')
+  local running = K.worker_running(wid)
   local ids = redis.call('LRANGE', running, 0, -1)
   local requeued, died = 0, 0
   -- the list holds the newest claim first: walk from the oldest so that
   -- the queue gets them back in their original order
   for i = #ids, 1, -1 do
     local id = ids[i]
-    local tk = key('task', id)
+    local tk = K.task(id)
     local t = fields(tk)
     if t.status == RUNNING then
       log_attempt(tk, wid, t.started, outcome)
@@ -185,11 +161,11 @@ local function release_worker(wid, outcome)
         died = died + 1
       else
         redis.call('HSET', tk, 'status', PENDING, 'worker', '')
-        redis.call('RPUSH', key('queue', t.queue), id)
+        redis.call('RPUSH', K.queue(t.queue), id)
         requeued = requeued + 1
       end
     elseif t.status == PENDING then
-      redis.call('RPUSH', key('queue', t.queue), id)
+      redis.call('RPUSH', K.queue(t.queue), id)
       requeued = requeued + 1
     end
   end
@@ -197,26 +173,36 @@ local function release_worker(wid, outcome)
   return {requeued, died}
 end
 
+-- ARGV[first..] as a table (unpack() of a long ARGV would overflow Lua's
+-- stack).
+local function args_from(first)
+  local out = {}
+  for i = first, #ARGV do
+    out[#out + 1] = ARGV[i]
+  end
+  return out
+end
+
 -- Cancel (or, with delete, remove) tasks: PENDING ones leave their queue,
 -- RUNNING ones are marked first (so their worker's result is dropped
--- whatever happens) and their worker is told to interrupt them.
--- Returns the status each task had.
-local function cancel_tasks(first, delete)
+-- whatever happens) and their worker is told to interrupt them. With
+-- unlist, removed ids also leave the task API's list. Returns the status
+-- each task had.
+local function cancel_tasks(ids, delete, unlist)
   local out = {}
   local drop, ndrop = {}, {}
   local gone, ngone = {}, 0
-  for i = first, #ARGV do
-    local id = ARGV[i]
-    local tk = key('task', id)
+  for _, id in ipairs(ids) do
+    local tk = K.task(id)
     local t = fields(tk)
-    out[#out + 1] = t.status or 'MISSING'
+    out[#out + 1] = t.status or MISSING
     if t.status == PENDING then
-      local qk = key('queue', t.queue)
+      local qk = K.queue(t.queue)
       drop[qk] = drop[qk] or {}
       drop[qk][id] = true
       ndrop[qk] = (ndrop[qk] or 0) + 1
     elseif t.status == RUNNING then
-      redis.call('RPUSH', key('worker', t.worker, 'control'), 'CANCEL ' .. id)
+      redis.call('RPUSH', K.worker_control(t.worker), CONTROL_CANCEL .. ' ' .. id)
       log_attempt(tk, t.worker, t.started, CANCELLED)
     end
     if delete then
@@ -236,8 +222,8 @@ local function cancel_tasks(first, delete)
   for qk, ids in pairs(drop) do
     remove_ids(qk, ids, ndrop[qk])
   end
-  if ngone > 0 then
-    remove_ids(key('tasks'), gone, ngone)
+  if unlist and ngone > 0 then
+    remove_ids(K.tasks(), gone, ngone)
   end
   return out
 end

@@ -5,18 +5,18 @@
 -- Each reaped worker is also added to the namespace's event stream.
 -- Returns {wid, host, requeued, died, ...} for each worker reaped.
 local out = {}
-for _, wid in ipairs(redis.call('SMEMBERS', key('workers'))) do
-  if redis.call('EXISTS', key('worker', wid, 'alive')) == 0 then
-    local r = release_worker(wid, 'LOST')
-    local wk = key('worker', wid)
+for _, wid in ipairs(redis.call('SMEMBERS', K.workers())) do
+  if redis.call('EXISTS', K.worker_alive(wid)) == 0 then
+    local r = release_worker(wid, WORKER_LOST)
+    local wk = K.worker(wid)
     redis.call('HSET', wk, 'status', WORKER_LOST, 'ended', NOW, 'task', '')
     redis.call('EXPIRE', wk, WORKER_TTL_S)
-    redis.call('SREM', key('workers'), wid)
-    redis.call('DEL', key('worker', wid, 'control'))
+    redis.call('SREM', K.workers(), wid)
+    redis.call('DEL', K.worker_control(wid))
     local host = redis.call('HGET', wk, 'host') or ''
     -- every controller that is waiting reports it, whoever reaped
-    redis.call('XADD', key('events'), 'MAXLEN', '~', 1000, '*', 'worker', wid, 'host', host,
-               'requeued', r[1], 'died', r[2])
+    redis.call('XADD', K.events(), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'worker', wid,
+               'host', host, 'requeued', r[1], 'died', r[2])
     out[#out + 1] = wid
     out[#out + 1] = host
     out[#out + 1] = r[1]

@@ -2,12 +2,14 @@
 -- completing (ERROR, TIMEOUT, CANCELLED, DIED, IMPOSSIBLE) and still hold
 -- its payload. All or nothing: if any id is not retryable, nothing
 -- changes. A retried task is PENDING again with a fresh attempt count, at
--- the back of its queue, and notifies the controller that retried it.
--- ARGV[3] controller id, ARGV[4..] ids. Returns {ok (0/1), status of each}.
-local RETRYABLE = {ERROR = true, TIMEOUT = true, CANCELLED = true, DIED = true, IMPOSSIBLE = true}
+-- the back of its queue, and reports to the job (controller) that retried it.
+-- ARGV[3] job id of the retrying controller, ARGV[4..] ids.
+-- Returns {ok (0/1), status of each}.
+local RETRYABLE = {[ERROR] = true, [TIMEOUT] = true, [CANCELLED] = true, [DIED] = true,
+                   [IMPOSSIBLE] = true}
 local before, ok = {}, 1
 for i = 4, #ARGV do
-  local st = redis.call('HGET', key('task', ARGV[i]), 'status') or 'MISSING'
+  local st = redis.call('HGET', K.task(ARGV[i]), 'status') or MISSING
   if not RETRYABLE[st] or redis.call('HEXISTS', PAYLOADS, ARGV[i]) == 0 then
     ok = 0
   end
@@ -16,12 +18,12 @@ end
 if ok == 1 then
   for i = 4, #ARGV do
     local id = ARGV[i]
-    local tk = key('task', id)
+    local tk = K.task(id)
     local t = fields(tk)
-    log_attempt(tk, '', '', 'RETRY')
+    log_attempt(tk, '', '', OUTCOME_RETRY)
     redis.call('HDEL', tk, 'result', 'finished', 'started', 'worker', 'deps_left')
-    redis.call('HSET', tk, 'status', PENDING, 'attempt', 0, 'notify', ARGV[3])
-    redis.call('LPUSH', key('queue', t.queue), id)
+    redis.call('HSET', tk, 'status', PENDING, 'attempt', 0, 'job', ARGV[3])
+    redis.call('LPUSH', K.queue(t.queue), id)
   end
 end
 table.insert(before, 1, ok)

@@ -4,7 +4,7 @@
 -- ARGV[3] wid, [4] done id ('' = none), [5] done status, [6] done result,
 -- [7] next id already in the running list ('' = none), [8] max batch,
 -- [9..] queues in priority order.
--- Returns {accepted, id, payload, job, timeout, extra claimed ids...};
+-- Returns {accepted, id, payload, timeout, seed, extra claimed ids...};
 -- {accepted} alone when there is nothing to run.
 local wid = ARGV[3]
 local accepted = 0
@@ -25,11 +25,11 @@ end
 
 -- Claim a batch when the backlog is long: at most max_batch, and never more
 -- than half a fair share, so that idle workers still find work.
-local running = key('worker', wid, 'running')
+local running = K.worker_running(wid)
 local max_batch = tonumber(ARGV[8])
-local nworkers = math.max(1, redis.call('SCARD', key('workers')))
+local nworkers = math.max(1, redis.call('SCARD', K.workers()))
 for i = 9, #ARGV do
-  local qk = key('queue', ARGV[i])
+  local qk = K.queue(ARGV[i])
   local len = redis.call('LLEN', qk)
   while len > 0 do
     local n = math.max(1, math.min(max_batch, math.floor(len / (2 * nworkers))))
@@ -48,5 +48,5 @@ for i = 9, #ARGV do
     end
   end
 end
-redis.call('HSET', key('worker', wid), 'status', WORKER_IDLE, 'task', '')
+redis.call('HSET', K.worker(wid), 'status', WORKER_IDLE, 'task', '')
 return {accepted}

@@ -82,3 +82,96 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+use redq::controller::Controller;
+use redq::heartbeat::Timing;
+use redq::registry::{register, Registration};
+use redq::scripts::{self, invocation};
+use redq::status::Outcome;
+use redq::worker::{Worker, WorkerOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Worker settings for tests: short heartbeat and lease.
+pub fn options(queues: &[&str]) -> WorkerOptions {
+    WorkerOptions {
+        name: None,
+        queues: queues.iter().map(|s| s.to_string()).collect(),
+        timing: Timing {
+            period: Duration::from_millis(100),
+            lease: Duration::from_millis(500),
+            grace: Duration::from_secs(1),
+            reap_every: 2,
+        },
+        max_batch: 4,
+        info: vec![("host".into(), "test".into())],
+    }
+}
+
+/// A worker on a thread of its own that returns each payload as its
+/// result (after `delay`), until stopped.
+pub struct EchoWorker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<usize>>,
+}
+
+impl EchoWorker {
+    pub fn start(cfg: &Config, queue: &str, delay: Duration) -> EchoWorker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (cfg, queue, flag) = (cfg.clone(), queue.to_string(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            let mut w = Worker::start(&cfg, options(&[&queue])).unwrap();
+            let mut n = 0;
+            let mut done: Option<(String, Vec<u8>)> = None;
+            while !flag.load(Ordering::SeqCst) {
+                let prev = done.take();
+                let step = w.step(prev.as_ref().map(|(id, r)| (id.as_str(), Outcome::Value, r.as_slice())), true, Duration::from_millis(100));
+                if let Ok((_, Some(t))) = step {
+                    std::thread::sleep(delay);
+                    n += 1;
+                    done = Some((t.id, t.payload));
+                }
+            }
+            if let Some((id, r)) = done {
+                let _ = w.step(Some((&id, Outcome::Value, &r)), false, Duration::ZERO);
+            }
+            let _ = w.exit("EXITED");
+            n
+        });
+        EchoWorker { stop, handle: Some(handle) }
+    }
+
+    /// Stop and return how many tasks it ran.
+    pub fn stop(mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.take().map(|h| h.join().unwrap()).unwrap_or(0)
+    }
+}
+
+impl Drop for EchoWorker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A worker that registers and claims one task from queue `q`, then falls
+/// silent (no heartbeat): its lease runs out after `lease`.
+pub fn ghost_claims(ctl: &mut Controller, lease: Duration) -> String {
+    let reg = Registration {
+        keys: ctl.keys.clone(),
+        id: format!("ghost-{}", redq::task::new_id()),
+        info: vec![("host".into(), "nowhere".into())],
+    };
+    register(&mut ctl.conn, &reg, lease).unwrap();
+    let keys = ctl.keys.clone();
+    let reply: Vec<redis::Value> = ctl
+        .conn
+        .run(|c| invocation(scripts::step(), &keys).arg(&reg.id).arg("").arg("").arg("").arg("").arg(1).arg("q").invoke(c))
+        .unwrap();
+    assert!(reply.len() >= 5, "the ghost claimed nothing");
+    reg.id
+}

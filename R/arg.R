@@ -1,0 +1,42 @@
+# Argument checks. Numbers are checked by the Rust core, which holds the
+# bounds (so that a value refused here is refused the same way when it
+# reaches a binding directly); R checks only types and shapes.
+
+check_string <- function(x, name, null_ok = FALSE) {
+  if (null_ok && is.null(x)) {
+    return(invisible(x))
+  }
+  if (!is.character(x) || length(x) != 1L || is.na(x) || !nzchar(x)) {
+    redq_abort("argument", sprintf("'%s' must be a single non-empty string", name),
+               call = sys.call(-1))
+  }
+  invisible(x)
+}
+
+check_ids <- function(ids) {
+  if (!is.character(ids) || anyNA(ids)) {
+    redq_abort("argument", "task ids must be a character vector without NA (as returned by task_create_expr())",
+               call = sys.call(-1))
+  }
+  unname(ids)
+}
+
+# A number of seconds: Inf (or NULL, with none_ok) for none; zero only
+# with zero_ok. Returns it as a number.
+check_seconds <- function(x, name, none_ok = FALSE, zero_ok = TRUE) {
+  if (is.null(x) && none_ok) {
+    return(Inf)
+  }
+  rs_check(rs_arg_seconds(x, name, none_ok, zero_ok), call = sys.call(-1))
+}
+
+# A heartbeat period and lease (both already checked) that fit together.
+check_lease <- function(heartbeat, lease) {
+  rs_check(rs_arg_lease(heartbeat, lease), call = sys.call(-1))
+}
+
+# A whole number from 1 up to the core's limit for `name`: Inf for no
+# limit with none_ok. Returns it as a number.
+check_count <- function(x, name, none_ok = FALSE) {
+  rs_check(rs_arg_count(x, name, none_ok), call = sys.call(-1))
+}

@@ -1,0 +1,80 @@
+# The job engine's R face. Every front end submits, waits and collects
+# through these functions; the loop that waits, reaps, reports lost
+# workers and resubmits what the server lost runs in Rust
+# (src/rust/src/engine.rs).
+
+# A new job on controller `ctl`. fetch: results come with each ended task;
+# consume: the job deletes its tasks once received; check_every: seconds
+# between looks for tasks the server lost.
+job_open <- function(ctl, fetch = TRUE, consume = TRUE, check_every = 30) {
+  ptr <- rs_check(rs_job_open(ctl$ptr, fetch, consume, reap_interval(), check_every,
+                              getOption("redq.reconnect_patience", 60)))
+  job <- new.env(parent = emptyenv())
+  job$ptr <- ptr
+  job$ctl <- ctl
+  job$id <- rs_job_id(ptr)
+  job
+}
+
+reap_interval <- function() getOption("redq.reap_interval", 1)
+
+# Upload the job's environment (workers fetch it once per job); the job is
+# listed by jobs() on `queue`.
+job_env <- function(job, env, queue) {
+  rs_check(rs_job_env(job$ctl$ptr, job$ptr, env, queue))
+}
+
+# Submit serialized payloads; returns their ids. tags: one number per
+# payload, handed back with its result; seed: a .Random.seed of
+# L'Ecuyer-CMRG, from which the task tagged i gets stream i - 1.
+job_submit <- function(job, queue, payloads, timeout = NULL, max_attempts = NULL, tags = NULL,
+                       seed = NULL) {
+  rs_check(rs_job_submit(job$ctl$ptr, job$ptr, queue, payloads, timeout, max_attempts, tags,
+                         seed))
+}
+
+# Wait up to `timeout` seconds for `n` tasks (NA: any, 0: all) among `ids`
+# (NULL: all of the job's). Warns once per worker found lost meanwhile.
+# Returns the ended tasks as list(id, status, exists, done, completed,
+# result, message, tag) plus timed_out and outstanding.
+job_wait <- function(job, n = NA, ids = NULL, timeout = Inf, progress = NULL) {
+  r <- rs_job_wait(job$ctl$ptr, job$ptr, n, ids, timeout, progress)
+  warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)
+  rs_check(r)
+}
+
+# The R value of ended task i of a wait's (or task_results()') reply: its
+# result, or an error condition saying why it has none.
+job_value <- function(r, i) {
+  raw <- r$result[[i]]
+  if (is.null(raw)) {
+    return(redq_task_error(r$message[[i]], status = r$status[[i]], id = r$id[[i]]))
+  }
+  unserialize(raw)
+}
+
+# Cancel the job's tasks (or those in ids); they are received CANCELLED.
+job_cancel <- function(job, ids = NULL) {
+  rs_check(rs_job_cancel(job$ctl$ptr, job$ptr, ids))
+}
+
+# Cancel what is left and delete every key of the job, in one script.
+job_remove <- function(job) {
+  rs_check(rs_job_remove(job$ctl$ptr, job$ptr))
+}
+
+# For each task: status, worker, alive, worker_status, host, and gone
+# (running on a worker that no longer lives).
+job_task_workers <- function(ctl, ids) rs_check(rs_job_task_workers(ctl$ptr, ids))
+
+# Running jobs of the namespace: list(id, queue, user, host, pid, started).
+job_list <- function(ctl) rs_check(rs_job_list(ctl$ptr))
+
+# Cancel a job from any session; returns how many tasks were cancelled.
+job_cancel_remote <- function(ctl, jid) rs_check(rs_job_cancel_remote(ctl$ptr, jid))
+
+# One warning per worker found lost (lost: list(id, host, requeued, died,
+# message)).
+warn_lost <- function(lost) {
+  for (m in lost$message) warning(m, call. = FALSE)
+}

@@ -1,0 +1,26 @@
+-- Cancel a job from any session (doRedis' removeJob): its queued tasks and
+-- those workers hold are found by their `job` field and cancelled; the
+-- job's own controller then receives them CANCELLED and ends its loop.
+-- Walks every queue and running list of the namespace: an administrative
+-- step, not a hot path. ARGV[3] job id. Returns how many were cancelled.
+local job = ARGV[3]
+local ids, seen = {}, {}
+local function consider(id)
+  if not seen[id] and redis.call('HGET', K.task(id), 'job') == job then
+    seen[id] = true
+    ids[#ids + 1] = id
+  end
+end
+for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
+  for _, id in ipairs(redis.call('LRANGE', K.queue(q), 0, -1)) do consider(id) end
+end
+for _, w in ipairs(redis.call('SMEMBERS', K.workers())) do
+  for _, id in ipairs(redis.call('LRANGE', K.worker_running(w), 0, -1)) do consider(id) end
+end
+local before = cancel_tasks(ids, false, false)
+redis.call('HDEL', K.jobs(), job)
+local n = 0
+for _, st in ipairs(before) do
+  if st == PENDING or st == RUNNING then n = n + 1 end
+end
+return n

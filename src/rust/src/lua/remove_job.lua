@@ -1,0 +1,10 @@
+-- Remove a job in one step: cancel its unfinished tasks (their workers are
+-- told to interrupt running ones), delete every task's record and payload,
+-- the job's environment, completion list and listing. Atomic, so a worker
+-- can never claim one of its tasks half-removed.
+-- ARGV[3] job id, ARGV[4..] ids of the job's tasks that still have data.
+local job = ARGV[3]
+cancel_tasks(args_from(4), true, false)
+redis.call('DEL', K.job_env(job), K.job_done(job))
+redis.call('HDEL', K.jobs(), job)
+return 1

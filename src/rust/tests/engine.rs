@@ -1,0 +1,339 @@
+//! The job engine against a real redis-server and real workers (threads
+//! running `Worker`): wait-any, results in batches, waits for given tasks,
+//! resubmission after FLUSHALL and after a server restart, lost-worker
+//! reports, timeouts, cancel and removal.
+
+mod common;
+
+use common::{ghost_claims, EchoWorker, Server};
+use redq::controller::Controller;
+use redq::engine::{self, Hooks, Job, JobOptions, Want};
+use redq::queue::Ended;
+use redq::rng::Stream;
+use redq::task::TaskSpec;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn tasks(n: usize, queue: &str) -> Vec<TaskSpec> {
+    (0..n)
+        .map(|i| TaskSpec { tag: Some((i + 1) as f64), ..TaskSpec::new(queue, format!("p{}", i + 1).into_bytes()) })
+        .collect()
+}
+
+fn opts() -> JobOptions {
+    JobOptions { reap_every: Duration::from_millis(100), check_every: Duration::from_millis(300), ..JobOptions::default() }
+}
+
+fn wait(ctl: &mut Controller, job: &mut Job, want: Want, only: Option<&[String]>, timeout: Option<Duration>) -> engine::Batch {
+    let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
+    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
+    job.wait(&mut ctl.conn, want, only, timeout, &mut hooks).unwrap()
+}
+
+/// Every result, checked against its tag: payload `p<tag>` echoed back.
+fn check_echo(ended: &[Ended]) {
+    for e in ended {
+        assert_eq!(e.status, "COMPLETE", "{e:?}");
+        let tag = e.tag.expect("tag returned") as usize;
+        assert_eq!(e.result.as_deref(), Some(format!("p{tag}").as_bytes()));
+    }
+}
+
+fn keys_left(ctl: &mut Controller) -> Vec<String> {
+    let mut left: Vec<String> =
+        ctl.conn.run(|c| redis::cmd("KEYS").arg(format!("{}*", ctl.keys.prefix())).query(c)).unwrap();
+    left.retain(|k| !(k.ends_with(":version") || k.ends_with(":queues") || k.contains(":worker") || k.ends_with(":events")));
+    left
+}
+
+#[test]
+fn wait_any_hands_results_back_in_batches_with_their_tags() {
+    let srv = Server::start();
+    let cfg = srv.config("any");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    job.submit(&mut ctl.conn, tasks(60, "q")).unwrap();
+    let w = EchoWorker::start(&cfg, "q", Duration::from_millis(2));
+    // let a backlog of results build up, so a wait receives several at once
+    std::thread::sleep(Duration::from_millis(300));
+    let mut all = Vec::new();
+    let mut biggest = 0;
+    while job.outstanding() > 0 {
+        let b = wait(&mut ctl, &mut job, Want::Any, None, Some(Duration::from_secs(10)));
+        assert!(!b.timed_out && !b.ended.is_empty());
+        biggest = biggest.max(b.ended.len());
+        all.extend(b.ended);
+    }
+    assert!(biggest > 1, "results never came in batches");
+    check_echo(&all);
+    let tags: HashSet<u64> = all.iter().map(|e| e.tag.unwrap() as u64).collect();
+    assert_eq!(tags, (1..=60).collect());
+    assert_eq!(job.progress(), (60, 60));
+    // a job that owns its tasks deleted them as it received them
+    assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
+    assert_eq!(w.stop(), 60);
+}
+
+#[test]
+fn next_n_and_waits_for_given_tasks_keep_the_rest_for_later() {
+    let srv = Server::start();
+    let cfg = srv.config("nextn");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    let specs = tasks(10, "q");
+    let last = specs[9].id.clone();
+    job.submit(&mut ctl.conn, specs).unwrap();
+    let w = EchoWorker::start(&cfg, "q", Duration::ZERO);
+    let b = wait(&mut ctl, &mut job, Want::Next(3), None, Some(Duration::from_secs(10)));
+    assert_eq!(b.ended.len(), 3);
+    // only the last task: the others that end meanwhile are kept
+    let b = wait(&mut ctl, &mut job, Want::All, Some(&[last.clone()]), Some(Duration::from_secs(10)));
+    assert_eq!(b.ended.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![last]);
+    let rest = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(10)));
+    assert_eq!(rest.ended.len(), 6);
+    check_echo(&rest.ended);
+    assert_eq!(job.outstanding(), 0);
+    // nothing left to wait for: returns at once
+    let t = Instant::now();
+    assert!(wait(&mut ctl, &mut job, Want::Any, None, None).ended.is_empty());
+    assert!(t.elapsed() < Duration::from_millis(100));
+    w.stop();
+}
+
+#[test]
+fn a_zero_timeout_looks_once_without_blocking() {
+    let srv = Server::start();
+    let cfg = srv.config("zero");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    let specs = tasks(1, "q");
+    let id = specs[0].id.clone();
+    job.submit(&mut ctl.conn, specs).unwrap();
+    let t = Instant::now();
+    let b = wait(&mut ctl, &mut job, Want::Any, Some(&[id.clone()]), Some(Duration::ZERO));
+    assert!(b.timed_out && b.ended.is_empty());
+    assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+    let w = EchoWorker::start(&cfg, "q", Duration::ZERO);
+    let got = common::wait_until(Duration::from_secs(10), || {
+        !wait(&mut ctl, &mut job, Want::Any, Some(&[id.clone()]), Some(Duration::ZERO)).ended.is_empty()
+    });
+    assert!(got);
+    w.stop();
+}
+
+#[test]
+fn tasks_lost_to_flushall_are_submitted_again_with_their_environment() {
+    let srv = Server::start();
+    let cfg = srv.config("flush");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    job.put_env(&mut ctl.conn, b"the environment".to_vec(), "q").unwrap();
+    job.submit(&mut ctl.conn, tasks(20, "q")).unwrap();
+    let _: () = ctl.conn.run(|c| redis::cmd("FLUSHALL").query(c)).unwrap();
+    let w = EchoWorker::start(&cfg, "q", Duration::ZERO);
+    let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(20)));
+    assert!(!b.timed_out);
+    assert_eq!(b.ended.len(), 20);
+    check_echo(&b.ended);
+    let env: Option<Vec<u8>> = ctl.conn.run(|c| redis::cmd("GET").arg(ctl.keys.job_env(job.id())).query(c)).unwrap();
+    assert_eq!(env.as_deref(), Some(&b"the environment"[..]));
+    job.remove(&mut ctl.conn).unwrap();
+    assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
+    w.stop();
+}
+
+#[test]
+fn a_wait_rides_out_a_server_restart_and_resubmits() {
+    let mut srv = Server::start();
+    let port = srv.port;
+    let cfg = srv.config("restart");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    job.submit(&mut ctl.conn, tasks(5, "q")).unwrap();
+    srv.stop();
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        Server::start_on(port)
+    });
+    let b = {
+        let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
+        let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
+        // no worker yet: the wait reconnects, finds the tasks gone, resubmits them
+        job.wait(&mut ctl.conn, Want::Any, None, Some(Duration::from_millis(1500)), &mut hooks).unwrap()
+    };
+    assert!(b.timed_out && b.ended.is_empty());
+    let _srv2 = restarter.join().unwrap();
+    let queued: usize = ctl.conn.run(|c| redis::cmd("LLEN").arg(ctl.keys.queue("q")).query(c)).unwrap();
+    assert_eq!(queued, 5);
+    let w = EchoWorker::start(&cfg, "q", Duration::ZERO);
+    let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(10)));
+    check_echo(&b.ended);
+    assert_eq!(b.ended.len(), 5);
+    w.stop();
+}
+
+#[test]
+fn lost_workers_are_reported_once_and_their_task_runs_elsewhere() {
+    let srv = Server::start();
+    let cfg = srv.config("lost");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    let specs = tasks(1, "q");
+    let id = specs[0].id.clone();
+    job.submit(&mut ctl.conn, specs).unwrap();
+    let ghost = ghost_claims(&mut ctl, Duration::from_millis(200));
+    // before the reaper runs, the task's worker is known to be gone
+    std::thread::sleep(Duration::from_millis(300));
+    let tw = engine::task_workers(&mut ctl.conn, &ctl.keys, &[id.clone()]).unwrap();
+    assert!(tw[0].gone(), "{tw:?}");
+    assert_eq!(tw[0].worker, ghost);
+    let w = EchoWorker::start(&cfg, "q", Duration::ZERO);
+    let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(10)));
+    check_echo(&b.ended);
+    let lost = job.take_lost();
+    assert_eq!(lost.len(), 1);
+    assert_eq!((lost[0].id.as_str(), lost[0].host.as_str(), lost[0].requeued), (ghost.as_str(), "nowhere", 1));
+    // reported once: later reaps find nothing new
+    let _ = wait(&mut ctl, &mut job, Want::Any, None, Some(Duration::from_millis(300)));
+    assert!(job.take_lost().is_empty());
+    w.stop();
+}
+
+fn job_ids(ctl: &mut Controller) -> Vec<String> {
+    ctl.conn.run(|c| redis::cmd("LRANGE").arg(ctl.keys.queue("q")).arg(0).arg(-1).query(c)).unwrap_or_default()
+}
+
+#[test]
+fn a_timed_out_wait_for_all_says_how_many_are_pending_and_running() {
+    let srv = Server::start();
+    let cfg = srv.config("timeout");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    job.submit(&mut ctl.conn, tasks(3, "q")).unwrap();
+    ghost_claims(&mut ctl, Duration::from_secs(30));
+    let t = Instant::now();
+    let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_millis(300)));
+    assert!(b.timed_out);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    let e = job.timeout_error(&mut ctl.conn, Some(t.elapsed()));
+    assert!(e.is_timeout());
+    let msg = e.to_string();
+    assert!(msg.contains("3 of 3 tasks had not ended"), "{msg}");
+    assert!(msg.contains("2 pending") && msg.contains("1 running"), "{msg}");
+}
+
+#[test]
+fn cancel_ends_every_task_and_remove_leaves_no_keys() {
+    let srv = Server::start();
+    let cfg = srv.config("cancel");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    job.put_env(&mut ctl.conn, b"env".to_vec(), "q").unwrap();
+    job.submit(&mut ctl.conn, tasks(4, "q")).unwrap();
+    assert_eq!(job.cancel(&mut ctl.conn, None).unwrap(), 4);
+    let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(5)));
+    assert_eq!(b.ended.len(), 4);
+    assert!(b.ended.iter().all(|e| e.status == "CANCELLED" && e.result.is_none() && !e.completed()));
+    assert!(b.ended[0].message().contains("cancelled"));
+    job.remove(&mut ctl.conn).unwrap();
+    assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
+
+    let mut job = Job::new(&ctl.keys, None, opts());
+    job.put_env(&mut ctl.conn, b"env".to_vec(), "q").unwrap();
+    job.submit(&mut ctl.conn, tasks(3, "q")).unwrap();
+    let listed = redq::job::list(&mut ctl.conn, &ctl.keys).unwrap();
+    assert_eq!(listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec![job.id()]);
+    assert_eq!(listed[0].queue, "q");
+    job.remove(&mut ctl.conn).unwrap();
+    assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
+    assert!(redq::job::list(&mut ctl.conn, &ctl.keys).unwrap().is_empty());
+}
+
+#[test]
+fn a_job_is_cancelled_from_another_session_by_its_id() {
+    let srv = Server::start();
+    let cfg = srv.config("remote");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut other = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    job.put_env(&mut ctl.conn, b"env".to_vec(), "q").unwrap();
+    job.submit(&mut ctl.conn, tasks(5, "q")).unwrap();
+    // an unrelated task on the same queue stays
+    let mut bystander = Job::new(&ctl.keys, None, opts());
+    bystander.submit(&mut ctl.conn, tasks(1, "q")).unwrap();
+    let ghost = ghost_claims(&mut ctl, Duration::from_secs(30));
+    assert!(!ghost.is_empty());
+    assert_eq!(redq::job::cancel(&mut other.conn, &other.keys, job.id()).unwrap(), 5);
+    let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(5)));
+    assert_eq!(b.ended.len(), 5);
+    assert!(b.ended.iter().all(|e| e.status == "CANCELLED"));
+    assert_eq!(job_ids(&mut ctl).len(), 1);
+}
+
+#[test]
+fn task_api_waits_follow_tasks_of_any_controller() {
+    let srv = Server::start();
+    let cfg = srv.config("watch");
+    let mut mine = Controller::open(&cfg).unwrap();
+    let mut theirs = Controller::open(&cfg).unwrap();
+    let api = redq::queue::Submit { register: true, expire: false };
+    let a = TaskSpec { job: Some(mine.cid.clone()), ..TaskSpec::new("q", b"a".to_vec()) };
+    let b = TaskSpec { job: Some(theirs.cid.clone()), ..TaskSpec::new("q", b"b".to_vec()) };
+    redq::queue::submit(&mut mine.conn, &mine.keys, &[a.clone()], api).unwrap();
+    redq::queue::submit(&mut theirs.conn, &theirs.keys, &[b.clone()], api).unwrap();
+    let w = EchoWorker::start(&cfg, "q", Duration::from_millis(50));
+    let ids = vec![a.id.clone(), b.id.clone(), "nosuchtask".to_string(), a.id.clone()];
+    let (mut no, mut seen) = (|| false, Vec::new());
+    let mut show = |d: usize, t: usize| seen.push((d, t));
+    let mut hooks = Hooks { interrupted: &mut no, progress: &mut show };
+    let cid = mine.cid.clone();
+    let r = engine::wait_all(&mut mine.conn, &mine.keys, &cid, &ids, opts(), Some(Duration::from_secs(10)), &mut hooks);
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.statuses, vec!["COMPLETE", "COMPLETE", "MISSING", "COMPLETE"]);
+    assert_eq!(seen.last(), Some(&(3, 3)));
+    // the task API keeps its tasks: results stay readable
+    let res = redq::queue::results(&mut mine.conn, &mine.keys, &[a.id.clone()]).unwrap();
+    assert_eq!(res[0].result.as_deref(), Some(&b"a"[..]));
+    w.stop();
+}
+
+#[test]
+fn an_interrupted_wait_keeps_what_it_had_received() {
+    let srv = Server::start();
+    let cfg = srv.config("interrupt");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    let specs = tasks(3, "q");
+    let ids: Vec<String> = specs.iter().map(|t| t.id.clone()).collect();
+    job.submit(&mut ctl.conn, specs).unwrap();
+    // one more task that nobody serves keeps the wait going
+    job.submit(&mut ctl.conn, tasks(1, "nobody")).unwrap();
+    let w = EchoWorker::start(&cfg, "q", Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut calls = 0;
+    let mut stop = || {
+        calls += 1;
+        calls > 3
+    };
+    let mut quiet = |_: usize, _: usize| {};
+    let mut hooks = Hooks { interrupted: &mut stop, progress: &mut quiet };
+    let e = job.wait(&mut ctl.conn, Want::All, None, None, &mut hooks).unwrap_err();
+    assert_eq!(e.kind(), "interrupt");
+    assert_eq!(job.outstanding(), 4);
+    let b = wait(&mut ctl, &mut job, Want::All, Some(&ids), Some(Duration::from_secs(5)));
+    assert_eq!(b.ended.len(), 3);
+    check_echo(&b.ended);
+    w.stop();
+}
+
+#[test]
+fn seeded_tasks_get_the_stream_of_their_tag() {
+    let base = Stream::from_r(&[10407, 1280795612, -169270483, -442010614, -603558397, -222347416, 1489374793]).unwrap();
+    let mut ts = tasks(3, "q");
+    redq::task::tag(&mut ts, &[1.0, 2.0, 1001.0], Some(base)).unwrap();
+    assert_eq!(ts[0].seed, Some(base));
+    assert_eq!(ts[1].seed, Some(base.advance(1)));
+    assert_eq!(ts[2].seed.unwrap().to_r(), [10407, -705288750, -333011748, 1990091638, -1736235797, 993743571, 95546049]);
+    assert!(redq::task::tag(&mut ts, &[1.0], None).is_err());
+    assert!(redq::task::tag(&mut ts, &[0.0, 1.0, 2.0], Some(base)).is_err());
+}

@@ -1,0 +1,100 @@
+//! Workers against a real redis-server: a task whose record a worker
+//! cannot use ends ERROR and the worker goes on; a worker whose connection
+//! breaks while it waits for work gives back what it may have claimed; the
+//! side thread's errors reach the worker's record.
+
+mod common;
+
+use common::{options, Server};
+use redq::controller::Controller;
+use redq::queue::{self, Submit};
+use redq::status::Outcome;
+use redq::task::TaskSpec;
+use redq::worker::Worker;
+use std::time::Duration;
+
+const API: Submit = Submit { register: true, expire: false };
+
+#[test]
+fn a_task_with_an_unusable_timeout_is_refused_and_the_worker_goes_on() {
+    let srv = Server::start();
+    let cfg = srv.config("badtimeout");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let bad = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"bad".to_vec()) };
+    let good = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"good".to_vec()) };
+    queue::submit(&mut ctl.conn, &ctl.keys, &[bad.clone(), good.clone()], API).unwrap();
+    // written by something other than this redq: a timeout no clock can hold
+    let _: () = ctl.conn.run(|c| redis::cmd("HSET").arg(ctl.keys.task(&bad.id)).arg("timeout").arg("1e19").query(c)).unwrap();
+    let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
+    let (_, t) = w.step(None, true, Duration::ZERO).unwrap();
+    let t = t.unwrap();
+    assert_eq!(t.id, bad.id);
+    let why = t.refused.clone().unwrap();
+    assert!(why.contains("timeout"), "{why}");
+    assert!(t.payload.is_empty());
+    let (_, next) = w.step(Some((&t.id, Outcome::Error, b"refused")), true, Duration::ZERO).unwrap();
+    let next = next.unwrap();
+    assert_eq!((next.id.as_str(), next.refused.as_deref(), next.payload.as_slice()), (good.id.as_str(), None, &b"good"[..]));
+    w.step(Some((&next.id, Outcome::Value, b"ok")), false, Duration::ZERO).unwrap();
+    let st = queue::statuses(&mut ctl.conn, &ctl.keys, &[bad.id.clone(), good.id.clone()]).unwrap();
+    assert_eq!(st, vec!["ERROR", "COMPLETE"]);
+    w.exit("EXITED").unwrap();
+}
+
+#[test]
+fn a_worker_whose_connection_breaks_while_waiting_gives_back_its_claims() {
+    let srv = Server::start();
+    let cfg = srv.config("blocked");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
+    let wid = w.id().to_string();
+    let keys = ctl.keys.clone();
+    // on a queue this worker does not serve, so its BLMOVE cannot take it
+    let t = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("side", b"x".to_vec()) };
+    let id = t.id.clone();
+    let killer = {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            let mut ctl = Controller::open(&cfg).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            // as if BLMOVE had moved the id just before the connection broke
+            queue::submit(&mut ctl.conn, &ctl.keys, &[t], API).unwrap();
+            let _: () = ctl.conn.run(|c| redis::cmd("LREM").arg(ctl.keys.queue("side")).arg(0).arg(&id).query(c)).unwrap();
+            let _: () = ctl.conn.run(|c| redis::cmd("RPUSH").arg(ctl.keys.worker_running(&wid)).arg(&id).query(c)).unwrap();
+            let _: i64 = ctl.conn.run(|c| redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(c)).unwrap();
+        })
+    };
+    let (_, got) = w.step(None, true, Duration::from_secs(3)).unwrap();
+    killer.join().unwrap();
+    assert!(got.is_none());
+    let mut ctl = Controller::open(&cfg).unwrap(); // the kill closed ours too
+    let running: usize = ctl.conn.run(|c| redis::cmd("LLEN").arg(keys.worker_running(w.id())).query(c)).unwrap();
+    assert_eq!(running, 0, "the claim stayed with the worker");
+    assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "side").unwrap(), 1);
+    // and the worker serves on
+    let q = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"y".to_vec()) };
+    queue::submit(&mut ctl.conn, &keys, &[q.clone()], API).unwrap();
+    let (_, again) = w.step(None, true, Duration::ZERO).unwrap();
+    assert_eq!(again.map(|t| t.id), Some(q.id));
+}
+
+#[test]
+fn heartbeat_errors_reach_the_worker_record() {
+    let mut srv = Server::start();
+    let port = srv.port;
+    let cfg = srv.config("hberr");
+    let _w = Worker::start(&cfg, options(&["q"])).unwrap();
+    srv.stop();
+    std::thread::sleep(Duration::from_millis(400));
+    let _srv2 = Server::start_on(port);
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let keys = ctl.keys.clone();
+    let recorded = common::wait_until(Duration::from_secs(10), || {
+        let ids: Vec<String> = ctl.conn.run(|c| redis::cmd("SMEMBERS").arg(keys.workers()).query(c)).unwrap_or_default();
+        ids.iter().any(|id| {
+            let e: Option<String> = ctl.conn.run(|c| redis::cmd("HGET").arg(keys.worker(id)).arg("last_error").query(c)).unwrap_or(None);
+            e.is_some_and(|e| e.contains("connect") || e.contains("connection"))
+        })
+    });
+    assert!(recorded, "the side thread's error never reached the worker's record");
+}
