@@ -139,9 +139,6 @@ rs_job_env <- function(x, j, env, queue) .Call(wrap__rs_job_env, x, j, env, queu
 # stream `tags[i] - 1` streams after it). Returns the new ids.
 rs_job_submit <- function(x, j, queue, payloads, timeout, max_attempts, tags, seed) .Call(wrap__rs_job_submit, x, j, queue, payloads, timeout, max_attempts, tags, seed)
 
-# Wait for tasks created elsewhere too.
-rs_job_watch <- function(j, ids) .Call(wrap__rs_job_watch, j, ids)
-
 # Wait up to `timeout` seconds (NULL or Inf: for ever) for `n` tasks
 # (0: all; NA: any) among `ids` (NULL: all of the job's). Returns the
 # ended tasks (see `ended_robj`), plus `timed_out`, `outstanding` (tasks

@@ -222,10 +222,20 @@ test_that("jobs(), tasks() and removeJob() see and stop a loop from another sess
   expect_equal(j$pid, bg$get_pid())
   t <- tasks()
   expect_setequal(t$id, j$id)
+  # each task knows the iteration it starts at
+  expect_true(all(as.integer(t$iter) %in% 1:40))
   expect_setequal(t$pid, vapply(worker_info(), function(w) as.integer(w$pid), 1L))
   expect_gt(removeJob(j), 0)
   bg$wait(10000)
   expect_false(bg$is_alive())
   expect_error(bg$get_result(), "cancelled")
   expect_true(wait_until(function() nrow(jobs()) == 0L, timeout = 5))
+})
+
+test_that("iteration i runs on the stream nextRNGStream() gives after iteration i - 1", {
+  ctl <- foreach_setup(2)
+  seeds <- foreach(i = 1:9, .options.redis = list(chunkSize = 4)) %dopar%
+    get(".Random.seed", envir = globalenv())
+  expect_equal(seeds[[1]][[1]] %% 100L, 7L) # L'Ecuyer-CMRG
+  for (i in 2:9) expect_identical(seeds[[i]], parallel::nextRNGStream(seeds[[i - 1]]))
 })

@@ -17,7 +17,7 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::monitor;
-use crate::registry::{self, register, Registration};
+use crate::registry::{register, Registration};
 use crate::scripts::{self, invocation};
 use crate::status;
 use parking_lot::Mutex;
@@ -217,9 +217,9 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
 
 fn handle_control(conn: &mut Connection, keys: &Keys, wid: &str, msg: &str, shared: &Shared) {
     match msg.split_once(' ').map_or((msg, ""), |(a, b)| (a, b)) {
-        (registry::CONTROL_STOP, _) => shared.stop.store(true, Ordering::SeqCst),
-        (registry::CONTROL_KILL, _) => end_process(conn, keys, wid, status::EXIT_KILLED),
-        (registry::CONTROL_CANCEL, id) => {
+        (status::CONTROL_STOP, _) => shared.stop.store(true, Ordering::SeqCst),
+        (status::CONTROL_KILL, _) => end_process(conn, keys, wid, status::EXIT_KILLED),
+        (status::CONTROL_CANCEL, id) => {
             let mut cur = shared.current.lock();
             if cur.id.as_deref() == Some(id) && cur.interrupted.is_none() {
                 cur.interrupted = Some((Reason::Cancel, Instant::now()));

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::keys::Keys;
 use crate::protocol::{check_version, CONTROL_TTL_S, SCHEMA_VERSION};
 use crate::scripts;
-use crate::status;
+use crate::status::{self, CONTROL_KILL, CONTROL_STOP};
 use std::time::Duration;
 
 /// What a worker tells the namespace about itself.
@@ -105,15 +105,6 @@ pub fn info(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<Wo
         })
         .collect())
 }
-
-/// Control words a worker's side thread reads from its control list.
-pub const CONTROL_STOP: &str = "STOP";
-/// Exit at once.
-pub const CONTROL_KILL: &str = "KILL";
-/// `CANCEL <id>`: interrupt that task if it is the current one.
-pub const CONTROL_CANCEL: &str = "CANCEL";
-/// Wake the side thread (it is leaving).
-pub const CONTROL_WAKE: &str = "WAKE";
 
 /// A control message for workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

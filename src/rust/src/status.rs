@@ -69,6 +69,16 @@ pub const EXIT_RECONNECTED: &str = "RECONNECTED";
 /// The line a task's history gets when `task_retry()` queues it again.
 pub const OUTCOME_RETRY: &str = "RETRY";
 
+/// Control words a worker's side thread reads from its control list:
+/// finish the current task, then exit.
+pub const CONTROL_STOP: &str = "STOP";
+/// Exit at once.
+pub const CONTROL_KILL: &str = "KILL";
+/// `CANCEL <id>`: interrupt that task if it is the current one.
+pub const CONTROL_CANCEL: &str = "CANCEL";
+/// Wake the side thread (it is leaving).
+pub const CONTROL_WAKE: &str = "WAKE";
+
 /// What the R code of a task produced, as the worker loop reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

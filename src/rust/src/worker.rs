@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::heartbeat::{Heartbeat, Reason, Shared, Timing};
 use crate::keys::Keys;
 use crate::protocol;
-use crate::registry::{self, register, Registration};
+use crate::registry::{register, Registration};
 use crate::rng::Stream;
 use crate::scripts::{self, invocation};
 use crate::signature;
@@ -326,7 +326,7 @@ impl Worker {
         self.exited = true;
         self.set_current(None);
         let control = self.reg.keys.worker_control(&self.reg.id);
-        let _ = self.conn.run(|c| redis::cmd("RPUSH").arg(&control).arg(registry::CONTROL_WAKE).query::<()>(c));
+        let _ = self.conn.run(|c| redis::cmd("RPUSH").arg(&control).arg(status::CONTROL_WAKE).query::<()>(c));
         self.heartbeat.stop();
         let wid = self.reg.id.clone();
         let keys = self.reg.keys.clone();

@@ -80,18 +80,6 @@ fn rs_job_submit(x: Robj, j: Robj, queue: &str, payloads: List, timeout: Robj, m
     })
 }
 
-/// Wait for tasks created elsewhere too.
-#[extendr]
-fn rs_job_watch(j: Robj, ids: Strings) -> Robj {
-    match super::ptr::<Job>(&j, "job") {
-        Ok(mut job) => {
-            job.as_mut().watch(&strs(&ids));
-            Robj::from(())
-        }
-        Err(e) => e,
-    }
-}
-
 /// Wait up to `timeout` seconds (NULL or Inf: for ever) for `n` tasks
 /// (0: all; NA: any) among `ids` (NULL: all of the job's). Returns the
 /// ended tasks (see `ended_robj`), plus `timed_out`, `outstanding` (tasks
@@ -215,7 +203,6 @@ extendr_module! {
     fn rs_job_id;
     fn rs_job_env;
     fn rs_job_submit;
-    fn rs_job_watch;
     fn rs_job_wait;
     fn rs_job_cancel;
     fn rs_job_remove;
