@@ -25,8 +25,10 @@
 #' @param queue Queue name the loop's tasks go to.
 #' @param host,port,password Redis server, as in doRedis (alternatively
 #'   `url`).
-#' @param ftinterval Seconds between fault checks while a loop runs (lost
-#'   workers, data lost by the server).
+#' @param ftinterval Seconds between checks, while a loop runs, for tasks
+#'   the server lost (a restart without persistence, `FLUSHALL`); they are
+#'   submitted again. Lost workers are looked for every
+#'   `redq.reap_interval` seconds.
 #' @param chunkSize Iterations per task; `NULL` chooses one that keeps
 #'   every worker busy while amortising round trips.
 #' @param progress Show a progress bar for loops that take a while.

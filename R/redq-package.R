@@ -12,8 +12,8 @@
 #' [worker_spawn()]), `redq.reap_interval` (how often a waiting controller
 #' looks for lost workers, default 1 s), `redq.grace` (how long a worker's R
 #' code gets to honour a timeout or cancel before the process ends, default
-#' 3 s), `redq.reconnect_patience` (how long a foreach loop waits for a
-#' server that went away, default 60 s). Environment variables: `REDIS_URL`,
+#' 3 s), `redq.reconnect_patience` (how long a waiting controller waits for
+#' a server that went away, default 60 s). Environment variables: `REDIS_URL`,
 #' `REDQ_SECRET`, `SSL_CERT_FILE`.
 #'
 #' @keywords internal
