@@ -1,7 +1,8 @@
 # foreach cases: the same loops on redq (doRedis interface), doParallel
-# FORK and PSOCK clusters of 2 workers, and sequential %do%. Workers and
-# clusters are started before the loops are timed; their start-up is
-# recorded separately.
+# with registerDoParallel(cores = 2) (mclapply, what most people use),
+# doParallel FORK and PSOCK clusters of 2 workers, and sequential %do%.
+# Workers and clusters are started before the loops are timed; their
+# start-up is recorded separately.
 
 FE_N <- 2000L # iterations of the trivial loop
 FE_COMPUTE <- 10L # iterations of the compute-bound loop
@@ -62,8 +63,8 @@ time_loops <- function(system, `%op%`, chunk1 = FALSE) {
 }
 
 baseline_of <- function(system) {
-  switch(system, "doParallel FORK" = "fork", "doParallel PSOCK" = "psock",
-         "sequential %do%" = "seq", NULL)
+  switch(system, "doParallel cores=2" = "mc", "doParallel FORK" = "fork",
+         "doParallel PSOCK" = "psock", "sequential %do%" = "seq", NULL)
 }
 
 case_foreach_redq <- function() {
@@ -75,6 +76,17 @@ case_foreach_redq <- function() {
   progress(sprintf("  redq: 2 workers registered in %.3f s", t))
   stopifnot(foreach::getDoParWorkers() == 2L)
   time_loops("redq", `%dopar%`, chunk1 = TRUE)
+}
+
+# registerDoParallel(cores = 2): each loop forks its workers through
+# mclapply (prescheduled: one chunk of iterations per worker).
+case_foreach_mc <- function() {
+  doParallel::registerDoParallel(cores = 2)
+  on.exit({
+    doParallel::stopImplicitCluster()
+    foreach::registerDoSEQ()
+  }, add = TRUE)
+  time_loops("doParallel cores=2", `%dopar%`)
 }
 
 case_foreach_cluster <- function(type) {

@@ -37,7 +37,7 @@ reps <- function(full, quick = 1L) if (isTRUE(bench$quick)) quick else full
 
 # Record one measurement.
 #   group:    rows comparable with each other (NULL: none)
-#   baseline: for baseline rows, the ratio column they feed ("fork", "psock", "seq")
+#   baseline: for baseline rows, the ratio column they feed ("mc", "fork", "psock", "seq")
 #   target:   list(label = "...", ok = function(median, ratios) logical) or NULL
 record <- function(case, system, values, unit, group = NULL, baseline = NULL,
                    target = NULL) {
@@ -130,7 +130,7 @@ results_table <- function() {
       base[[paste(r$group, r$baseline)]] <- stats::median(r$values)
     }
   }
-  kinds <- c("fork", "psock", "seq")
+  kinds <- c("mc", "fork", "psock", "seq")
   out <- lapply(rows, function(r) {
     m <- stats::median(r$values)
     ratios <- stats::setNames(lapply(kinds, function(k) {
@@ -143,7 +143,7 @@ results_table <- function() {
       case = r$case, system = r$system,
       min = fmt_num(min(r$values)), median = fmt_num(m), max = fmt_num(max(r$values)),
       unit = r$unit, n = length(r$values),
-      x_fork = fmt_ratio(ratios$fork), x_psock = fmt_ratio(ratios$psock),
+      x_mc = fmt_ratio(ratios$mc), x_fork = fmt_ratio(ratios$fork), x_psock = fmt_ratio(ratios$psock),
       x_seq = fmt_ratio(ratios$seq),
       target = if (is.null(r$target)) "" else r$target$label, met = ok,
       stringsAsFactors = FALSE)
@@ -158,7 +158,8 @@ print_results <- function() {
   cat("\nredq benchmarks", if (isTRUE(bench$quick)) "(quick mode)" else "", "\n")
   cat(sprintf("R %s, %d cores, %s\n", getRversion(), parallel::detectCores(),
               format(Sys.time(), "%Y-%m-%d %H:%M")))
-  cat("x_fork / x_psock / x_seq = redq median / median of doParallel FORK, doParallel PSOCK,",
+  cat("x_mc / x_fork / x_psock / x_seq = redq median / median of doParallel with",
+      "registerDoParallel(cores = 2) (mclapply), doParallel FORK and PSOCK clusters,",
       "sequential %do% (same loop, same run, 2 workers; > 1 means redq is slower).\n\n")
   if (!is.null(tab)) {
     old <- options(width = 250)

@@ -1,4 +1,5 @@
-# redq benchmarks against doParallel (FORK, PSOCK) and sequential %do%.
+# redq benchmarks against doParallel (registerDoParallel(cores = 2), FORK
+# and PSOCK clusters) and sequential %do%.
 #
 #   R_LIBS=.lib Rscript bench/run.R          full run (a few minutes)
 #   R_LIBS=.lib Rscript bench/run.R quick    fewer repetitions, smaller scale case
@@ -46,6 +47,7 @@ main <- function(args = commandArgs(trailingOnly = TRUE)) {
   run_case("task throughput", case_task_throughput, ctl("throughput"))
   run_case("round trip", case_round_trip, ctl("round-trip"))
   run_case("foreach redq", case_foreach_redq)
+  run_case("foreach cores=2", case_foreach_mc)
   run_case("foreach FORK", case_foreach_cluster, "FORK")
   run_case("foreach PSOCK", case_foreach_cluster, "PSOCK")
   run_case("foreach sequential", case_foreach_seq)

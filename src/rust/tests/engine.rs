@@ -24,6 +24,15 @@ fn opts() -> JobOptions {
     JobOptions { reap_every: Duration::from_millis(100), check_every: Duration::from_millis(300), ..JobOptions::default() }
 }
 
+/// A server, its config for namespace `ns`, a controller and a job.
+fn setup(ns: &str) -> (Server, redq::config::Config, Controller, Job) {
+    let srv = Server::start();
+    let cfg = srv.config(ns);
+    let ctl = Controller::open(&cfg).unwrap();
+    let job = Job::new(&ctl.keys, None, opts());
+    (srv, cfg, ctl, job)
+}
+
 fn wait(ctl: &mut Controller, job: &mut Job, want: Want, only: Option<&[String]>, timeout: Option<Duration>) -> engine::Batch {
     let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
     let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
@@ -48,10 +57,7 @@ fn keys_left(ctl: &mut Controller) -> Vec<String> {
 
 #[test]
 fn wait_any_hands_results_back_in_batches_with_their_tags() {
-    let srv = Server::start();
-    let cfg = srv.config("any");
-    let mut ctl = Controller::open(&cfg).unwrap();
-    let mut job = Job::new(&ctl.keys, None, opts());
+    let (_srv, cfg, mut ctl, mut job) = setup("any");
     job.submit(&mut ctl.conn, tasks(60, "q")).unwrap();
     let w = EchoWorker::start(&cfg, "q", Duration::from_millis(2));
     // let a backlog of results build up, so a wait receives several at once
@@ -76,10 +82,7 @@ fn wait_any_hands_results_back_in_batches_with_their_tags() {
 
 #[test]
 fn next_n_and_waits_for_given_tasks_keep_the_rest_for_later() {
-    let srv = Server::start();
-    let cfg = srv.config("nextn");
-    let mut ctl = Controller::open(&cfg).unwrap();
-    let mut job = Job::new(&ctl.keys, None, opts());
+    let (_srv, cfg, mut ctl, mut job) = setup("nextn");
     let specs = tasks(10, "q");
     let last = specs[9].id.clone();
     job.submit(&mut ctl.conn, specs).unwrap();
@@ -102,10 +105,7 @@ fn next_n_and_waits_for_given_tasks_keep_the_rest_for_later() {
 
 #[test]
 fn a_zero_timeout_looks_once_without_blocking() {
-    let srv = Server::start();
-    let cfg = srv.config("zero");
-    let mut ctl = Controller::open(&cfg).unwrap();
-    let mut job = Job::new(&ctl.keys, None, opts());
+    let (_srv, cfg, mut ctl, mut job) = setup("zero");
     let specs = tasks(1, "q");
     let id = specs[0].id.clone();
     job.submit(&mut ctl.conn, specs).unwrap();
@@ -123,10 +123,7 @@ fn a_zero_timeout_looks_once_without_blocking() {
 
 #[test]
 fn tasks_lost_to_flushall_are_submitted_again_with_their_environment() {
-    let srv = Server::start();
-    let cfg = srv.config("flush");
-    let mut ctl = Controller::open(&cfg).unwrap();
-    let mut job = Job::new(&ctl.keys, None, opts());
+    let (_srv, cfg, mut ctl, mut job) = setup("flush");
     job.put_env(&mut ctl.conn, b"the environment".to_vec(), "q").unwrap();
     job.submit(&mut ctl.conn, tasks(20, "q")).unwrap();
     let _: () = ctl.conn.run(|c| redis::cmd("FLUSHALL").query(c)).unwrap();
@@ -174,10 +171,7 @@ fn a_wait_rides_out_a_server_restart_and_resubmits() {
 
 #[test]
 fn lost_workers_are_reported_once_and_their_task_runs_elsewhere() {
-    let srv = Server::start();
-    let cfg = srv.config("lost");
-    let mut ctl = Controller::open(&cfg).unwrap();
-    let mut job = Job::new(&ctl.keys, None, opts());
+    let (_srv, cfg, mut ctl, mut job) = setup("lost");
     let specs = tasks(1, "q");
     let id = specs[0].id.clone();
     job.submit(&mut ctl.conn, specs).unwrap();
@@ -205,10 +199,7 @@ fn job_ids(ctl: &mut Controller) -> Vec<String> {
 
 #[test]
 fn a_timed_out_wait_for_all_says_how_many_are_pending_and_running() {
-    let srv = Server::start();
-    let cfg = srv.config("timeout");
-    let mut ctl = Controller::open(&cfg).unwrap();
-    let mut job = Job::new(&ctl.keys, None, opts());
+    let (_srv, _, mut ctl, mut job) = setup("timeout");
     job.submit(&mut ctl.conn, tasks(3, "q")).unwrap();
     ghost_claims(&mut ctl, Duration::from_secs(30));
     let t = Instant::now();
@@ -224,10 +215,7 @@ fn a_timed_out_wait_for_all_says_how_many_are_pending_and_running() {
 
 #[test]
 fn cancel_ends_every_task_and_remove_leaves_no_keys() {
-    let srv = Server::start();
-    let cfg = srv.config("cancel");
-    let mut ctl = Controller::open(&cfg).unwrap();
-    let mut job = Job::new(&ctl.keys, None, opts());
+    let (_srv, _, mut ctl, mut job) = setup("cancel");
     job.put_env(&mut ctl.conn, b"env".to_vec(), "q").unwrap();
     job.submit(&mut ctl.conn, tasks(4, "q")).unwrap();
     assert_eq!(job.cancel(&mut ctl.conn, None).unwrap(), 4);
@@ -299,10 +287,7 @@ fn task_api_waits_follow_tasks_of_any_controller() {
 
 #[test]
 fn an_interrupted_wait_keeps_what_it_had_received() {
-    let srv = Server::start();
-    let cfg = srv.config("interrupt");
-    let mut ctl = Controller::open(&cfg).unwrap();
-    let mut job = Job::new(&ctl.keys, None, opts());
+    let (_srv, cfg, mut ctl, mut job) = setup("interrupt");
     let specs = tasks(3, "q");
     let ids: Vec<String> = specs.iter().map(|t| t.id.clone()).collect();
     job.submit(&mut ctl.conn, specs).unwrap();

@@ -8,6 +8,7 @@ mod common;
 use common::{options, Server};
 use redq::controller::Controller;
 use redq::queue::{self, Submit};
+use redq::registry::{self, Signal};
 use redq::status::Outcome;
 use redq::task::TaskSpec;
 use redq::worker::Worker;
@@ -45,7 +46,7 @@ fn a_task_with_an_unusable_timeout_is_refused_and_the_worker_goes_on() {
 fn a_worker_whose_connection_breaks_while_waiting_gives_back_its_claims() {
     let srv = Server::start();
     let cfg = srv.config("blocked");
-    let mut ctl = Controller::open(&cfg).unwrap();
+    let ctl = Controller::open(&cfg).unwrap();
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
     let wid = w.id().to_string();
     let keys = ctl.keys.clone();
@@ -97,4 +98,40 @@ fn heartbeat_errors_reach_the_worker_record() {
         })
     });
     assert!(recorded, "the side thread's error never reached the worker's record");
+}
+
+#[test]
+fn the_registry_lists_describes_and_signals_workers() {
+    let srv = Server::start();
+    let cfg = srv.config("registry");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let w = Worker::start(&cfg, options(&["q", "r"])).unwrap();
+    let id = w.id().to_string();
+    assert_eq!(registry::list(&mut ctl.conn, &ctl.keys).unwrap(), vec![id.clone()]);
+    let info = registry::info(&mut ctl.conn, &ctl.keys, &[id.clone(), "nobody".into()]).unwrap();
+    assert!(info[0].alive);
+    assert_eq!((info[0].status(), info[0].get("queues"), info[0].get("host")), ("IDLE", Some("q,r"), Some("test")));
+    assert!(!info[1].alive);
+    assert_eq!(info[1].status(), "MISSING");
+    assert!(info[1].fields.is_empty());
+    registry::signal(&mut ctl.conn, &ctl.keys, &[id.clone()], Signal::Stop).unwrap();
+    assert!(common::wait_until(Duration::from_secs(5), || w.stop_requested()));
+    drop(w);
+    let info = registry::info(&mut ctl.conn, &ctl.keys, &[id.clone()]).unwrap();
+    assert_eq!((info[0].status(), info[0].get("how"), info[0].alive), ("EXITED", Some("EXITED"), false));
+    assert!(registry::list(&mut ctl.conn, &ctl.keys).unwrap().is_empty());
+}
+
+#[test]
+fn controllers_keep_user_values_and_run_raw_commands() {
+    let srv = Server::start();
+    let mut ctl = Controller::open(&srv.config("data")).unwrap();
+    assert_eq!(ctl.data_get("x").unwrap(), None);
+    ctl.data_set("x", b"\x00bytes").unwrap();
+    assert_eq!(ctl.data_get("x").unwrap().as_deref(), Some(&b"\x00bytes"[..]));
+    ctl.data_delete("x").unwrap();
+    assert_eq!(ctl.data_get("x").unwrap(), None);
+    let pong = ctl.command(&["PING".to_string()]).unwrap();
+    assert_eq!(pong, redis::Value::SimpleString("PONG".into()));
+    assert_eq!(ctl.command(&[]).unwrap_err().kind(), "argument");
 }

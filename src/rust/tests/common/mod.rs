@@ -47,8 +47,19 @@ impl Server {
         Server { child, port, dir }
     }
 
+    /// A free loopback port never handed out before in this process: a
+    /// test that stops its server and starts a new one on the same port
+    /// must not find another test's server there.
     pub fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let start = std::process::id().wrapping_mul(37);
+        loop {
+            let port = (20_000 + start.wrapping_add(NEXT.fetch_add(1, Ordering::SeqCst)) % 40_000) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
     }
 
     pub fn url(&self) -> String {
