@@ -446,13 +446,19 @@ impl Job {
         if notices.is_empty() {
             self.idle(conn)
         } else {
-            let ours: Vec<String> = notices.into_iter().filter(|id| self.is_ours(id)).collect();
-            self.collect(conn, ours)
+            let ours: Vec<(String, String)> = notices
+                .iter()
+                .filter_map(|n| n.split_once(' '))
+                .filter(|(id, _)| self.is_ours(id))
+                .map(|(id, st)| (id.to_string(), st.to_string()))
+                .collect();
+            self.ended(conn, ours)
         }
     }
 
-    /// Block up to `slice` for the first notice, then take every other
-    /// notice already there, without blocking. A zero slice only takes.
+    /// Block up to `slice` for the first notice ("<id> <status>"), then
+    /// take every other notice already there, without blocking. A zero
+    /// slice only takes.
     fn poll(&mut self, conn: &mut Connection, slice: Duration) -> Result<Vec<String>> {
         if slice.is_zero() {
             let got: Option<Vec<String>> = conn.run(|c| redis::cmd("LPOP").arg(&self.done).arg(100_000).query(c))?;
@@ -469,6 +475,26 @@ impl Job {
             ids.extend(more.unwrap_or_default());
         }
         Ok(ids)
+    }
+
+    /// Tasks known to have ended, with the status they ended with. A job
+    /// that wants only statuses has all it needs; others collect.
+    fn ended(&mut self, conn: &mut Connection, ended: Vec<(String, String)>) -> Result<()> {
+        if self.opts.fetch || self.opts.consume {
+            return self.collect(conn, ended.into_iter().map(|(id, _)| id).collect());
+        }
+        for (id, st) in ended {
+            if self.is_ours(&id) && status::is_done(&st) {
+                self.deliver(id, st, None);
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, id: String, status: String, result: Option<Vec<u8>>) {
+        let tag = self.held.remove(&id).and_then(|t| t.tag);
+        self.watched.remove(&id);
+        self.ready.push_back(Ended { id, status, result, tag });
     }
 
     /// Read (and, for a job that owns its tasks, delete) tasks that ended,
@@ -493,10 +519,7 @@ impl Job {
             if st == status::MISSING && self.held.contains_key(&id) {
                 lost.push(id);
             } else if status::is_done(&st) {
-                let tag = self.held.remove(&id).and_then(|t| t.tag);
-                self.watched.remove(&id);
-                let result = if result.is_empty() { None } else { Some(result) };
-                self.ready.push_back(Ended { id, status: st, result, tag });
+                self.deliver(id, st, if result.is_empty() { None } else { Some(result) });
             }
             // anything else is a stale notice (the task was retried): ignore
         }
@@ -560,15 +583,15 @@ impl Job {
             let st: Option<String> = redis::from_redis_value_ref(v).unwrap_or(None);
             match st {
                 None if self.held.contains_key(&id) => lost.push(id),
-                None => ended.push(id),
-                Some(s) if status::is_done(&s) => ended.push(id),
+                None => ended.push((id, status::MISSING.to_string())),
+                Some(s) if status::is_done(&s) => ended.push((id, s)),
                 Some(_) => {}
             }
         }
         self.need_check = false;
         self.last_check = Instant::now();
         self.resubmit(conn, lost)?;
-        self.collect(conn, ended)
+        self.ended(conn, ended)
     }
 
     /// Submit again, under the same ids, tasks the server lost.

@@ -59,7 +59,7 @@ fn a_task_that_used_up_its_attempts_ends_died_and_is_announced() {
     assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 0);
     let done = ctl.done();
     let notices: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(&done).arg(0).arg(-1).query(c)).unwrap();
-    assert_eq!(notices, vec![id.clone()]);
+    assert_eq!(notices, vec![format!("{id} DIED")]);
     let payload: Option<Vec<u8>> = ctl.conn.run(|c| redis::cmd("HGET").arg(keys.payloads()).arg(&id).query(c)).unwrap();
     assert!(payload.is_some(), "a task API task keeps its payload for task_retry");
     // all or nothing: a missing id blocks the retry, and the error names it

@@ -26,12 +26,18 @@ local function log_attempt(tk, wid, started, outcome)
     h .. (wid or '') .. '|' .. (started or '') .. '|' .. NOW .. '|' .. outcome .. '\n')
 end
 
+-- A completion notice: the task's id and the status it ended with, so a
+-- waiter that needs only statuses need not read them again.
+local function notice(id, status)
+  return id .. ' ' .. status
+end
+
 -- Tell whoever waits on the task that it ended: the completion list of its
 -- job (a foreach loop, or the controller that created it).
-local function notify(t, id)
+local function notify(t, id, status)
   if t.job then
     local list = K.job_done(t.job)
-    redis.call('RPUSH', list, id)
+    redis.call('RPUSH', list, notice(id, status))
     redis.call('PEXPIRE', list, NOTIFY_TTL_MS)
   end
 end
@@ -59,7 +65,7 @@ local function settle_dependents(id, completed)
           end
         else
           redis.call('HSET', ck, 'status', IMPOSSIBLE, 'finished', NOW)
-          notify(c, child)
+          notify(c, child, IMPOSSIBLE)
           todo[#todo + 1] = {child, false}
         end
       end
@@ -75,7 +81,7 @@ local function finish(tk, id, t, status, extra)
   if status == COMPLETE then
     redis.call('HDEL', PAYLOADS, id)
   end
-  notify(t, id)
+  notify(t, id, status)
   settle_dependents(id, status == COMPLETE)
 end
 

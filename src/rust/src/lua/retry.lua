@@ -20,6 +20,10 @@ if ok == 1 then
     local id = ARGV[i]
     local tk = K.task(id)
     local t = fields(tk)
+    -- the notice of the end it leaves must not pass for the next one's
+    if t.job then
+      redis.call('LREM', K.job_done(t.job), 0, notice(id, before[i - 3]))
+    end
     log_attempt(tk, '', '', OUTCOME_RETRY)
     redis.call('HDEL', tk, 'result', 'finished', 'started', 'worker', 'deps_left')
     redis.call('HSET', tk, 'status', PENDING, 'attempt', 0, 'job', ARGV[3])
