@@ -666,21 +666,15 @@ pub fn wait_all(
     let mut j = Job::new(keys, Some(job.to_string()), JobOptions { fetch: false, consume: false, ..opts });
     j.watch(ids);
     let start = Instant::now();
-    let mut final_status: HashMap<String, String> = HashMap::with_capacity(ids.len());
-    let mut error = None;
-    match j.wait(conn, Want::All, None, timeout, hooks) {
-        Ok(batch) => {
-            for e in batch.ended {
-                final_status.insert(e.id, e.status);
-            }
-            if batch.timed_out {
-                error = Some(j.timeout_error(conn, Some(start.elapsed())));
-            }
-        }
-        Err(e) => error = Some(e),
-    }
+    let (ended, error) = match j.wait(conn, Want::All, None, timeout, hooks) {
+        Ok(batch) if batch.timed_out => (batch.ended, Some(j.timeout_error(conn, Some(start.elapsed())))),
+        Ok(batch) => (batch.ended, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    // borrowed, not copied: a wait may cover a million ids
+    let by_id: HashMap<&str, &str> = ended.iter().map(|e| (e.id.as_str(), e.status.as_str())).collect();
     Watched {
-        statuses: ids.iter().map(|id| final_status.get(id).cloned().unwrap_or_default()).collect(),
+        statuses: ids.iter().map(|id| by_id.get(id.as_str()).map_or_else(String::new, |s| s.to_string())).collect(),
         lost: j.take_lost(),
         error,
     }

@@ -39,6 +39,16 @@ fn rs_controller_reap(x: Robj) -> Robj {
     with_ctl(&x, |c| monitor::reap(&mut c.conn, &c.keys).map(|lost| lost_robj(&lost)))
 }
 
+/// Workers found lost while waiting: NULL for none (the common case, which
+/// then allocates nothing in R), else as `lost_robj`.
+pub(crate) fn lost_or_null(lost: &[monitor::LostWorker]) -> Robj {
+    if lost.is_empty() {
+        Robj::from(())
+    } else {
+        lost_robj(lost)
+    }
+}
+
 /// Lost workers as list(id, host, requeued, died, message).
 pub(crate) fn lost_robj(lost: &[monitor::LostWorker]) -> Robj {
     list!(

@@ -1,7 +1,7 @@
 //! The job engine (`engine::Job`), for the R front ends, and the
 //! namespace's job listing.
 
-use super::controller::{lost_robj, with_ctl};
+use super::controller::{lost_or_null, with_ctl};
 use super::task::ended_robj;
 use super::{err, interrupted, number, numbers, progress_hook, raws, strs};
 use crate::controller::Controller;
@@ -124,14 +124,14 @@ fn rs_job_wait(x: Robj, j: Robj, n: Robj, ids: Nullable<Strings>, timeout: Robj,
                 let mut pairs: Vec<(String, Robj)> = l.iter().map(|(k, v)| (k.to_string(), v)).collect();
                 pairs.push(("timed_out".into(), batch.timed_out.into()));
                 pairs.push(("outstanding".into(), (job.outstanding() as f64).into()));
-                pairs.push(("lost".into(), lost_robj(&job.take_lost())));
+                pairs.push(("lost".into(), lost_or_null(&job.take_lost())));
                 r = List::from_pairs(pairs).into();
             }
             r
         }
         Err(e) => {
             let mut r = err(&e);
-            let _ = r.set_attrib("lost", lost_robj(&job.take_lost()));
+            let _ = r.set_attrib("lost", lost_or_null(&job.take_lost()));
             r
         }
     }

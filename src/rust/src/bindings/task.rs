@@ -1,6 +1,6 @@
 //! The task API.
 
-use super::controller::{lost_robj, with_ctl};
+use super::controller::{lost_or_null, with_ctl};
 use super::{err, interrupted, number, progress_hook, raw_list, raws, strs};
 use crate::controller::Controller;
 use crate::engine::{self, Hooks, JobOptions};
@@ -84,10 +84,10 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, progress
     let cid = c.cid.clone();
     let w = engine::wait_all(&mut c.conn, &c.keys, &cid, &strs(&ids), opts, timeout, &mut hooks);
     match w.error {
-        None => list!(status = w.statuses.into_iter().collect::<Strings>(), lost = lost_robj(&w.lost)).into(),
+        None => list!(status = w.statuses.into_iter().collect::<Strings>(), lost = lost_or_null(&w.lost)).into(),
         Some(e) => {
             let mut r = err(&e);
-            let _ = r.set_attrib("lost", lost_robj(&w.lost));
+            let _ = r.set_attrib("lost", lost_or_null(&w.lost));
             r
         }
     }
