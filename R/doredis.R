@@ -123,7 +123,8 @@ loop_options <- function(obj, settings) {
 #'
 #' doRedis' setters: they change the registered backend's defaults for
 #' all later loops. `setChunkSize()`: iterations per task (`NULL` for
-#' automatic). `setFtinterval()`: seconds between fault checks.
+#' automatic). `setFtinterval()`: seconds between checks for tasks the
+#' server lost (see [registerDoRedis()]).
 #' `setExport()`: variables always exported to loops. `setPackages()`:
 #' packages always loaded on workers. `setProgress()`: progress bar.
 #'
@@ -255,7 +256,8 @@ removeQueue <- function(queue) {
 #' doRedis' job control. `jobs()` lists the foreach loops running in the
 #' namespace (from any session); `tasks()` lists the loop tasks workers are
 #' running now; `removeJob()` cancels a job's queued and running tasks from
-#' any session, which ends the loop in its own session with an error.
+#' any session, which ends the loop in its own session with an error of
+#' class `redq_error_cancelled`; iterations not yet submitted never run.
 #'
 #' @param queue Only jobs on this queue (`"*"` for all).
 #' @param id Only tasks of this job id (`"*"` for all).

@@ -55,11 +55,12 @@ rs_task_status <- function(x, ids) .Call(wrap__rs_task_status, x, ids)
 rs_task_results <- function(x, ids) .Call(wrap__rs_task_results, x, ids)
 
 # Block until the tasks end, in slices, checking for Ctrl+C between
-# slices and running the reaper every `reap_every` seconds; `progress`
-# is NULL or a function(done, total). Returns final statuses and the
-# workers found lost while waiting (also on an error, as attribute
-# `lost` of the error value).
-rs_task_wait <- function(x, ids, timeout, reap_every, progress) .Call(wrap__rs_task_wait, x, ids, timeout, reap_every, progress)
+# slices, running the reaper every `reap_every` seconds and riding out an
+# unreachable server for `patience` seconds; `progress` is NULL or a
+# function(done, total). Returns final statuses and the workers found
+# lost while waiting (also on an error, as attribute `lost` of the error
+# value).
+rs_task_wait <- function(x, ids, timeout, reap_every, patience, progress) .Call(wrap__rs_task_wait, x, ids, timeout, reap_every, patience, progress)
 
 # Bookkeeping of a task: list(fields = named character vector,
 # attempts = list(worker, started, ended, outcome)) with times in ms.

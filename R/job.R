@@ -8,7 +8,7 @@
 # between looks for tasks the server lost.
 job_open <- function(ctl, fetch = TRUE, consume = TRUE, check_every = 30) {
   ptr <- rs_check(rs_job_open(ctl$ptr, fetch, consume, reap_interval(), check_every,
-                              getOption("redq.reconnect_patience", 60)))
+                              reconnect_patience()))
   job <- new.env(parent = emptyenv())
   job$ptr <- ptr
   job$ctl <- ctl
@@ -17,6 +17,8 @@ job_open <- function(ctl, fetch = TRUE, consume = TRUE, check_every = 30) {
 }
 
 reap_interval <- function() getOption("redq.reap_interval", 1)
+
+reconnect_patience <- function() getOption("redq.reconnect_patience", 60)
 
 # Upload the job's environment (workers fetch it once per job); the job is
 # listed by jobs() on `queue`.

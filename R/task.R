@@ -207,7 +207,7 @@ task_wait <- function(ids, timeout = Inf, progress = NULL, controller = NULL) {
   progress <- progress %||% (interactive() && length(ids) > 1L)
   bar <- if (isTRUE(progress)) progress_bar() else NULL
   on.exit(if (!is.null(bar)) bar(NULL), add = TRUE)
-  r <- rs_task_wait(ctl$ptr, ids, timeout, reap_interval(), bar)
+  r <- rs_task_wait(ctl$ptr, ids, timeout, reap_interval(), reconnect_patience(), bar)
   warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)
   if (inherits(r, "redq_rs_error") && identical(r$kind, "timeout")) {
     r$message <- paste0(r$message, "; wait again, or cancel them with task_cancel()")
@@ -274,7 +274,7 @@ result_value <- function(r, i, error) {
 #' @param controller A [redq_controller()], or `NULL` for the default.
 #' @return A list: `id`, `status`, `queue`, `worker`, `attempt`,
 #'   `max_attempts`, `timeout`, `job` (the foreach loop it belongs to, or
-#'   the id of the controller that created it), `depends_on`, `tag` (a
+#'   the id of the controller that created or last retried it), `depends_on`, `tag` (a
 #'   foreach task's first iteration), the times `created`, `started`, `finished`
 #'   (POSIXct), and `attempts`, a data frame with one row per ended attempt
 #'   (`worker`, `started`, `ended`, `outcome`: a status, or `LOST` when the

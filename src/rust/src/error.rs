@@ -22,6 +22,8 @@ pub enum Error {
     Signature(String),
     /// A worker cannot start or serve.
     Worker(String),
+    /// A job was cancelled from another session.
+    Cancelled(String),
     /// The user interrupted a blocking call.
     Interrupted,
 }
@@ -41,6 +43,7 @@ impl Error {
             Error::Version(_) => "version",
             Error::Signature(_) => "signature",
             Error::Worker(_) => "worker",
+            Error::Cancelled(_) => "cancelled",
             Error::Interrupted => "interrupt",
         }
     }
@@ -66,7 +69,8 @@ impl fmt::Display for Error {
             | Error::Server(m)
             | Error::Version(m)
             | Error::Signature(m)
-            | Error::Worker(m) => f.write_str(m),
+            | Error::Worker(m)
+            | Error::Cancelled(m) => f.write_str(m),
             Error::Interrupted => f.write_str("interrupted by the user"),
         }
     }

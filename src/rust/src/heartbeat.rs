@@ -73,6 +73,8 @@ pub struct Shared {
     /// The last error the side thread met (time stamped), kept for
     /// `worker_info()` and written to the worker's record at the next beat.
     pub last_error: Mutex<Option<String>>,
+    /// What failed (and was logged) since the last beat that got through.
+    pub logged: Mutex<Vec<&'static str>>,
 }
 
 /// Timing of the side thread.
@@ -142,17 +144,18 @@ fn end_process(conn: &mut Connection, keys: &Keys, wid: &str, how: &str) -> ! {
     unsafe { libc::_exit(if how == status::EXIT_KILLED { 0 } else { 1 }) }
 }
 
-/// Keep an error of the side thread: on the worker's stderr (its log) at
-/// once, and on its record at the next beat that reaches the server. The
-/// same error repeated (a server down for a while) is logged once.
-fn note_error(shared: &Shared, wid: &str, what: &str, e: &Error) {
+/// Keep an error of the side thread: on the worker's stderr (its log),
+/// once per kind of failure until a beat gets through again (a server down
+/// for an hour is logged once, not every beat), and on its record at the
+/// next beat that reaches the server.
+fn note_error(shared: &Shared, wid: &str, what: &'static str, e: &Error) {
     let text = format!("{what}: {e}");
-    let mut last = shared.last_error.lock();
-    let repeated = last.as_deref().map_or(false, |l| l.ends_with(&text));
-    if !repeated {
+    let mut logged = shared.logged.lock();
+    if !logged.contains(&what) {
+        logged.push(what);
         eprintln!("redq worker {wid}: heartbeat thread: {text}");
     }
-    *last = Some(format!("{} {text}", scripts::now_ms()));
+    *shared.last_error.lock() = Some(format!("{} {text}", scripts::now_ms()));
 }
 
 fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) {
@@ -195,6 +198,9 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
             if !matches!(alive, Ok(1)) && !pending.is_empty() {
                 // not recorded: keep it for the next beat that gets through
                 shared.last_error.lock().get_or_insert(pending);
+            }
+            if alive.is_ok() {
+                shared.logged.lock().clear();
             }
             match alive {
                 Ok(0) => {

@@ -116,7 +116,7 @@ keys! {
     jobs() => ["jobs"];
     /// Serialized environment of a job (a foreach loop's).
     job_env(j) => ["job", j, "env"];
-    /// Completion notices (task ids) of a job's tasks (list). A
+    /// Completion notices ("<task id> <status>") of a job's tasks (list). A
     /// controller's task API tasks report to the job named by its id.
     job_done(j) => ["job", j, "done"];
     /// A user value stored with `redisSet()` (string).

@@ -4,15 +4,16 @@
 //! position, never on which worker ran it or how iterations were chunked.
 //!
 //! A stream is R's `.Random.seed` for `RNGkind("L'Ecuyer-CMRG")`: the kind
-//! code followed by six state words. Stream `n` of a base seed is the base
-//! advanced `n` times by `nextRNGStream()`; here that is one matrix power,
-//! so a task's seed costs O(log n) however far into the stream it lies.
+//! code (which also says how normals and `sample()` are drawn, kept as the
+//! session had it) followed by six state words. Stream `n` of a base seed
+//! is the base advanced `n` times by `nextRNGStream()`; here that is one
+//! matrix power, so a task's seed costs O(log n) however far into the
+//! stream it lies.
 
 use crate::error::{Error, Result};
 
-/// `.Random.seed[1]` for L'Ecuyer-CMRG with R's default normal generator
-/// (Inversion) and sample kind (Rejection).
-pub const KIND: i32 = 10407;
+/// `.Random.seed[1] %% 100` for L'Ecuyer-CMRG.
+const LECUYER: i32 = 7;
 
 const M1: u128 = 4_294_967_087;
 const M2: u128 = 4_294_944_443;
@@ -62,14 +63,17 @@ fn apply(a: &Mat, v: &[u128], m: u128) -> [u128; 3] {
     out
 }
 
-/// A stream's state: `.Random.seed` without the kind code.
+/// A stream: R's kind code and the six state words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stream([u32; 6]);
+pub struct Stream {
+    kind: i32,
+    words: [u32; 6],
+}
 
 impl Stream {
     /// From R's `.Random.seed` (7 integers, the first the kind code).
     pub fn from_r(seed: &[i32]) -> Result<Stream> {
-        if seed.len() != 7 || seed[0] % 100 != KIND % 100 {
+        if seed.len() != 7 || seed[0] < 0 || seed[0] % 100 != LECUYER {
             return Err(Error::Argument(
                 "a seed must be a .Random.seed of RNGkind(\"L'Ecuyer-CMRG\") (7 integers)".into(),
             ));
@@ -83,13 +87,13 @@ impl Stream {
         if !valid {
             return Err(Error::Argument("not a valid L'Ecuyer-CMRG seed".into()));
         }
-        Ok(Stream(s))
+        Ok(Stream { kind: seed[0], words: s })
     }
 
     /// As R's `.Random.seed`.
     pub fn to_r(self) -> [i32; 7] {
-        let mut out = [KIND; 7];
-        for (i, v) in self.0.iter().enumerate() {
+        let mut out = [self.kind; 7];
+        for (i, v) in self.words.iter().enumerate() {
             out[i + 1] = *v as i32;
         }
         out
@@ -97,22 +101,25 @@ impl Stream {
 
     /// The stream `n` streams further (`nextRNGStream()` applied `n` times).
     pub fn advance(self, n: u64) -> Stream {
-        let v: Vec<u128> = self.0.iter().map(|&x| x as u128).collect();
+        let v: Vec<u128> = self.words.iter().map(|&x| x as u128).collect();
         let a = apply(&pow(&A1P127, n, M1), &v[..3], M1);
         let b = apply(&pow(&A2P127, n, M2), &v[3..], M2);
-        Stream([a[0] as u32, a[1] as u32, a[2] as u32, b[0] as u32, b[1] as u32, b[2] as u32])
+        Stream { kind: self.kind, words: [a[0] as u32, a[1] as u32, a[2] as u32, b[0] as u32, b[1] as u32, b[2] as u32] }
     }
 
-    /// Compact text for a task's record: six base-36 words.
+    /// Compact text for a task's record: the kind and six state words in
+    /// base 36.
     pub fn encode(self) -> String {
-        self.0.iter().map(|&x| to_base36(x)).collect::<Vec<_>>().join(",")
+        std::iter::once(self.kind as u32).chain(self.words).map(to_base36).collect::<Vec<_>>().join(",")
     }
 
     /// Inverse of `encode`.
     pub fn decode(s: &str) -> Option<Stream> {
-        let words: Vec<u32> = s.split(',').map(|w| u32::from_str_radix(w, 36).ok()).collect::<Option<_>>()?;
+        let w: Vec<u32> = s.split(',').map(|w| u32::from_str_radix(w, 36).ok()).collect::<Option<_>>()?;
+        let (kind, words) = w.split_first()?;
         let words: [u32; 6] = words.try_into().ok()?;
-        Some(Stream(words))
+        let kind = i32::try_from(*kind).ok()?;
+        Some(Stream { kind, words })
     }
 }
 
@@ -157,9 +164,15 @@ mod tests {
     fn encoding_round_trips_and_stays_short() {
         let s = Stream::from_r(&NEXT_1000).unwrap();
         let e = s.encode();
-        assert!(e.len() <= 47, "{e}");
+        assert!(e.len() <= 52, "{e}");
         assert_eq!(Stream::decode(&e), Some(s));
         assert_eq!(Stream::decode("1,2,3"), None);
+        // the session's normal and sample kinds travel with the stream
+        let mut rounding = NEXT;
+        rounding[0] = 407;
+        let r = Stream::from_r(&rounding).unwrap();
+        assert_eq!(r.advance(1000).to_r()[0], 407);
+        assert_eq!(Stream::decode(&r.encode()).unwrap().to_r(), rounding);
         assert!(Stream::from_r(&[1, 2, 3]).is_err());
         assert!(Stream::from_r(&[10403, 0, 0, 0, 1, 1, 1]).is_err());
     }

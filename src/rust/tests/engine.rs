@@ -75,7 +75,11 @@ fn wait_any_hands_results_back_in_batches_with_their_tags() {
     let tags: HashSet<u64> = all.iter().map(|e| e.tag.unwrap() as u64).collect();
     assert_eq!(tags, (1..=60).collect());
     assert_eq!(job.progress(), (60, 60));
-    // a job that owns its tasks deleted them as it received them
+    // a job that owns its tasks deletes them as it receives them (those of
+    // the last batch with its next collect, or when it is removed)
+    let records = keys_left(&mut ctl).iter().filter(|k| k.contains(":task:")).count();
+    assert!(records <= biggest, "{records} task records left");
+    job.remove(&mut ctl.conn).unwrap();
     assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
     assert_eq!(w.stop(), 60);
 }
@@ -152,6 +156,7 @@ fn a_wait_rides_out_a_server_restart_and_resubmits() {
         std::thread::sleep(Duration::from_millis(500));
         Server::start_on(port)
     });
+    let t = Instant::now();
     let b = {
         let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
         let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
@@ -159,6 +164,7 @@ fn a_wait_rides_out_a_server_restart_and_resubmits() {
         job.wait(&mut ctl.conn, Want::Any, None, Some(Duration::from_millis(1500)), &mut hooks).unwrap()
     };
     assert!(b.timed_out && b.ended.is_empty());
+    assert!(t.elapsed() < Duration::from_secs(3));
     let _srv2 = restarter.join().unwrap();
     let queued: usize = ctl.conn.run(|c| redis::cmd("LLEN").arg(ctl.keys.queue("q")).query(c)).unwrap();
     assert_eq!(queued, 5);
@@ -223,6 +229,9 @@ fn cancel_ends_every_task_and_remove_leaves_no_keys() {
     assert_eq!(b.ended.len(), 4);
     assert!(b.ended.iter().all(|e| e.status == "CANCELLED" && e.result.is_none() && !e.completed()));
     assert!(b.ended[0].message().contains("cancelled"));
+    // a job's task that ended without completing keeps no payload
+    let payloads: usize = ctl.conn.run(|c| redis::cmd("HLEN").arg(ctl.keys.payloads()).query(c)).unwrap();
+    assert_eq!(payloads, 0);
     job.remove(&mut ctl.conn).unwrap();
     assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
 
@@ -255,6 +264,15 @@ fn a_job_is_cancelled_from_another_session_by_its_id() {
     let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(5)));
     assert_eq!(b.ended.len(), 5);
     assert!(b.ended.iter().all(|e| e.status == "CANCELLED"));
+    assert_eq!(job_ids(&mut ctl).len(), 1);
+    // the job itself was told: what it submits later is not waited for
+    job.submit(&mut ctl.conn, tasks(2, "q")).unwrap();
+    let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
+    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
+    let e = job.wait(&mut ctl.conn, Want::All, None, Some(Duration::from_secs(5)), &mut hooks).unwrap_err();
+    assert_eq!(e.kind(), "cancelled");
+    assert!(e.to_string().contains(job.id()));
+    job.remove(&mut ctl.conn).unwrap();
     assert_eq!(job_ids(&mut ctl).len(), 1);
 }
 
@@ -345,4 +363,68 @@ fn a_retried_task_is_not_taken_for_ended_by_its_old_notice() {
     w.step(Some((&again.unwrap().id, redq::status::Outcome::Value, b"v")), false, Duration::ZERO).unwrap();
     let r = engine::wait_all(&mut ctl.conn, &ctl.keys, &cid, &[t.id.clone()], opts(), Some(Duration::from_secs(5)), &mut hooks);
     assert_eq!(r.statuses, vec!["COMPLETE"]);
+}
+
+#[test]
+fn a_wait_with_a_timeout_does_not_wait_longer_for_a_server_that_is_away() {
+    let (mut srv, _, mut ctl, mut job) = setup("away");
+    job.submit(&mut ctl.conn, tasks(1, "q")).unwrap();
+    srv.stop();
+    let t = Instant::now();
+    let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_millis(400)));
+    assert!(b.timed_out);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // and one with a short patience gives up with a connection error
+    let mut job = Job::new(&ctl.keys, None, JobOptions { patience: Duration::from_millis(300), ..opts() });
+    let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
+    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
+    job.watch(&["x".to_string()]);
+    let e = job.wait(&mut ctl.conn, Want::All, None, None, &mut hooks).unwrap_err();
+    assert!(e.is_connection(), "{e:?}");
+}
+
+#[test]
+fn the_reaper_runs_while_results_keep_arriving() {
+    let srv = Server::start();
+    let cfg = srv.config("busy");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut job = Job::new(&ctl.keys, None, opts());
+    // a ghost claims one task of queue q and falls silent; a worker that
+    // does not reap (no heartbeat reaping) serves queue r with a steady
+    // stream of results, so the wait never has a quiet slice
+    let specs = tasks(1, "q");
+    let ghost_task = specs[0].id.clone();
+    job.submit(&mut ctl.conn, specs).unwrap();
+    let ghost = ghost_claims(&mut ctl, Duration::from_millis(200));
+    job.submit(&mut ctl.conn, tasks(100, "r")).unwrap();
+    let w = common::EchoWorker::start_with(&cfg, "r", Duration::from_millis(10), 0);
+    let mut lost = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lost.is_empty() && Instant::now() < deadline {
+        wait(&mut ctl, &mut job, Want::Any, None, Some(Duration::from_secs(1)));
+        lost.extend(job.take_lost());
+    }
+    assert_eq!(lost.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), vec![ghost.as_str()]);
+    // found while the stream of results still flowed
+    assert!(job.outstanding() > 10, "{} outstanding", job.outstanding());
+    let queued: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(ctl.keys.queue("q")).arg(0).arg(-1).query(c)).unwrap();
+    assert_eq!(queued, vec![ghost_task]);
+    w.stop();
+}
+
+#[test]
+fn many_results_are_collected_in_several_scripts_without_loss() {
+    let (_srv, cfg, mut ctl, mut job) = setup("many");
+    job.submit(&mut ctl.conn, tasks(700, "q")).unwrap();
+    let w = EchoWorker::start(&cfg, "q", Duration::ZERO);
+    // let every result arrive, then take them in one wait
+    assert!(common::wait_until(Duration::from_secs(30), || {
+        ctl.conn.run(|c| redis::cmd("LLEN").arg(ctl.keys.job_done(job.id())).query::<usize>(c)).unwrap_or(0) == 700
+    }));
+    let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(10)));
+    assert_eq!(b.ended.len(), 700);
+    check_echo(&b.ended);
+    job.remove(&mut ctl.conn).unwrap();
+    assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
+    w.stop();
 }

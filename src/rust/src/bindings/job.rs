@@ -26,19 +26,24 @@ fn secs(x: &Robj, name: &str, default: f64) -> Result<std::time::Duration> {
     Ok(protocol::seconds(name, v, false, false)?.unwrap_or_default())
 }
 
+/// A job's options from R values: intervals in seconds (NULL: defaults).
+pub(crate) fn job_options(fetch: bool, consume: bool, reap_every: &Robj, check_every: &Robj, patience: &Robj) -> Result<JobOptions> {
+    Ok(JobOptions {
+        fetch,
+        consume,
+        reap_every: secs(reap_every, "redq.reap_interval", 1.0)?,
+        check_every: secs(check_every, "ftinterval", 30.0)?,
+        patience: secs(patience, "redq.reconnect_patience", 60.0)?,
+        ..JobOptions::default()
+    })
+}
+
 /// Open a job. `fetch`: results come with each ended task; `consume`: the
 /// job deletes its tasks once received. Intervals in seconds.
 #[extendr]
 fn rs_job_open(x: Robj, fetch: bool, consume: bool, reap_every: Robj, check_every: Robj, patience: Robj) -> Robj {
     with_ctl(&x, |c| {
-        let opts = JobOptions {
-            fetch,
-            consume,
-            reap_every: secs(&reap_every, "redq.reap_interval", 1.0)?,
-            check_every: secs(&check_every, "ftinterval", 30.0)?,
-            patience: secs(&patience, "redq.reconnect_patience", 60.0)?,
-            ..JobOptions::default()
-        };
+        let opts = job_options(fetch, consume, &reap_every, &check_every, &patience)?;
         Ok(ExternalPtr::new(Job::new(&c.keys, None, opts)))
     })
 }

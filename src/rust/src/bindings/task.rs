@@ -3,7 +3,7 @@
 use super::controller::{lost_or_null, with_ctl};
 use super::{err, interrupted, number, progress_hook, raw_list, raws, strs};
 use crate::controller::Controller;
-use crate::engine::{self, Hooks, JobOptions};
+use crate::engine::{self, Hooks};
 use crate::error::Error;
 use crate::protocol;
 use crate::queue::{self, Submit};
@@ -58,12 +58,13 @@ pub(crate) fn ended_robj(v: &[queue::Ended]) -> Robj {
 }
 
 /// Block until the tasks end, in slices, checking for Ctrl+C between
-/// slices and running the reaper every `reap_every` seconds; `progress`
-/// is NULL or a function(done, total). Returns final statuses and the
-/// workers found lost while waiting (also on an error, as attribute
-/// `lost` of the error value).
+/// slices, running the reaper every `reap_every` seconds and riding out an
+/// unreachable server for `patience` seconds; `progress` is NULL or a
+/// function(done, total). Returns final statuses and the workers found
+/// lost while waiting (also on an error, as attribute `lost` of the error
+/// value).
 #[extendr]
-fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, progress: Robj) -> Robj {
+fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, patience: Robj, progress: Robj) -> Robj {
     let mut c = match super::ptr::<Controller>(&x, "controller") {
         Ok(c) => c,
         Err(e) => return e,
@@ -71,16 +72,15 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, progress
     let c = c.as_mut();
     let checked = (|| {
         let timeout = protocol::seconds("timeout", number(&timeout, "timeout")?.unwrap_or(f64::INFINITY), true, true)?;
-        let reap = protocol::seconds("redq.reap_interval", number(&reap_every, "redq.reap_interval")?.unwrap_or(1.0), false, false)?;
-        Ok::<_, Error>((timeout, reap.unwrap_or_default()))
+        let opts = super::job::job_options(false, false, &reap_every, &Robj::from(()), &patience)?;
+        Ok::<_, Error>((timeout, opts))
     })();
-    let (timeout, reap_every) = match checked {
+    let (timeout, opts) = match checked {
         Ok(v) => v,
         Err(e) => return err(&e),
     };
     let (mut check, mut show) = (interrupted, progress_hook(&progress));
     let mut hooks = Hooks { interrupted: &mut check, progress: &mut show };
-    let opts = JobOptions { reap_every, ..JobOptions::default() };
     let cid = c.cid.clone();
     let w = engine::wait_all(&mut c.conn, &c.keys, &cid, &strs(&ids), opts, timeout, &mut hooks);
     match w.error {

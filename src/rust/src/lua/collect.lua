@@ -1,25 +1,20 @@
 -- Collect tasks a job was told (or found) have ended: ARGV[3] fetch ('1':
--- return results too), ARGV[4] consume ('1': delete what has ended, the
--- job owns its tasks and has now received them), ARGV[5..] ids.
--- Atomic so that a task is read and deleted in one step: its result can
--- neither be lost nor delivered twice.
--- Returns {status, result or '', ...} per id (MISSING for unknown ids).
-local fetch, consume = ARGV[3] == '1', ARGV[4] == '1'
+-- return results too), ARGV[4] k, then k ids of the job's tasks it
+-- received with its previous collect, deleted here (record and payload),
+-- then the ids to read. Deleting only what the job confirmed it received
+-- means a reply lost on the way loses no result: the task is read again.
+-- Returns {status, result or '', ...} per id read (MISSING for unknown ids).
+local fetch = ARGV[3] == '1'
+local k = tonumber(ARGV[4])
+for i = 5, 4 + k do
+  redis.call('DEL', K.task(ARGV[i]))
+  redis.call('HDEL', PAYLOADS, ARGV[i])
+end
 local out = {}
-for i = 5, #ARGV do
-  local id = ARGV[i]
-  local tk = K.task(id)
-  local t = redis.call('HMGET', tk, 'status', 'result')
+for i = 5 + k, #ARGV do
+  local t = redis.call('HMGET', K.task(ARGV[i]), 'status', 'result')
   local status = t[1] or MISSING
   out[#out + 1] = status
-  if TERMINAL[status] then
-    out[#out + 1] = fetch and (t[2] or '') or ''
-    if consume then
-      redis.call('DEL', tk)
-      redis.call('HDEL', PAYLOADS, id)
-    end
-  else
-    out[#out + 1] = ''
-  end
+  out[#out + 1] = (fetch and TERMINAL[status] and t[2]) or ''
 end
 return out

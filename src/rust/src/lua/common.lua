@@ -74,11 +74,15 @@ local function settle_dependents(id, completed)
 end
 
 -- Enter a terminal status: whoever waits is told, and dependents move on.
--- A completed task's payload is no longer needed; one that ended otherwise
--- keeps it until it is deleted, so that task_retry() can run it again.
+-- A completed task's payload is no longer needed; a task API task that
+-- ended otherwise keeps it until it is deleted, so that task_retry() can
+-- run it again.
 local function finish(tk, id, t, status, extra)
   redis.call('HSET', tk, 'status', status, 'finished', NOW, unpack(extra or {}))
-  if status == COMPLETE then
+  -- a task that expires belongs to a job that collects it and never runs
+  -- it again: its payload goes whatever the end, so nothing outlives the
+  -- job should its controller vanish
+  if status == COMPLETE or redis.call('TTL', tk) > 0 then
     redis.call('HDEL', PAYLOADS, id)
   end
   notify(t, id, status)
@@ -138,6 +142,10 @@ local function start(wid, id)
   local t = redis.call('HMGET', tk, 'status', 'timeout', 'seed')
   if not t[1] or TERMINAL[t[1]] then
     redis.call('LREM', K.worker_running(wid), 1, id)
+    if not t[1] then
+      -- its record expired (its job's controller vanished): so does the payload
+      redis.call('HDEL', PAYLOADS, id)
+    end
     return nil
   end
   redis.call('HSET', tk, 'status', RUNNING, 'worker', wid, 'started', NOW)

@@ -129,10 +129,18 @@ pub struct EchoWorker {
 
 impl EchoWorker {
     pub fn start(cfg: &Config, queue: &str, delay: Duration) -> EchoWorker {
+        EchoWorker::start_with(cfg, queue, delay, 2)
+    }
+
+    /// With the side thread running the reaper every `reap_every` beats
+    /// (0: never).
+    pub fn start_with(cfg: &Config, queue: &str, delay: Duration, reap_every: u32) -> EchoWorker {
         let stop = Arc::new(AtomicBool::new(false));
         let (cfg, queue, flag) = (cfg.clone(), queue.to_string(), stop.clone());
         let handle = std::thread::spawn(move || {
-            let mut w = Worker::start(&cfg, options(&[&queue])).unwrap();
+            let mut opts = options(&[&queue]);
+            opts.timing.reap_every = reap_every;
+            let mut w = Worker::start(&cfg, opts).unwrap();
             let mut n = 0;
             let mut done: Option<(String, Vec<u8>)> = None;
             while !flag.load(Ordering::SeqCst) {

@@ -1,0 +1,102 @@
+//! Waits and queries for tasks a front end did not submit itself: the task
+//! API's wait, and whether the worker running a task is gone.
+
+use super::{Hooks, Job, JobOptions, Want};
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::monitor::LostWorker;
+use crate::scripts::{self, invocation};
+use crate::status;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Whether the worker running a task is still alive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskWorker {
+    /// Task status (`MISSING` if unknown).
+    pub status: String,
+    /// The worker that runs (or last ran) it, '' if none.
+    pub worker: String,
+    /// Whether that worker's lease exists.
+    pub alive: bool,
+    /// That worker's status (IDLE, BUSY, EXITED, LOST) or ''.
+    pub worker_status: String,
+    /// Its host.
+    pub host: String,
+}
+
+impl TaskWorker {
+    /// The task is running on a worker that is gone (lost or exited):
+    /// unless the reaper requeues it, it will not end by itself.
+    pub fn gone(&self) -> bool {
+        self.status == status::RUNNING && !self.worker.is_empty() && !self.alive
+    }
+}
+
+/// For each id, the task's status and whether its worker lives (one round
+/// trip; see `lua/task_workers.lua`).
+pub fn task_workers(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<TaskWorker>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut inv = invocation(scripts::task_workers(), keys);
+    for id in ids {
+        inv.arg(id);
+    }
+    let flat: Vec<redis::Value> = conn.run(|c| inv.invoke(c))?;
+    let s = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap_or_default() };
+    Ok(flat
+        .chunks(5)
+        .map(|w| TaskWorker {
+            status: s(&w[0]),
+            worker: s(&w[1]),
+            alive: redis::from_redis_value_ref::<i64>(&w[2]).unwrap_or(0) == 1,
+            worker_status: s(&w[3]),
+            host: s(&w[4]),
+        })
+        .collect())
+}
+
+/// Everything `task_wait()` needs: the final status of each id (in order),
+/// the workers found lost meanwhile, and the error that ended the wait, if
+/// any (timeout, interrupt, connection).
+#[derive(Debug)]
+pub struct Watched {
+    /// Final status of each id ('' for ids that had not ended).
+    pub statuses: Vec<String>,
+    /// Workers found lost while waiting.
+    pub lost: Vec<LostWorker>,
+    /// Why the wait ended early.
+    pub error: Option<Error>,
+}
+
+/// Wait for tasks created anywhere, reading only their statuses: the task
+/// API's wait. Notices arrive on job `job`'s list (the waiting controller's
+/// id, to which its own tasks report); tasks of other controllers are
+/// followed by their statuses.
+pub fn wait_all(
+    conn: &mut Connection,
+    keys: &Keys,
+    job: &str,
+    ids: &[String],
+    opts: JobOptions,
+    timeout: Option<Duration>,
+    hooks: &mut Hooks<'_>,
+) -> Watched {
+    let mut j = Job::new(keys, Some(job.to_string()), JobOptions { fetch: false, consume: false, ..opts });
+    j.watch(ids);
+    let start = Instant::now();
+    let (ended, error) = match j.wait(conn, Want::All, None, timeout, hooks) {
+        Ok(batch) if batch.timed_out => (batch.ended, Some(j.timeout_error(conn, Some(start.elapsed())))),
+        Ok(batch) => (batch.ended, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    // borrowed, not copied: a wait may cover a million ids
+    let by_id: HashMap<&str, &str> = ended.iter().map(|e| (e.id.as_str(), e.status.as_str())).collect();
+    Watched {
+        statuses: ids.iter().map(|id| by_id.get(id.as_str()).map_or_else(String::new, |s| s.to_string())).collect(),
+        lost: j.take_lost(),
+        error,
+    }
+}
