@@ -94,12 +94,21 @@ rs_worker_start <- function(url, namespace, queues, name, heartbeat, lease, grac
 # The worker's id.
 rs_worker_id <- function(x) .Call(wrap__rs_worker_id, x)
 
-# Record the previous task's end and (if `claim`) start the next, waiting
-# up to `wait` seconds. `outcome` says what the previous task's R code
-# produced: 0 a value, 1 an error, 2 it was interrupted. Returns
-# list(accepted, id, payload, seed, refused), with a NULL id when no task
-# came.
-rs_worker_step <- function(x, done_id, outcome, done_result, claim, wait) .Call(wrap__rs_worker_step, x, done_id, outcome, done_result, claim, wait)
+# Report the tasks finished since the last step and start up to `limit`
+# more (0: none; the worker sizes its batches by its recent tasks),
+# waiting up to `wait` seconds for work. Returns list(id, payload, seed,
+# refused: NA, or why the task may not run) with one element per task
+# started (none when no work came).
+rs_worker_step <- function(x, limit, wait) .Call(wrap__rs_worker_step, x, limit, wait)
+
+# The R loop begins task `id`: its timeout runs from now. FALSE if it was
+# cancelled meanwhile (skip it and end it as interrupted).
+rs_worker_begin <- function(x, id) .Call(wrap__rs_worker_begin, x, id)
+
+# The R loop ended task `id`: `outcome` says what its code produced (0 a
+# value, 1 an error, 2 it was interrupted) and `result` is the serialized
+# result, reported with the next step.
+rs_worker_end <- function(x, id, outcome, result) .Call(wrap__rs_worker_end, x, id, outcome, result)
 
 # True once a graceful STOP arrived.
 rs_worker_stop_requested <- function(x) .Call(wrap__rs_worker_stop_requested, x)

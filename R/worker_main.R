@@ -69,60 +69,63 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
   invisible(n)
 }
 
-# Interrupts: the side thread interrupts a task it times out or cancels,
-# and its SIGINT may land a moment after that task ended, anywhere in this
-# loop. A calling handler resumes the loop after such a stray interrupt of
-# our own, so no claimed task or unsent result is dropped; inside a task
-# run_task() turns it into the task's end. Any other interrupt is a user's
-# Ctrl+C: the worker leaves, and a task it was running goes back to its
-# queue.
-# What a task's R code produced, as rs_worker_step() codes it; the core
+# What a task's R code produced, as rs_worker_end() codes it; the core
 # turns it into the task's status.
 OUTCOME_VALUE <- 0L
 OUTCOME_ERROR <- 1L
 OUTCOME_INTERRUPTED <- 2L
 
+# Each step reports the tasks finished since the last one and starts the
+# next batch (one task, or several short ones when the backlog is long),
+# in one round trip; the loop then begins, runs and ends them in order.
+#
+# Interrupts: the side thread interrupts a task it times out or cancels,
+# and its SIGINT may land a moment after that task ended, anywhere in this
+# loop. A calling handler resumes the loop after such a stray interrupt of
+# our own, so no claimed task or unsent result is dropped; inside a task
+# run_task() turns it into the task's end. Any other interrupt is a user's
+# Ctrl+C: the worker reports what it finished and leaves; the task it was
+# running, and those of its batch it had not begun, go back to their queue.
 worker_loop <- function(w, state, max_tasks, idle_timeout) {
-  none <- list(id = "", outcome = OUTCOME_VALUE, result = raw())
-  done <- none
   n <- 0
   idle_since <- Sys.time()
-  user_stop <- function() {
-    # the interrupted task, if any, is released when the worker exits
-    done <<- none
-  }
   tryCatch(withCallingHandlers({
     repeat {
-      claim <- n < max_tasks && !rs_worker_stop_requested(w)
-      step <- rs_check(rs_worker_step(w, done$id, done$outcome, done$result, claim, 1))
-      done <- none
-      if (is.null(step$id)) {
-        if (!claim || as.numeric(Sys.time() - idle_since, units = "secs") > idle_timeout) break
+      limit <- if (rs_worker_stop_requested(w)) 0 else max_tasks - n
+      batch <- rs_check(rs_worker_step(w, limit, 1))
+      if (length(batch$id) == 0L) {
+        if (limit <= 0 || as.numeric(Sys.time() - idle_since, units = "secs") > idle_timeout) break
         next
       }
-      out <- if (refused(step)) {
-        # never unserialized: its signature did not verify, or its record
-        # holds something this worker cannot use
-        list(outcome = OUTCOME_ERROR,
-             result = serialize_fast(redq_task_error(step$refused, id = step$id)))
-      } else {
-        run_task(w, step, state)
+      for (i in seq_along(batch$id)) {
+        id <- batch$id[[i]]
+        if (i > 1L && rs_worker_stop_requested(w)) break # the rest go back
+        if (!rs_worker_begin(w, id)) {
+          rs_worker_end(w, id, OUTCOME_INTERRUPTED, raw()) # cancelled before it began
+          next
+        }
+        out <- if (!is.na(batch$refused[[i]])) {
+          # never unserialized: its signature did not verify, or its record
+          # holds something this worker cannot use
+          list(outcome = OUTCOME_ERROR,
+               result = serialize_fast(redq_task_error(batch$refused[[i]], id = id)))
+        } else {
+          run_task(w, list(id = id, payload = batch$payload[[i]], seed = batch$seed[[i]]), state)
+        }
+        rs_worker_end(w, id, out$outcome, out$result)
+        n <- n + 1
       }
-      done <- list(id = step$id, outcome = out$outcome, result = out$result)
-      n <- n + 1
       idle_since <- Sys.time()
     }
   }, interrupt = function(cnd) {
     # inside a task, run_task()'s own handler sees the interrupt first
     if (own_interrupt(w, state)) invokeRestart("resume")
-  }), interrupt = function(cnd) user_stop())
-  if (nzchar(done$id)) {
-    rs_check(rs_worker_step(w, done$id, done$outcome, done$result, FALSE, 0))
-  }
+  }), interrupt = function(cnd) NULL)
+  # report what finished; what was claimed and not finished goes back when
+  # the worker exits
+  rs_check(rs_worker_step(w, 0, 0))
   n
 }
-
-refused <- function(step) length(step$refused) == 1L && !is.na(step$refused)
 
 # An interrupt is ours if the side thread sent more SIGINTs than we have
 # handled (a timeout or cancel); otherwise a user pressed Ctrl+C.

@@ -75,6 +75,9 @@ pub struct Shared {
     pub last_error: Mutex<Option<String>>,
     /// What failed (and was logged) since the last beat that got through.
     pub logged: Mutex<Vec<&'static str>>,
+    /// Tasks of the current batch cancelled before the R loop began them:
+    /// it skips them.
+    pub cancelled: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Timing of the side thread.
@@ -227,9 +230,14 @@ fn handle_control(conn: &mut Connection, keys: &Keys, wid: &str, msg: &str, shar
         (status::CONTROL_KILL, _) => end_process(conn, keys, wid, status::EXIT_KILLED),
         (status::CONTROL_CANCEL, id) => {
             let mut cur = shared.current.lock();
-            if cur.id.as_deref() == Some(id) && cur.interrupted.is_none() {
-                cur.interrupted = Some((Reason::Cancel, Instant::now()));
-                interrupt_r_thread(shared);
+            if cur.id.as_deref() == Some(id) {
+                if cur.interrupted.is_none() {
+                    cur.interrupted = Some((Reason::Cancel, Instant::now()));
+                    interrupt_r_thread(shared);
+                }
+            } else {
+                // not begun yet (later in the current batch): skip it
+                shared.cancelled.lock().insert(id.to_string());
             }
         }
         _ => {} // WAKE, or a message from a newer version: ignore

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::protocol::{self, DEFAULT_MAX_ATTEMPTS};
+use crate::status::{CANCELLED, COMPLETE, ERROR, TIMEOUT};
 use crate::rng::Stream;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -170,7 +171,10 @@ pub struct TaskInfo {
 }
 
 impl TaskInfo {
-    /// From the values of `INFO_FIELDS` (None where absent).
+    /// From the values of `INFO_FIELDS` (None where absent). The history
+    /// lists the attempts that did not end the task; the one that did (a
+    /// worker recorded its end: COMPLETE, ERROR, TIMEOUT, CANCELLED while
+    /// running) is read from the task's own fields.
     pub fn from_values(values: Vec<Option<String>>) -> TaskInfo {
         let mut fields = Vec::new();
         let mut attempts = Vec::new();
@@ -184,7 +188,28 @@ impl TaskInfo {
         if !fields.iter().any(|(k, _)| k == "max_attempts") {
             fields.push(("max_attempts".into(), DEFAULT_MAX_ATTEMPTS.to_string()));
         }
-        TaskInfo { fields, attempts }
+        let mut info = TaskInfo { fields, attempts };
+        if let Some(last) = info.final_attempt() {
+            info.attempts.push(last);
+        }
+        info
+    }
+
+    /// The attempt that ended the task, if a worker recorded its end.
+    fn final_attempt(&self) -> Option<Attempt> {
+        let status = self.get("status")?;
+        let ran = [COMPLETE, ERROR, TIMEOUT, CANCELLED].contains(&status);
+        let worker = self.get("worker").filter(|w| !w.is_empty())?;
+        let started = self.get("started").and_then(|s| s.parse().ok());
+        if !ran || started.is_none() {
+            return None;
+        }
+        Some(Attempt {
+            worker: worker.to_string(),
+            started,
+            ended: self.get("finished").and_then(|s| s.parse().ok()),
+            outcome: status.to_string(),
+        })
     }
 
     /// A field's value.
@@ -220,13 +245,20 @@ mod tests {
     #[test]
     fn history_becomes_attempts() {
         let mut v: Vec<Option<String>> = vec![None; INFO_FIELDS.len()];
-        v[0] = Some("COMPLETE".into());
-        v[10] = Some("w1|100|200|LOST\n||300|RETRY\nw2|400|500|COMPLETE\n".into());
-        let info = TaskInfo::from_values(v);
+        let at = |f: &str| INFO_FIELDS.iter().position(|k| *k == f).unwrap();
+        v[at("status")] = Some("COMPLETE".into());
+        v[at("history")] = Some("w1|100|200|LOST\n||300|RETRY\n".into());
+        v[at("worker")] = Some("w2".into());
+        v[at("started")] = Some("400".into());
+        v[at("finished")] = Some("500".into());
+        let info = TaskInfo::from_values(v.clone());
         assert_eq!(info.get("status"), Some("COMPLETE"));
         assert_eq!(info.get("max_attempts"), Some("3"));
         assert_eq!(info.attempts.len(), 3);
         assert_eq!(info.attempts[1], Attempt { worker: "".into(), started: None, ended: Some(300.0), outcome: "RETRY".into() });
-        assert_eq!(info.attempts[2].worker, "w2");
+        assert_eq!(info.attempts[2], Attempt { worker: "w2".into(), started: Some(400.0), ended: Some(500.0), outcome: "COMPLETE".into() });
+        // a task that died has no attempt of its own beyond the history
+        v[at("status")] = Some("DIED".into());
+        assert_eq!(TaskInfo::from_values(v).attempts.len(), 2);
     }
 }

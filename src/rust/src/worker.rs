@@ -17,6 +17,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How much work (by the recent tasks' duration) a worker starts at once
+/// when the backlog is long: enough to make a round trip per batch cheap,
+/// little enough that no other worker waits long for tasks it holds.
+const BATCH_BUDGET: Duration = Duration::from_millis(5);
+
+/// A task the worker finished, waiting to be reported with the next step.
+#[derive(Clone, Debug)]
+struct Finished {
+    id: String,
+    status: &'static str,
+    result: Vec<u8>,
+    began_ms: u64,
+}
+
 /// A task claimed for evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
@@ -56,7 +70,14 @@ pub struct Worker {
     reg: Registration,
     queues: Vec<String>,
     max_batch: usize,
-    claimed: VecDeque<String>,
+    /// Tasks started by the last step and not yet begun by the R loop.
+    batch: VecDeque<(String, Option<Duration>)>,
+    /// Tasks finished since the last step.
+    finished: Vec<Finished>,
+    /// When the task being evaluated began.
+    began: Option<(Instant, u64)>,
+    /// Recent tasks' duration (exponentially weighted), for the batch size.
+    typical: Option<Duration>,
     shared: Arc<Shared>,
     heartbeat: Heartbeat,
     exited: bool,
@@ -110,7 +131,10 @@ impl Worker {
             reg,
             queues: opts.queues,
             max_batch: opts.max_batch,
-            claimed: VecDeque::new(),
+            batch: VecDeque::new(),
+            finished: Vec::new(),
+            began: None,
+            typical: None,
             shared,
             heartbeat,
             exited: false,
@@ -153,39 +177,74 @@ impl Worker {
         }
     }
 
-    /// Record the previous task's end (if any: id, what its R code
-    /// produced, serialized result) and, if `claim`, start the next task,
-    /// blocking up to `wait` for one to arrive. One round trip when work is
-    /// queued. Returns whether the result was accepted (first result wins)
-    /// and the next task.
-    pub fn step(&mut self, done: Option<(&str, Outcome, &[u8])>, claim: bool, wait: Duration) -> Result<(bool, Option<Task>)> {
-        let status = done.map(|(_, o, _)| self.outcome_status(o));
-        let done = done.zip(status).map(|((id, _, r), s)| (id, s, r));
-        self.step_status(done, claim, wait)
+    /// The R loop begins evaluating task `id` (one the last step started):
+    /// its timeout runs from now. False if it was cancelled meanwhile; the
+    /// loop then skips it and ends it as interrupted.
+    pub fn begin(&mut self, id: &str) -> bool {
+        let timeout = match self.batch.iter().position(|(t, _)| t == id) {
+            Some(i) => self.batch.remove(i).and_then(|(_, d)| d),
+            None => None,
+        };
+        self.began = Some((Instant::now(), scripts::now_ms()));
+        if self.shared.cancelled.lock().remove(id) {
+            return false;
+        }
+        let mut cur = self.shared.current.lock();
+        cur.interrupted = None;
+        cur.id = Some(id.to_string());
+        cur.deadline = timeout.and_then(|d| Instant::now().checked_add(d));
+        true
     }
 
-    fn step_status(&mut self, done: Option<(&str, &str, &[u8])>, claim: bool, wait: Duration) -> Result<(bool, Option<Task>)> {
+    /// The R loop finished the task it began: what its code produced and
+    /// the serialized result, reported with the next step.
+    pub fn end(&mut self, id: &str, outcome: Outcome, result: Vec<u8>) {
+        let status = self.outcome_status(outcome);
+        let (at, began_ms) = self.began.take().unwrap_or((Instant::now(), 0));
+        let took = at.elapsed();
+        self.typical = Some(self.typical.map_or(took, |t| (t * 3 + took) / 4));
         self.set_current(None);
+        self.finished.push(Finished { id: id.to_string(), status, result, began_ms });
+    }
+
+    /// How many tasks to start at once: a few milliseconds of work at the
+    /// recent tasks' pace, at most `max_batch`; one until there is a pace.
+    fn batch_size(&self) -> usize {
+        match self.typical {
+            Some(t) if !t.is_zero() => ((BATCH_BUDGET.as_nanos() / t.as_nanos().max(1)) as usize).clamp(1, self.max_batch),
+            Some(_) => self.max_batch,
+            None => 1,
+        }
+    }
+
+    /// Report the finished tasks and start up to `limit` more (0: start
+    /// none), blocking up to `wait` for work when none is queued. One round
+    /// trip when work is queued, however many tasks it reports and starts.
+    /// Returns whether each report was accepted (first result wins) and
+    /// the tasks started, for the R loop to `begin` and `end` in order.
+    pub fn step(&mut self, limit: usize, wait: Duration) -> Result<(Vec<bool>, Vec<Task>)> {
+        self.set_current(None);
+        let want = limit.min(self.batch_size());
         let patience = Duration::from_secs(3600);
         let deadline = Instant::now() + patience;
-        let mut accepted = false;
-        let mut done = done;
+        let mut accepted = Vec::new();
+        let mut moved: Option<String> = None;
         loop {
-            let next = if claim { self.claimed.pop_front() } else { None };
-            match self.step_once(done, next.as_deref(), claim) {
-                Ok((acc, task)) => {
-                    accepted |= acc;
-                    if let Some(t) = task {
-                        self.set_current(Some(&t));
-                        return Ok((accepted, Some(t)));
+            match self.step_once(moved.as_deref(), want) {
+                Ok((acc, tasks)) => {
+                    accepted.extend(acc);
+                    self.finished.clear();
+                    if !tasks.is_empty() {
+                        self.shared.cancelled.lock().clear();
+                        self.batch = tasks.iter().map(|t| (t.id.clone(), t.timeout)).collect();
+                        return Ok((accepted, tasks));
                     }
-                    if !claim || self.stop_requested() || wait.is_zero() {
-                        return Ok((accepted, None));
+                    if want == 0 || self.stop_requested() || wait.is_zero() {
+                        return Ok((accepted, vec![]));
                     }
-                    done = None;
                     // nothing queued: block on the first queue; the moved id
                     // is this worker's from now on (it sits in its running list)
-                    let moved: Option<String> = match self.conn.run_blocking(wait, |c| {
+                    moved = match self.conn.run_blocking(wait, |c| {
                         redis::cmd("BLMOVE")
                             .arg(self.reg.keys.queue(&self.queues[0]))
                             .arg(self.reg.keys.worker_running(&self.reg.id))
@@ -200,26 +259,22 @@ impl Worker {
                             // before the connection broke: give it back
                             self.backoff(e, deadline)?;
                             self.release_claims()?;
-                            return Ok((accepted, None));
+                            return Ok((accepted, vec![]));
                         }
                         Err(e) => return Err(e),
                     };
-                    match moved {
-                        Some(id) => self.claimed.push_front(id),
-                        None => return Ok((accepted, None)),
+                    if moved.is_none() {
+                        return Ok((accepted, vec![]));
                     }
                 }
                 Err(e) if e.is_connection() => {
                     // The step may or may not have run. Whatever it did is
-                    // recorded in Redis (results are first-writer-wins, claims sit
-                    // in our running list); give claims back once we can reach
-                    // the server again, and carry on.
-                    if let Some(n) = next {
-                        self.claimed.push_front(n);
-                    }
+                    // recorded in Redis (results are first-writer-wins, claims
+                    // sit in our running list): once the server answers again,
+                    // give the claims back and report the finished tasks again.
                     self.backoff(e, deadline)?;
                     self.release_claims()?;
-                    done = None;
+                    moved = None;
                 }
                 Err(e) => return Err(e),
             }
@@ -235,38 +290,38 @@ impl Worker {
     }
 
     fn release_claims(&mut self) -> Result<()> {
-        self.claimed.clear();
+        self.batch.clear();
         let (wid, keys) = (self.reg.id.clone(), self.reg.keys.clone());
         self.conn
             .run(|c| invocation(scripts::release(), &keys).arg(&wid).arg(status::EXIT_RECONNECTED).invoke::<redis::Value>(c))?;
         Ok(())
     }
 
-    fn step_once(&mut self, done: Option<(&str, &str, &[u8])>, next: Option<&str>, claim: bool) -> Result<(bool, Option<Task>)> {
+    fn step_once(&mut self, moved: Option<&str>, want: usize) -> Result<(Vec<bool>, Vec<Task>)> {
         let mut inv = invocation(scripts::step(), &self.reg.keys);
-        inv.arg(&self.reg.id);
-        match done {
-            Some((id, st, res)) => inv.arg(id).arg(st).arg(res),
-            None => inv.arg("").arg("").arg(""),
-        };
-        inv.arg(next.unwrap_or("")).arg(self.max_batch);
-        if claim {
+        inv.arg(&self.reg.id).arg(self.finished.len());
+        for f in &self.finished {
+            inv.arg(&f.id).arg(f.status).arg(&f.result[..]).arg(if f.began_ms > 0 { f.began_ms.to_string() } else { String::new() });
+        }
+        inv.arg(moved.unwrap_or("")).arg(if moved.is_some() { want.max(1) } else { want });
+        if want > 0 || moved.is_some() {
             for q in &self.queues {
                 inv.arg(q);
             }
         }
         let reply: Vec<redis::Value> = self.conn.run(|c| inv.invoke(c))?;
-        let accepted = matches!(reply.first(), Some(redis::Value::Int(1)));
-        if reply.len() < 5 {
-            return Ok((accepted, None));
-        }
         let s = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap_or_default() };
-        let raw: Vec<u8> = redis::from_redis_value_ref(&reply[2]).unwrap_or_default();
-        let task = self.task_from(s(&reply[1]), raw, &s(&reply[3]), &s(&reply[4]));
-        for v in reply[5..].iter().rev() {
-            self.claimed.push_front(s(v));
-        }
-        Ok((accepted, Some(task)))
+        let n: usize = reply.first().and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or(0);
+        let accepted = reply.iter().skip(1).take(n).map(|v| matches!(v, redis::Value::Int(1))).collect();
+        let tasks = reply[(1 + n).min(reply.len())..]
+            .chunks(4)
+            .filter(|c| c.len() == 4)
+            .map(|c| {
+                let raw: Vec<u8> = redis::from_redis_value_ref(&c[1]).unwrap_or_default();
+                self.task_from(s(&c[0]), raw, &s(&c[2]), &s(&c[3]))
+            })
+            .collect();
+        Ok((accepted, tasks))
     }
 
     /// A claimed task as the R loop receives it. Whatever is wrong with its

@@ -350,8 +350,8 @@ fn a_retried_task_is_not_taken_for_ended_by_its_old_notice() {
     let t = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"x".to_vec()) };
     redq::queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], api).unwrap();
     let mut w = redq::worker::Worker::start(&cfg, common::options(&["q"])).unwrap();
-    let (_, got) = w.step(None, true, Duration::ZERO).unwrap();
-    w.step(Some((&got.unwrap().id, redq::status::Outcome::Error, b"e")), false, Duration::ZERO).unwrap();
+    let (_, got) = common::step1(&mut w, None, true, Duration::ZERO);
+    common::step1(&mut w, Some((&got.unwrap().id, redq::status::Outcome::Error, b"e")), false, Duration::ZERO);
     // the ERROR notice waits in the controller's list; the task runs again
     redq::queue::retry(&mut ctl.conn, &ctl.keys, &ctl.cid.clone(), &[t.id.clone()]).unwrap();
     let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
@@ -359,8 +359,8 @@ fn a_retried_task_is_not_taken_for_ended_by_its_old_notice() {
     let cid = ctl.cid.clone();
     let r = engine::wait_all(&mut ctl.conn, &ctl.keys, &cid, &[t.id.clone()], opts(), Some(Duration::from_millis(300)), &mut hooks);
     assert!(r.error.as_ref().is_some_and(|e| e.is_timeout()), "{r:?}");
-    let (_, again) = w.step(None, true, Duration::ZERO).unwrap();
-    w.step(Some((&again.unwrap().id, redq::status::Outcome::Value, b"v")), false, Duration::ZERO).unwrap();
+    let (_, again) = common::step1(&mut w, None, true, Duration::ZERO);
+    common::step1(&mut w, Some((&again.unwrap().id, redq::status::Outcome::Value, b"v")), false, Duration::ZERO);
     let r = engine::wait_all(&mut ctl.conn, &ctl.keys, &cid, &[t.id.clone()], opts(), Some(Duration::from_secs(5)), &mut hooks);
     assert_eq!(r.statuses, vec!["COMPLETE"]);
 }

@@ -60,11 +60,11 @@ fn tasks_run_in_fifo_order_and_results_come_back() {
 
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
     let mut seen = vec![];
-    let (_, mut next) = w.step(None, true, Duration::from_millis(100)).unwrap();
+    let (_, mut next) = common::step1(&mut w, None, true, Duration::from_millis(100));
     while let Some(t) = next {
         seen.push(t.payload[0]);
         let result = vec![t.payload[0] * 2];
-        let (accepted, n) = w.step(Some((&t.id, Outcome::Value, &result)), true, Duration::ZERO).unwrap();
+        let (accepted, n) = common::step1(&mut w, Some((&t.id, Outcome::Value, &result)), true, Duration::ZERO);
         assert!(accepted);
         next = n;
     }
@@ -95,14 +95,14 @@ fn the_first_result_wins_and_a_duplicate_is_dropped() {
     let t = spec("q", b"x", &ctl.cid);
     queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], API).unwrap();
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
-    let (_, got) = w.step(None, true, Duration::ZERO).unwrap();
+    let (_, got) = common::step1(&mut w, None, true, Duration::ZERO);
     assert_eq!(got.unwrap().id, t.id);
     let first: Vec<i64> = ctl
         .conn
         .run(|c| invocation(scripts::complete(), &ctl.keys).arg("other").arg(&t.id).arg("COMPLETE").arg("first").invoke(c))
         .unwrap();
     assert_eq!(first, vec![1]);
-    let (accepted, _) = w.step(Some((&t.id, Outcome::Value, b"second")), false, Duration::ZERO).unwrap();
+    let (accepted, _) = common::step1(&mut w, Some((&t.id, Outcome::Value, b"second")), false, Duration::ZERO);
     assert!(!accepted);
     let res = queue::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
     assert_eq!(res[0].result.as_deref(), Some(&b"first"[..]));
@@ -139,7 +139,7 @@ fn a_worker_claims_in_queue_priority_order() {
     queue::submit(&mut ctl.conn, &ctl.keys, &[low.clone()], API).unwrap();
     queue::submit(&mut ctl.conn, &ctl.keys, &[high.clone()], API).unwrap();
     let mut w = Worker::start(&cfg, options(&["high", "low"])).unwrap();
-    let (_, t) = w.step(None, true, Duration::ZERO).unwrap();
+    let (_, t) = common::step1(&mut w, None, true, Duration::ZERO);
     assert_eq!(t.unwrap().id, high.id);
 }
 
@@ -185,16 +185,16 @@ fn workers_run_only_payloads_signed_with_their_secret() {
     assert!(stored.starts_with(redq::signature::MAGIC));
 
     let mut good = Worker::start(&signed, options(&["q"])).unwrap();
-    let (_, t) = good.step(None, true, Duration::ZERO).unwrap();
+    let (_, t) = common::step1(&mut good, None, true, Duration::ZERO);
     let t = t.unwrap();
     assert_eq!((t.payload.clone(), t.refused.clone()), (vec![0u8], None));
-    good.step(Some((&t.id, Outcome::Value, b"ok")), false, Duration::ZERO).unwrap();
+    common::step1(&mut good, Some((&t.id, Outcome::Value, b"ok")), false, Duration::ZERO);
     good.exit("EXITED").unwrap();
 
     let mut other = srv.config("sig");
     other.secret = Some(b"wrong".to_vec());
     let mut bad = Worker::start(&other, options(&["q"])).unwrap();
-    let (_, t) = bad.step(None, true, Duration::ZERO).unwrap();
+    let (_, t) = common::step1(&mut bad, None, true, Duration::ZERO);
     let t = t.unwrap();
     assert!(t.payload.is_empty());
     assert!(t.refused.unwrap().contains("signature"));
@@ -224,11 +224,11 @@ fn dependents_wait_then_run_or_become_impossible() {
 
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
     let mut ran = vec![];
-    let (_, mut next) = w.step(None, true, Duration::ZERO).unwrap();
+    let (_, mut next) = common::step1(&mut w, None, true, Duration::ZERO);
     while let Some(t) = next {
         ran.push(t.payload.clone());
         let outcome = if t.payload == b"f" { Outcome::Error } else { Outcome::Value };
-        next = w.step(Some((&t.id, outcome, b"r")), true, Duration::ZERO).unwrap().1;
+        next = common::step1(&mut w, Some((&t.id, outcome, b"r")), true, Duration::ZERO).1;
     }
     // b ran once a had completed; c and d can never run
     assert_eq!(ran, vec![b"a".to_vec(), b"f".to_vec(), b"b".to_vec()]);

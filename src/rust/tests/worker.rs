@@ -27,16 +27,16 @@ fn a_task_with_an_unusable_timeout_is_refused_and_the_worker_goes_on() {
     // written by something other than this redq: a timeout no clock can hold
     let _: () = ctl.conn.run(|c| redis::cmd("HSET").arg(ctl.keys.task(&bad.id)).arg("timeout").arg("1e19").query(c)).unwrap();
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
-    let (_, t) = w.step(None, true, Duration::ZERO).unwrap();
+    let (_, t) = common::step1(&mut w, None, true, Duration::ZERO);
     let t = t.unwrap();
     assert_eq!(t.id, bad.id);
     let why = t.refused.clone().unwrap();
     assert!(why.contains("timeout"), "{why}");
     assert!(t.payload.is_empty());
-    let (_, next) = w.step(Some((&t.id, Outcome::Error, b"refused")), true, Duration::ZERO).unwrap();
+    let (_, next) = common::step1(&mut w, Some((&t.id, Outcome::Error, b"refused")), true, Duration::ZERO);
     let next = next.unwrap();
     assert_eq!((next.id.as_str(), next.refused.as_deref(), next.payload.as_slice()), (good.id.as_str(), None, &b"good"[..]));
-    w.step(Some((&next.id, Outcome::Value, b"ok")), false, Duration::ZERO).unwrap();
+    common::step1(&mut w, Some((&next.id, Outcome::Value, b"ok")), false, Duration::ZERO);
     let st = queue::statuses(&mut ctl.conn, &ctl.keys, &[bad.id.clone(), good.id.clone()]).unwrap();
     assert_eq!(st, vec!["ERROR", "COMPLETE"]);
     w.exit("EXITED").unwrap();
@@ -65,7 +65,7 @@ fn a_worker_whose_connection_breaks_while_waiting_gives_back_its_claims() {
             let _: i64 = ctl.conn.run(|c| redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(c)).unwrap();
         })
     };
-    let (_, got) = w.step(None, true, Duration::from_secs(3)).unwrap();
+    let (_, got) = common::step1(&mut w, None, true, Duration::from_secs(3));
     killer.join().unwrap();
     assert!(got.is_none());
     let mut ctl = Controller::open(&cfg).unwrap(); // the kill closed ours too
@@ -75,7 +75,7 @@ fn a_worker_whose_connection_breaks_while_waiting_gives_back_its_claims() {
     // and the worker serves on
     let q = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"y".to_vec()) };
     queue::submit(&mut ctl.conn, &keys, &[q.clone()], API).unwrap();
-    let (_, again) = w.step(None, true, Duration::ZERO).unwrap();
+    let (_, again) = common::step1(&mut w, None, true, Duration::ZERO);
     assert_eq!(again.map(|t| t.id), Some(q.id));
 }
 
@@ -134,4 +134,120 @@ fn controllers_keep_user_values_and_run_raw_commands() {
     let pong = ctl.command(&["PING".to_string()]).unwrap();
     assert_eq!(pong, redis::Value::SimpleString("PONG".into()));
     assert_eq!(ctl.command(&[]).unwrap_err().kind(), "argument");
+}
+
+fn hget(ctl: &mut Controller, id: &str, field: &str) -> Option<String> {
+    let key = ctl.keys.task(id);
+    ctl.conn.run(|c| redis::cmd("HGET").arg(&key).arg(field).query(c)).unwrap()
+}
+
+/// A worker that has run one short task (so it has a pace) and then
+/// started a batch of several from a long backlog.
+fn worker_with_a_batch(cfg: &redq::config::Config, ctl: &mut Controller) -> (Worker, Vec<redq::worker::Task>) {
+    let tasks: Vec<TaskSpec> =
+        (0..40).map(|i| TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", vec![i as u8]) }).collect();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
+    let mut w = Worker::start(cfg, options(&["q"])).unwrap();
+    let (_, first) = w.step(usize::MAX, Duration::ZERO).unwrap();
+    assert_eq!(first.len(), 1, "no pace yet: one task at a time");
+    w.begin(&first[0].id);
+    w.end(&first[0].id, Outcome::Value, b"r".to_vec());
+    let (accepted, batch) = w.step(usize::MAX, Duration::ZERO).unwrap();
+    assert_eq!(accepted, vec![true]);
+    assert_eq!(batch.len(), 4, "a short task's pace fills a batch (max_batch 4)");
+    (w, batch)
+}
+
+#[test]
+fn short_tasks_start_in_batches_and_count_attempts_when_they_end() {
+    let srv = Server::start();
+    let cfg = srv.config("batch");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let (mut w, batch) = worker_with_a_batch(&cfg, &mut ctl);
+    for (i, t) in batch.iter().enumerate() {
+        assert_eq!(hget(&mut ctl, &t.id, "status").as_deref(), Some("RUNNING"));
+        // only the first is recorded as begun before it ends
+        assert_eq!(hget(&mut ctl, &t.id, "started").is_some(), i == 0, "{i}");
+    }
+    for t in &batch {
+        assert!(w.begin(&t.id));
+        w.end(&t.id, Outcome::Value, t.payload.clone());
+    }
+    let (accepted, _) = w.step(0, Duration::ZERO).unwrap();
+    assert_eq!(accepted, vec![true; 4]);
+    for t in &batch {
+        assert_eq!(hget(&mut ctl, &t.id, "status").as_deref(), Some("COMPLETE"));
+        assert_eq!(hget(&mut ctl, &t.id, "attempt").as_deref(), Some("1"));
+        assert!(hget(&mut ctl, &t.id, "started").is_some());
+        let info = queue::info(&mut ctl.conn, &ctl.keys, &t.id).unwrap();
+        assert_eq!(info.attempts.len(), 1);
+        assert_eq!(info.attempts[0].outcome, "COMPLETE");
+        assert_eq!(info.attempts[0].worker, w.id());
+    }
+    w.exit("EXITED").unwrap();
+}
+
+#[test]
+fn a_lost_worker_charges_only_the_task_it_began_and_the_rest_run_alone() {
+    let srv = Server::start();
+    let cfg = srv.config("batchlost");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let (mut w, batch) = worker_with_a_batch(&cfg, &mut ctl);
+    assert!(w.begin(&batch[0].id));
+    // the worker dies in its first task: it stops renewing its lease
+    drop(w);
+    let keys = ctl.keys.clone();
+    assert!(common::wait_until(Duration::from_secs(5), || {
+        !redq::monitor::reap(&mut ctl.conn, &keys).unwrap().is_empty()
+    }));
+    assert_eq!(hget(&mut ctl, &batch[0].id, "attempt").as_deref(), Some("1"));
+    assert_eq!(hget(&mut ctl, &batch[0].id, "status").as_deref(), Some("PENDING"));
+    for t in &batch[1..] {
+        assert_eq!(hget(&mut ctl, &t.id, "status").as_deref(), Some("PENDING"));
+        assert_eq!(hget(&mut ctl, &t.id, "attempt"), None, "charged without having run");
+        assert_eq!(hget(&mut ctl, &t.id, "solo").as_deref(), Some("1"));
+    }
+    // the next worker, once it has a pace, starts each of them on its own
+    // and then batches the rest again
+    let mut w2 = Worker::start(&cfg, options(&["q"])).unwrap();
+    let mut sizes = Vec::new();
+    let mut alone = 0;
+    loop {
+        let (_, got) = w2.step(usize::MAX, Duration::ZERO).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        sizes.push(got.len());
+        if got.iter().any(|t| batch[1..].iter().any(|b| b.id == t.id)) {
+            assert_eq!(got.len(), 1, "a task marked to run alone came in a batch");
+            alone += 1;
+        }
+        for t in &got {
+            w2.begin(&t.id);
+            w2.end(&t.id, Outcome::Value, vec![]);
+        }
+    }
+    assert_eq!(alone, 3);
+    assert!(sizes.iter().any(|&n| n > 1), "{sizes:?}");
+    w2.exit("EXITED").unwrap();
+}
+
+#[test]
+fn a_batch_mate_cancelled_before_it_began_is_skipped() {
+    let srv = Server::start();
+    let cfg = srv.config("batchcancel");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let (mut w, batch) = worker_with_a_batch(&cfg, &mut ctl);
+    assert!(w.begin(&batch[0].id));
+    assert_eq!(queue::cancel(&mut ctl.conn, &ctl.keys, &[batch[2].id.clone()]).unwrap(), vec!["RUNNING"]);
+    w.end(&batch[0].id, Outcome::Value, vec![]);
+    assert!(w.begin(&batch[1].id));
+    std::thread::sleep(Duration::from_millis(300)); // the side thread reads its control list
+    w.end(&batch[1].id, Outcome::Value, vec![]);
+    assert!(!w.begin(&batch[2].id), "ran a cancelled task");
+    w.end(&batch[2].id, Outcome::Interrupted, vec![]);
+    let (accepted, _) = w.step(0, Duration::ZERO).unwrap();
+    assert_eq!(accepted, vec![true, true, false]);
+    assert_eq!(hget(&mut ctl, &batch[2].id, "status").as_deref(), Some("CANCELLED"));
+    w.exit("EXITED").unwrap();
 }

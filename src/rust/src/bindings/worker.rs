@@ -72,34 +72,48 @@ fn rs_worker_id(x: Robj) -> Robj {
     w.id().into()
 }
 
-/// Record the previous task's end and (if `claim`) start the next, waiting
-/// up to `wait` seconds. `outcome` says what the previous task's R code
-/// produced: 0 a value, 1 an error, 2 it was interrupted. Returns
-/// list(accepted, id, payload, seed, refused), with a NULL id when no task
-/// came.
+/// Report the tasks finished since the last step and start up to `limit`
+/// more (0: none; the worker sizes its batches by its recent tasks),
+/// waiting up to `wait` seconds for work. Returns list(id, payload, seed,
+/// refused: NA, or why the task may not run) with one element per task
+/// started (none when no work came).
 #[extendr]
-fn rs_worker_step(x: Robj, done_id: &str, outcome: i32, done_result: Raw, claim: bool, wait: f64) -> Robj {
+fn rs_worker_step(x: Robj, limit: f64, wait: f64) -> Robj {
     let mut w = wkr!(x);
-    let done = if done_id.is_empty() {
-        None
-    } else {
-        match Outcome::from_code(outcome) {
-            Some(o) => Some((done_id, o, done_result.as_slice())),
-            None => return err(&Error::Argument(format!("unknown task outcome code {outcome}"))),
-        }
-    };
     let wait = Duration::try_from_secs_f64(wait.max(0.0)).unwrap_or(Duration::ZERO);
-    match w.as_mut().step(done, claim, wait) {
-        Ok((accepted, Some(t))) => list!(
-            accepted = accepted,
-            id = t.id,
-            payload = Raw::from_bytes(&t.payload),
-            seed = t.seed.map_or(Robj::from(()), |s| s.to_vec().into()),
-            refused = t.refused
+    let limit = if limit.is_finite() && limit > 0.0 { limit.min(1e6) as usize } else if limit > 0.0 { usize::MAX } else { 0 };
+    match w.as_mut().step(limit, wait) {
+        Ok((_, tasks)) => list!(
+            id = tasks.iter().map(|t| t.id.as_str()).collect::<Strings>(),
+            payload = List::from_values(tasks.iter().map(|t| Raw::from_bytes(&t.payload))),
+            seed = List::from_values(tasks.iter().map(|t| t.seed.map_or(Robj::from(()), |s| s.to_vec().into()))),
+            refused = tasks.iter().map(|t| t.refused.as_deref().map_or(Rstr::na(), Rstr::from)).collect::<Strings>()
         )
         .into(),
-        Ok((accepted, None)) => list!(accepted = accepted, id = ()).into(),
         Err(e) => err(&e),
+    }
+}
+
+/// The R loop begins task `id`: its timeout runs from now. FALSE if it was
+/// cancelled meanwhile (skip it and end it as interrupted).
+#[extendr]
+fn rs_worker_begin(x: Robj, id: &str) -> Robj {
+    let mut w = wkr!(x);
+    w.as_mut().begin(id).into()
+}
+
+/// The R loop ended task `id`: `outcome` says what its code produced (0 a
+/// value, 1 an error, 2 it was interrupted) and `result` is the serialized
+/// result, reported with the next step.
+#[extendr]
+fn rs_worker_end(x: Robj, id: &str, outcome: i32, result: Raw) -> Robj {
+    let mut w = wkr!(x);
+    match Outcome::from_code(outcome) {
+        Some(o) => {
+            w.as_mut().end(id, o, result.as_slice().to_vec());
+            Robj::from(())
+        }
+        None => err(&Error::Argument(format!("unknown task outcome code {outcome}"))),
     }
 }
 
@@ -168,6 +182,8 @@ extendr_module! {
     fn rs_worker_start;
     fn rs_worker_id;
     fn rs_worker_step;
+    fn rs_worker_begin;
+    fn rs_worker_end;
     fn rs_worker_stop_requested;
     fn rs_worker_signals;
     fn rs_worker_job_env;

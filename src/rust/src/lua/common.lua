@@ -19,11 +19,15 @@ local function fields(tk)
           attempt = tonumber(t[6] or '0'), max_attempts = tonumber(t[7] or DEFAULT_MAX_ATTEMPTS)}
 end
 
--- One line per ended attempt: worker|started|ended|outcome
-local function log_attempt(tk, wid, started, outcome)
+-- One line per attempt that did not end the task with a recorded result:
+-- worker|started|ended|outcome (LOST, how a worker left, RETRY). The
+-- attempt that ended it is described by the task's own worker, started,
+-- finished and status fields (task.rs reads both), which keeps the
+-- common case, one attempt, free of this string.
+local function log_attempt(tk, wid, started, outcome, ended)
   local h = redis.call('HGET', tk, 'history') or ''
   redis.call('HSET', tk, 'history',
-    h .. (wid or '') .. '|' .. (started or '') .. '|' .. NOW .. '|' .. outcome .. '\n')
+    h .. (wid or '') .. '|' .. (started or '') .. '|' .. (ended or NOW) .. '|' .. outcome .. '\n')
 end
 
 -- A completion notice: the task's id and the status it ended with, so a
@@ -118,8 +122,10 @@ end
 
 -- First result wins: a task takes a terminal status once; later results
 -- (a duplicate, or the late answer of a worker declared lost after the
--- task was requeued) are dropped. Returns 1 if this result was recorded.
-local function complete(wid, id, status, result)
+-- task was requeued) are dropped. `began` is when the worker began it
+-- (ms; '' if unknown): a task claimed in a batch is recorded as started,
+-- and counts its attempt, only now. Returns 1 if this result was recorded.
+local function complete(wid, id, status, result, began)
   redis.call('LREM', K.worker_running(wid), 1, id)
   local tk = K.task(id)
   local t = fields(tk)
@@ -130,16 +136,27 @@ local function complete(wid, id, status, result)
     -- requeued after its worker was declared lost: take it off the queue
     redis.call('LREM', K.queue(t.queue), 1, id)
   end
-  log_attempt(tk, wid, t.worker == wid and t.started or '', status)
-  finish(tk, id, t, status, {'result', result, 'worker', wid})
+  if t.status == RUNNING and t.worker == wid and not t.started then
+    redis.call('HINCRBY', tk, 'attempt', 1)
+  end
+  local extra = {'result', result, 'worker', wid}
+  if began and began ~= '' then
+    extra[#extra + 1] = 'started'
+    extra[#extra + 1] = began
+  end
+  finish(tk, id, t, status, extra)
   return 1
 end
 
--- Mark a claimed id RUNNING. Returns {id, payload, timeout, seed}, or nil
--- if the task ended (cancelled) or vanished while it waited in the queue.
-local function start(wid, id)
+-- Mark a claimed id RUNNING on worker wid. The first task of a claim is
+-- recorded as started now and counts an attempt; the others of a batch
+-- are recorded only when they complete (`complete`), so that a worker
+-- leaving or lost before it began them does not charge them an attempt.
+-- Returns {id, payload, timeout, seed} and whether the task must run on
+-- its own, or nil if it ended (cancelled) or vanished while queued.
+local function start(wid, id, first)
   local tk = K.task(id)
-  local t = redis.call('HMGET', tk, 'status', 'timeout', 'seed')
+  local t = redis.call('HMGET', tk, 'status', 'timeout', 'seed', 'solo')
   if not t[1] or TERMINAL[t[1]] then
     redis.call('LREM', K.worker_running(wid), 1, id)
     if not t[1] then
@@ -148,16 +165,20 @@ local function start(wid, id)
     end
     return nil
   end
-  redis.call('HSET', tk, 'status', RUNNING, 'worker', wid, 'started', NOW)
-  redis.call('HINCRBY', tk, 'attempt', 1)
-  redis.call('HSET', K.worker(wid), 'status', WORKER_BUSY, 'task', id)
-  return {id, redis.call('HGET', PAYLOADS, id) or '', t[2] or '', t[3] or ''}
+  if first then
+    redis.call('HSET', tk, 'status', RUNNING, 'worker', wid, 'started', NOW)
+    redis.call('HINCRBY', tk, 'attempt', 1)
+    redis.call('HSET', K.worker(wid), 'status', WORKER_BUSY, 'task', id)
+  else
+    redis.call('HSET', tk, 'status', RUNNING, 'worker', wid)
+  end
+  return {id, redis.call('HGET', PAYLOADS, id) or '', t[2] or '', t[3] or ''}, t[4] == '1'
 end
 
 -- Give every task a worker holds back to its queue (front, so it runs next).
--- A task that was RUNNING counts an attempt: it ends DIED once it used up
--- max_attempts, else it is PENDING again. A task only claimed (still
--- PENDING) goes back as it was. Returns {requeued, died}.
+-- A task recorded as started counts an attempt: it ends DIED once it used
+-- up max_attempts, else it is PENDING again. A task only claimed goes back
+-- as it was. Returns {requeued, died}.
 local function release_worker(wid, outcome)
   local running = K.worker_running(wid)
   local ids = redis.call('LRANGE', running, 0, -1)
@@ -168,16 +189,24 @@ local function release_worker(wid, outcome)
     local id = ids[i]
     local tk = K.task(id)
     local t = fields(tk)
-    if t.status == RUNNING then
+    if t.status == RUNNING and t.started then
       log_attempt(tk, wid, t.started, outcome)
       if t.attempt >= t.max_attempts then
         finish(tk, id, t, DIED)
         died = died + 1
       else
         redis.call('HSET', tk, 'status', PENDING, 'worker', '')
+        redis.call('HDEL', tk, 'started')
         redis.call('RPUSH', K.queue(t.queue), id)
         requeued = requeued + 1
       end
+    elseif t.status == RUNNING then
+      -- claimed in a batch and not known to have begun: back without an
+      -- attempt, and alone next time, so that a task that kills its worker
+      -- in a batch is charged from its next run on
+      redis.call('HSET', tk, 'status', PENDING, 'worker', '', 'solo', 1)
+      redis.call('RPUSH', K.queue(t.queue), id)
+      requeued = requeued + 1
     elseif t.status == PENDING then
       redis.call('RPUSH', K.queue(t.queue), id)
       requeued = requeued + 1
@@ -217,7 +246,6 @@ local function cancel_tasks(ids, delete, unlist)
       ndrop[qk] = (ndrop[qk] or 0) + 1
     elseif t.status == RUNNING then
       redis.call('RPUSH', K.worker_control(t.worker), CONTROL_CANCEL .. ' ' .. id)
-      log_attempt(tk, t.worker, t.started, CANCELLED)
     end
     if delete then
       if t.status then

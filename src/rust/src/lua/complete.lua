@@ -4,6 +4,6 @@
 local wid = ARGV[3]
 local out = {}
 for i = 4, #ARGV, 3 do
-  out[#out + 1] = complete(wid, ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  out[#out + 1] = complete(wid, ARGV[i], ARGV[i + 1], ARGV[i + 2], '')
 end
 return out

@@ -24,6 +24,10 @@ if ok == 1 then
     if t.job then
       redis.call('LREM', K.job_done(t.job), 0, notice(id, before[i - 3]))
     end
+    -- the attempt that ended it was described by the fields cleared below
+    if t.worker and t.worker ~= '' and t.started then
+      log_attempt(tk, t.worker, t.started, before[i - 3], redis.call('HGET', tk, 'finished'))
+    end
     log_attempt(tk, '', '', OUTCOME_RETRY)
     redis.call('HDEL', tk, 'result', 'finished', 'started', 'worker', 'deps_left')
     redis.call('HSET', tk, 'status', PENDING, 'attempt', 0, 'job', ARGV[3])

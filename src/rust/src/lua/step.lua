@@ -1,52 +1,85 @@
--- Worker step: complete the previous task, then start the next one, in one
--- round trip. Atomic so that at every instant each id is in exactly one
--- place (a queue, this worker's running list, or a terminal status).
--- ARGV[3] wid, [4] done id ('' = none), [5] done status, [6] done result,
--- [7] next id already in the running list ('' = none), [8] max batch,
--- [9..] queues in priority order.
--- Returns {accepted, id, payload, timeout, seed, extra claimed ids...};
--- {accepted} alone when there is nothing to run.
+-- Worker step: record the tasks the worker finished, then start the next
+-- ones, in one round trip. Atomic so that at every instant each id is in
+-- exactly one place (a queue, this worker's running list, or a terminal
+-- status).
+-- ARGV[3] wid, [4] n finished, then n quadruples (id, status, result,
+-- began ms), then: the id BLMOVE already moved into the running list
+-- ('' = none), how many tasks to start at most, the queues in priority
+-- order.
+-- Returns {n, accepted flags..., then id, payload, timeout, seed for each
+-- task started}.
 local wid = ARGV[3]
-local accepted = 0
-if ARGV[4] ~= '' then
-  accepted = complete(wid, ARGV[4], ARGV[5], ARGV[6])
+local n = tonumber(ARGV[4])
+local out = {n}
+local i = 5
+for _ = 1, n do
+  out[#out + 1] = complete(wid, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  i = i + 4
+end
+local moved, want, first_queue = ARGV[i], tonumber(ARGV[i + 1]), i + 2
+local started = 0
+
+local function take(t)
+  for _, v in ipairs(t) do out[#out + 1] = v end
+  started = started + 1
 end
 
-local function reply(task, extra)
-  local out = {accepted, task[1], task[2], task[3], task[4]}
-  for _, id in ipairs(extra) do out[#out + 1] = id end
-  return out
+if moved ~= '' then
+  local t, solo = start(wid, moved, true)
+  if t then
+    take(t)
+    if solo then want = started end
+  end
 end
 
-if ARGV[7] ~= '' then
-  local t = start(wid, ARGV[7])
-  if t then return reply(t, {}) end
-end
-
--- Claim a batch when the backlog is long: at most max_batch, and never more
--- than half a fair share, so that idle workers still find work.
+-- Start several when the backlog is long: at most `want` (the worker sizes
+-- it to a few milliseconds of its recent tasks), and never more than half
+-- a fair share, so that idle workers still find work. A task marked to run
+-- alone is started only as the first of a claim.
 local running = K.worker_running(wid)
-local max_batch = tonumber(ARGV[8])
 local nworkers = math.max(1, redis.call('SCARD', K.workers()))
-for i = 9, #ARGV do
-  local qk = K.queue(ARGV[i])
+local q = first_queue
+while started < want and q <= #ARGV do
+  local qk = K.queue(ARGV[q])
   local len = redis.call('LLEN', qk)
-  while len > 0 do
-    local n = math.max(1, math.min(max_batch, math.floor(len / (2 * nworkers))))
-    local ids = {}
-    for j = 1, n do
-      ids[j] = redis.call('LMOVE', qk, running, 'RIGHT', 'LEFT')
+  if len == 0 then
+    q = q + 1
+  else
+    local share = math.floor(len / (2 * nworkers))
+    local room = math.max(1, math.min(want - started, share))
+    if started > 0 and share == 0 then
+      break
     end
-    len = len - n
-    for j = 1, n do
-      local t = start(wid, ids[j])
-      if t then
-        local extra = {}
-        for k = j + 1, n do extra[#extra + 1] = ids[k] end
-        return reply(t, extra)
+    for _ = 1, room do
+      local id = redis.call('LMOVE', qk, running, 'RIGHT', 'LEFT')
+      if not id then break end
+      local t, solo = start(wid, id, started == 0)
+      if t and solo and started > 0 then
+        -- back where it was, next in line: it runs first in a claim of its own
+        redis.call('LMOVE', running, qk, 'LEFT', 'RIGHT')
+        redis.call('HSET', K.task(id), 'status', PENDING, 'worker', '')
+        want = started
+        break
       end
+      if t then
+        take(t)
+        if solo then
+          -- it runs alone: nothing else in this claim
+          want = started
+          break
+        end
+      end
+    end
+    if started == 0 then
+      -- everything taken off this queue had ended meanwhile: look again
+      len = redis.call('LLEN', qk)
+      if len == 0 then q = q + 1 end
+    else
+      break
     end
   end
 end
-redis.call('HSET', K.worker(wid), 'status', WORKER_IDLE, 'task', '')
-return {accepted}
+if started == 0 then
+  redis.call('HSET', K.worker(wid), 'status', WORKER_IDLE, 'task', '')
+end
+return out

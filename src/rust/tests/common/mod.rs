@@ -142,19 +142,17 @@ impl EchoWorker {
             opts.timing.reap_every = reap_every;
             let mut w = Worker::start(&cfg, opts).unwrap();
             let mut n = 0;
-            let mut done: Option<(String, Vec<u8>)> = None;
             while !flag.load(Ordering::SeqCst) {
-                let prev = done.take();
-                let step = w.step(prev.as_ref().map(|(id, r)| (id.as_str(), Outcome::Value, r.as_slice())), true, Duration::from_millis(100));
-                if let Ok((_, Some(t))) = step {
-                    std::thread::sleep(delay);
-                    n += 1;
-                    done = Some((t.id, t.payload));
+                if let Ok((_, tasks)) = w.step(usize::MAX, Duration::from_millis(100)) {
+                    for t in tasks {
+                        w.begin(&t.id);
+                        std::thread::sleep(delay);
+                        n += 1;
+                        w.end(&t.id, Outcome::Value, t.payload);
+                    }
                 }
             }
-            if let Some((id, r)) = done {
-                let _ = w.step(Some((&id, Outcome::Value, &r)), false, Duration::ZERO);
-            }
+            let _ = w.step(0, Duration::ZERO);
             let _ = w.exit("EXITED");
             n
         });
@@ -189,8 +187,19 @@ pub fn ghost_claims(ctl: &mut Controller, lease: Duration) -> String {
     let keys = ctl.keys.clone();
     let reply: Vec<redis::Value> = ctl
         .conn
-        .run(|c| invocation(scripts::step(), &keys).arg(&reg.id).arg("").arg("").arg("").arg("").arg(1).arg("q").invoke(c))
+        .run(|c| invocation(scripts::step(), &keys).arg(&reg.id).arg(0).arg("").arg(1).arg("q").invoke(c))
         .unwrap();
     assert!(reply.len() >= 5, "the ghost claimed nothing");
     reg.id
+}
+
+/// One step as a worker loop of one task at a time makes it: report `done`
+/// (id, what its code produced, result) and, if `claim`, start one task.
+pub fn step1(w: &mut Worker, done: Option<(&str, Outcome, &[u8])>, claim: bool, wait: Duration) -> (bool, Option<redq::worker::Task>) {
+    if let Some((id, outcome, result)) = done {
+        w.begin(id);
+        w.end(id, outcome, result.to_vec());
+    }
+    let (accepted, tasks) = w.step(if claim { 1 } else { 0 }, wait).unwrap();
+    (accepted.iter().any(|a| *a), tasks.into_iter().next())
 }
