@@ -11,12 +11,14 @@ local TERMINAL = {[COMPLETE] = true, [ERROR] = true, [CANCELLED] = true, [TIMEOU
                   [DIED] = true, [IMPOSSIBLE] = true}
 
 -- The fields every transition reads: status, queue, worker, started, job
--- (whose completion list is told when the task ends), attempt, max_attempts.
+-- (whose completion list is told when the task ends), attempt,
+-- max_attempts, and whether other tasks wait for it.
 local function fields(tk)
   local t = redis.call('HMGET', tk, 'status', 'queue', 'worker', 'started', 'job', 'attempt',
-                       'max_attempts')
+                       'max_attempts', 'dependents')
   return {status = t[1], queue = t[2], worker = t[3], started = t[4], job = t[5],
-          attempt = tonumber(t[6] or '0'), max_attempts = tonumber(t[7] or DEFAULT_MAX_ATTEMPTS)}
+          attempt = tonumber(t[6] or '0'), max_attempts = tonumber(t[7] or DEFAULT_MAX_ATTEMPTS),
+          dependents = t[8] == '1'}
 end
 
 -- One line per attempt that did not end the task with a recorded result:
@@ -41,8 +43,11 @@ end
 local function notify(t, id, status)
   if t.job then
     local list = K.job_done(t.job)
-    redis.call('RPUSH', list, notice(id, status))
-    redis.call('PEXPIRE', list, NOTIFY_TTL_MS)
+    -- a list nobody drains expires; one its waiter keeps emptying is
+    -- created again, and given its time to live again, with its next notice
+    if redis.call('RPUSH', list, notice(id, status)) == 1 then
+      redis.call('PEXPIRE', list, NOTIFY_TTL_MS)
+    end
   end
 end
 
@@ -70,7 +75,9 @@ local function settle_dependents(id, completed)
         else
           redis.call('HSET', ck, 'status', IMPOSSIBLE, 'finished', NOW)
           notify(c, child, IMPOSSIBLE)
-          todo[#todo + 1] = {child, false}
+          if c.dependents then
+            todo[#todo + 1] = {child, false}
+          end
         end
       end
     end
@@ -90,7 +97,9 @@ local function finish(tk, id, t, status, extra)
     redis.call('HDEL', PAYLOADS, id)
   end
   notify(t, id, status)
-  settle_dependents(id, status == COMPLETE)
+  if t.dependents then
+    settle_dependents(id, status == COMPLETE)
+  end
 end
 
 -- Remove the ids of `set` (count of them: n) from a list. One LREM each
@@ -251,7 +260,7 @@ local function cancel_tasks(ids, delete, unlist)
       if t.status then
         redis.call('DEL', tk)
         redis.call('HDEL', PAYLOADS, id)
-        if not TERMINAL[t.status] then
+        if not TERMINAL[t.status] and t.dependents then
           settle_dependents(id, false)
         end
         gone[id] = true

@@ -36,6 +36,7 @@ for i = 4 + k, #ARGV do
   else
     for _, dep in ipairs(waiting) do
       redis.call('SADD', K.task_dependents(dep), id)
+      redis.call('HSET', K.task(dep), 'dependents', 1)
     end
     redis.call('HSET', tk, 'deps_left', #waiting)
     out[#out + 1] = DEFERRED
