@@ -26,7 +26,7 @@ do_redis <- function(obj, expr, envir, data) {
   seed <- rng_stream_start()
   nworkers <- max(1L, live_workers(ctl, opts$queue))
   chunk <- opts$chunkSize
-  sizes <- new.env(parent = emptyenv()) # task id -> iterations it carries
+  sizes <- integer() # iterations a task carries, by the index of its first
   in_flight <- 0L # iterations submitted, results not yet combined
   next_index <- 1L
   exhausted <- FALSE
@@ -35,21 +35,19 @@ do_redis <- function(obj, expr, envir, data) {
   bar <- NULL
   started <- Sys.time()
 
-  # pull up to n iterations' arguments off the iterator
+  # pull up to n iterations' arguments off the iterator (one handler for
+  # the whole window: the iterator signals its end with an error)
   pull <- function(n) {
     args <- vector("list", n)
     k <- 0L
-    while (k < n) {
-      a <- tryCatch(iterators::nextElem(it), error = function(e) {
-        if (identical(conditionMessage(e), "StopIteration")) NULL else stop(e)
-      })
-      if (is.null(a)) {
-        exhausted <<- TRUE
-        break
-      }
+    tryCatch(while (k < n) {
+      a <- iterators::nextElem(it)
       k <- k + 1L
-      args[[k]] <- a
-    }
+      args[k] <- list(a)
+    }, error = function(e) {
+      if (!identical(conditionMessage(e), "StopIteration")) stop(e)
+      exhausted <<- TRUE
+    })
     args[seq_len(k)]
   }
 
@@ -69,9 +67,10 @@ do_redis <- function(obj, expr, envir, data) {
     payloads <- lapply(seq_along(starts), function(j) {
       serialize_fast(list(type = "foreach", job = job$id, args = args[starts[[j]]:ends[[j]]]))
     })
+    firsts <- next_index + starts - 1L
     ids <- job_submit(job, opts$queue, payloads, opts$timeout, opts$max_attempts,
-                      tags = next_index + starts - 1L, seed = seed)
-    for (j in seq_along(ids)) assign(ids[[j]], ends[[j]] - starts[[j]] + 1L, envir = sizes)
+                      tags = firsts, seed = seed)
+    sizes[firsts] <<- ends - starts + 1L
     in_flight <<- in_flight + n
     next_index <<- next_index + n
     if (obj$verbose) {
@@ -84,18 +83,21 @@ do_redis <- function(obj, expr, envir, data) {
   if (exhausted) total <- next_index - 1L
   while (in_flight > 0L) {
     got <- job_wait(job)
+    # the whole batch goes to foreach's accumulator at once
+    values <- vector("list", length(got$id))
     for (i in seq_along(got$id)) {
-      n <- get(got$id[[i]], envir = sizes)
-      rm(list = got$id[[i]], envir = sizes)
-      values <- if (got$completed[[i]]) job_value(got, i) else rep(list(job_value(got, i)), n)
-      tryCatch(accumulator(values, seq.int(got$tag[[i]], length.out = n)),
-               error = function(e) {
-                 redq_abort("combine", sprintf("error calling combine function: %s",
-                                               conditionMessage(e)))
-               })
-      in_flight <- in_flight - n
-      done_iters <- done_iters + n
+      n <- sizes[[got$tag[[i]]]]
+      values[[i]] <- if (got$completed[[i]]) job_value(got, i) else rep(list(job_value(got, i)), n)
     }
+    n <- sizes[got$tag]
+    tryCatch(accumulator(unlist(values, recursive = FALSE),
+                         sequence(n, from = as.integer(got$tag))),
+             error = function(e) {
+               redq_abort("combine", sprintf("error calling combine function: %s",
+                                             conditionMessage(e)))
+             })
+    in_flight <- in_flight - sum(n)
+    done_iters <- done_iters + sum(n)
     if (!exhausted && in_flight < FOREACH_WINDOW / 2) {
       submit(pull(FOREACH_WINDOW))
       if (exhausted) total <- next_index - 1L

@@ -239,3 +239,13 @@ test_that("iteration i runs on the stream nextRNGStream() gives after iteration 
   expect_equal(seeds[[1]][[1]] %% 100L, 7L) # L'Ecuyer-CMRG
   for (i in 2:9) expect_identical(seeds[[i]], parallel::nextRNGStream(seeds[[i - 1]]))
 })
+
+test_that("NULL values and NULL iteration arguments survive batching and combining", {
+  ctl <- foreach_setup(2)
+  r <- foreach(i = 1:40, .options.redis = list(chunkSize = 3)) %dopar% if (i %% 2) NULL else i
+  expect_length(r, 40)
+  expect_equal(r[c(2, 40)], list(2L, 40L))
+  expect_true(all(vapply(r[seq(1, 39, 2)], is.null, NA)))
+  r <- foreach(x = list(NULL, 1, NULL, 2), .combine = c) %dopar% length(x)
+  expect_equal(r, c(0L, 1L, 0L, 1L))
+})
