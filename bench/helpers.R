@@ -62,6 +62,19 @@ target_ratio <- function(x, baseline) {
        ok = function(m, r) !is.na(r[[baseline]]) && r[[baseline]] <= x)
 }
 
+# Within a fraction of another redq row of the same run (by case name):
+# at least (1 - frac) of its median when higher is better, else at most
+# (1 + frac) of it.
+target_within <- function(case, frac, higher_better) {
+  list(label = sprintf("within %g%% of '%s'", 100 * frac, case), ok = function(m, r) {
+    base <- NA_real_
+    for (row in bench$rows) {
+      if (identical(row$case, case) && identical(row$system, "redq")) base <- stats::median(row$values)
+    }
+    !is.na(base) && if (higher_better) m >= base * (1 - frac) else m <= base * (1 + frac)
+  })
+}
+
 # Three significant digits (trailing zeros kept, so columns line up by
 # eye), whole numbers with thousands separators from 100 up.
 fmt_num <- function(x) {

@@ -46,6 +46,7 @@ main <- function(args = commandArgs(trailingOnly = TRUE)) {
   # leaves the most behind and runs last.
   run_case("task throughput", case_task_throughput, ctl("throughput"))
   run_case("round trip", case_round_trip, ctl("round-trip"))
+  run_case("signed payloads", case_signed, ctl)
   run_case("foreach redq", case_foreach_redq)
   run_case("foreach cores=2", case_foreach_mc)
   run_case("foreach FORK", case_foreach_cluster, "FORK")
