@@ -264,6 +264,7 @@ impl Worker {
                         Err(e) => return Err(e),
                     };
                     if moved.is_none() {
+                        self.idle();
                         return Ok((accepted, vec![]));
                     }
                 }
@@ -287,6 +288,19 @@ impl Worker {
         }
         self.conn.retry(deadline.saturating_duration_since(Instant::now()), |c| redis::cmd("PING").query::<String>(c))?;
         Ok(())
+    }
+
+    /// A wait for work passed with none: once per idle spell, hand the
+    /// memory freed by the last tasks back to the system, so that an idle
+    /// worker's footprint does not stay at its busiest.
+    fn idle(&mut self) {
+        if self.typical.take().is_some() {
+            self.finished.shrink_to_fit();
+            #[cfg(target_os = "linux")]
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
     }
 
     fn release_claims(&mut self) -> Result<()> {
