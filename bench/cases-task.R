@@ -29,7 +29,9 @@ case_task_throughput <- function(ctl, label = "") {
   }
   if (nzchar(label)) return(invisible())
 
-  # a worker that has served ~70,000 tasks, idle again
+  # a worker that has served ~70,000 tasks, idle again (past one wait for
+  # work that found none)
+  Sys.sleep(1.5)
   rss <- vapply(worker_info(ids, ctl), function(w) proc_status_mb(w$pid), 0)
   record("memory: worker RSS after work", "redq", rss, "MB", group = "worker-rss",
          target = target_at_most(80, "MB"))
