@@ -78,6 +78,10 @@ rs_task_delete <- function(x, ids) .Call(wrap__rs_task_delete, x, ids)
 # Run ended tasks again (all or none); returns the status each had.
 rs_task_retry <- function(x, ids) .Call(wrap__rs_task_retry, x, ids)
 
+# Why a task ended without a value, in words (status, meaning, workers
+# lost while running it).
+rs_task_failure <- function(x, id) .Call(wrap__rs_task_failure, x, id)
+
 # PENDING tasks of a queue.
 rs_queue_length <- function(x, queue) .Call(wrap__rs_queue_length, x, queue)
 
@@ -110,6 +114,10 @@ rs_worker_begin <- function(x, id) .Call(wrap__rs_worker_begin, x, id)
 # result, reported with the next step.
 rs_worker_end <- function(x, id, outcome, result) .Call(wrap__rs_worker_end, x, id, outcome, result)
 
+# Relay a message (a serialized condition) from the running task to whoever
+# waits for it.
+rs_worker_relay <- function(x, message) .Call(wrap__rs_worker_relay, x, message)
+
 # True once a graceful STOP arrived.
 rs_worker_stop_requested <- function(x) .Call(wrap__rs_worker_stop_requested, x)
 
@@ -133,8 +141,9 @@ rs_worker_info <- function(x, ids) .Call(wrap__rs_worker_info, x, ids)
 rs_worker_signal <- function(x, ids, kill) .Call(wrap__rs_worker_signal, x, ids, kill)
 
 # Open a job. `fetch`: results come with each ended task; `consume`: the
-# job deletes its tasks once received. Intervals in seconds.
-rs_job_open <- function(x, fetch, consume, reap_every, check_every, patience) .Call(wrap__rs_job_open, x, fetch, consume, reap_every, check_every, patience)
+# job deletes its tasks once received; `relay`: waits also hand back the
+# messages running tasks relay. Intervals in seconds.
+rs_job_open <- function(x, fetch, consume, relay, reap_every, check_every, patience) .Call(wrap__rs_job_open, x, fetch, consume, relay, reap_every, check_every, patience)
 
 # The job's id.
 rs_job_id <- function(j) .Call(wrap__rs_job_id, j)
@@ -151,9 +160,10 @@ rs_job_submit <- function(x, j, queue, payloads, timeout, max_attempts, tags, se
 
 # Wait up to `timeout` seconds (NULL or Inf: for ever) for `n` tasks
 # (0: all; NA: any) among `ids` (NULL: all of the job's). Returns the
-# ended tasks (see `ended_robj`), plus `timed_out`, `outstanding` (tasks
-# not yet handed out) and `lost` (workers found lost meanwhile). On an
-# error the lost workers travel as attribute `lost`.
+# ended tasks (see `ended_robj`), plus `timed_out`, `relayed` (messages
+# of running tasks, for a job that relays), `outstanding` (tasks not yet
+# handed out) and `lost` (workers found lost meanwhile). On an error the
+# lost workers travel as attribute `lost`.
 rs_job_wait <- function(x, j, n, ids, timeout, progress) .Call(wrap__rs_job_wait, x, j, n, ids, timeout, progress)
 
 # Cancel the job's outstanding tasks, or those in `ids`; returns how

@@ -4,10 +4,11 @@
 # (src/rust/src/engine.rs).
 
 # A new job on controller `ctl`. fetch: results come with each ended task;
-# consume: the job deletes its tasks once received; check_every: seconds
-# between looks for tasks the server lost.
-job_open <- function(ctl, fetch = TRUE, consume = TRUE, check_every = 30) {
-  ptr <- rs_check(rs_job_open(ctl$ptr, fetch, consume, reap_interval(), check_every,
+# consume: the job deletes its tasks once received; relay: waits also
+# return the messages running tasks relay (`relayed`: list(id, message));
+# check_every: seconds between looks for tasks the server lost.
+job_open <- function(ctl, fetch = TRUE, consume = TRUE, relay = FALSE, check_every = 30) {
+  ptr <- rs_check(rs_job_open(ctl$ptr, fetch, consume, relay, reap_interval(), check_every,
                               reconnect_patience()))
   job <- new.env(parent = emptyenv())
   job$ptr <- ptr
@@ -38,7 +39,8 @@ job_submit <- function(job, queue, payloads, timeout = NULL, max_attempts = NULL
 # Wait up to `timeout` seconds for `n` tasks (NA: any, 0: all) among `ids`
 # (NULL: all of the job's). Warns once per worker found lost meanwhile.
 # Returns the ended tasks as list(id, status, exists, done, completed,
-# result, message, tag) plus timed_out and outstanding.
+# result, message, tag) plus timed_out, relayed and outstanding. A job
+# that relays returns early with messages of running tasks.
 job_wait <- function(job, n = NA, ids = NULL, timeout = Inf, progress = NULL) {
   r <- rs_job_wait(job$ctl$ptr, job$ptr, n, ids, timeout, progress)
   warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)

@@ -343,6 +343,9 @@ task_retry <- function(ids, controller = NULL) {
   invisible(stats::setNames(rs_check(rs_task_retry(ctl$ptr, ids)), ids))
 }
 
+# Why a task ended without a value, in words (front ends' errors).
+task_failure <- function(id, ctl) rs_check(rs_task_failure(ctl$ptr, id))
+
 #' @rdname task_list
 #' @export
 task_delete <- function(ids, controller = NULL) {

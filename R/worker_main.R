@@ -56,6 +56,8 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
   w <- rs_check(rs_worker_start(url, namespace, queue, name, heartbeat, lease, grace,
                                 max_batch, info))
   redq_env$worker_url <- url
+  redq_env$worker <- w
+  on.exit(redq_env$worker <- NULL, add = TRUE)
   redq_env$worker_namespace <- namespace
   id <- rs_worker_id(w)
   message(sprintf("redq worker %s serving %s (namespace '%s')", id,
@@ -184,8 +186,28 @@ eval_payload <- function(p, task, w, state) {
       eval(compile_expr(p$expr, env), env)
     },
     call = do.call(p$fn, p$args, quote = TRUE),
+    # a future's own expression: it captures its value, output and
+    # conditions into a FutureResult
+    future = eval_future(p$expr, p$globals),
     foreach = run_foreach_chunk(p, task, w, state),
     stop("unknown task payload type '", p$type, "'; is this worker's redq older than the controller's?"))
+}
+
+# As on future's own cluster workers, a future's globals live in the
+# global environment while it runs (functions defined at top level find
+# them there); unlike there, they are taken away afterwards, and what they
+# covered is put back, so that futures do not see each other's globals.
+eval_future <- function(expr, globals) {
+  genv <- globalenv()
+  names <- as.character(names(globals))
+  had <- vapply(names, exists, logical(1), envir = genv, inherits = FALSE)
+  saved <- mget(names[had], envir = genv)
+  on.exit({
+    rm(list = names[!had], envir = genv)
+    list2env(saved, envir = genv)
+  })
+  list2env(globals, envir = genv)
+  eval(expr, genv)
 }
 
 # Byte-compile expressions that loop: R compiles loops on the fly only at
@@ -199,3 +221,13 @@ compile_expr <- function(expr, env) {
 }
 
 worker_job_env <- function(w, jid) rs_check(rs_worker_job_env(w, jid))
+
+# Relay a condition from the running task to whoever waits for it: a
+# future's session signals it at once (progress bars move while the task
+# runs). Returns whether it was relayed (FALSE outside a redq worker).
+worker_relay <- function(cond) {
+  w <- redq_env$worker
+  if (is.null(w)) return(FALSE)
+  rs_check(rs_worker_relay(w, serialize(cond, NULL, xdr = FALSE)))
+  TRUE
+}

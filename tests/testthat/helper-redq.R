@@ -29,6 +29,9 @@ cleanup_namespace <- function(ctl) {
     if (p$is_alive()) p$kill()
   }
   env$processes <- list()
+  for (key in names(env$futures)) {
+    if (endsWith(key, paste0(" ", ctl$namespace))) env$futures[[key]] <- NULL
+  }
   # tests may scan; the package itself never does
   cursor <- "0"
   repeat {

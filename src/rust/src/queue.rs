@@ -151,6 +151,32 @@ pub fn info(conn: &mut Connection, keys: &Keys, id: &str) -> Result<TaskInfo> {
     Ok(TaskInfo::from_values(vals))
 }
 
+/// Why a task ended without a value, in words for a front end's error
+/// (a future's `FutureError`): its status, what that means, and the
+/// workers that were lost while running it, with their hosts.
+pub fn failure(conn: &mut Connection, keys: &Keys, id: &str) -> Result<String> {
+    let info = match info(conn, keys, id) {
+        Ok(i) => i,
+        Err(e) if e.kind() == "not_found" => return Ok(format!("redq task {id}: {}", status::describe(status::MISSING))),
+        Err(e) => return Err(e),
+    };
+    let st = info.get("status").unwrap_or(status::MISSING).to_string();
+    let lost: Vec<String> = info
+        .attempts
+        .iter()
+        .filter(|a| a.outcome == status::WORKER_LOST && !a.worker.is_empty())
+        .map(|a| a.worker.clone())
+        .collect();
+    let mut text = format!("redq task {id} ended {st}: {}", status::describe(&st));
+    if !lost.is_empty() {
+        let records = crate::registry::info(conn, keys, &lost)?;
+        let named: Vec<String> =
+            records.iter().map(|w| format!("{} on host {}", w.id, w.get("host").unwrap_or("?"))).collect();
+        text.push_str(&format!("; workers lost while running it: {}", named.join(", ")));
+    }
+    Ok(text)
+}
+
 /// Ids created through the task API and not yet deleted, oldest first.
 pub fn list(conn: &mut Connection, keys: &Keys) -> Result<Vec<String>> {
     conn.run(|c| redis::cmd("LRANGE").arg(keys.tasks()).arg(0).arg(-1).query(c))

@@ -47,6 +47,8 @@ pub struct Task {
     /// record is unusable); the payload is then empty and the task must
     /// end ERROR with this message.
     pub refused: Option<String>,
+    /// The job it reports to ('' for none).
+    pub job: String,
 }
 
 /// Worker settings.
@@ -71,7 +73,9 @@ pub struct Worker {
     queues: Vec<String>,
     max_batch: usize,
     /// Tasks started by the last step and not yet begun by the R loop.
-    batch: VecDeque<(String, Option<Duration>)>,
+    batch: VecDeque<(String, Option<Duration>, String)>,
+    /// The task being evaluated and the job it reports to.
+    relay_to: Option<(String, String)>,
     /// Tasks finished since the last step.
     finished: Vec<Finished>,
     /// When the task being evaluated began.
@@ -132,6 +136,7 @@ impl Worker {
             queues: opts.queues,
             max_batch: opts.max_batch,
             batch: VecDeque::new(),
+            relay_to: None,
             finished: Vec::new(),
             began: None,
             typical: None,
@@ -181,10 +186,11 @@ impl Worker {
     /// its timeout runs from now. False if it was cancelled meanwhile; the
     /// loop then skips it and ends it as interrupted.
     pub fn begin(&mut self, id: &str) -> bool {
-        let timeout = match self.batch.iter().position(|(t, _)| t == id) {
-            Some(i) => self.batch.remove(i).and_then(|(_, d)| d),
-            None => None,
+        let (timeout, job) = match self.batch.iter().position(|(t, _, _)| t == id) {
+            Some(i) => self.batch.remove(i).map_or((None, String::new()), |(_, d, j)| (d, j)),
+            None => (None, String::new()),
         };
+        self.relay_to = Some((id.to_string(), job));
         self.began = Some((Instant::now(), scripts::now_ms()));
         if self.shared.cancelled.lock().remove(id) {
             return false;
@@ -196,9 +202,34 @@ impl Worker {
         true
     }
 
+    /// Send a message from the running task to whoever waits for it (a
+    /// serialized condition: progress, a message): it goes to the task's
+    /// job's completion list as "<id> @<bytes>", where the waiting engine
+    /// hands it to the front end at once. Nothing happens for a task that
+    /// reports to no job.
+    pub fn relay(&mut self, message: &[u8]) -> Result<()> {
+        let Some((id, job)) = self.relay_to.clone() else { return Ok(()) };
+        if job.is_empty() {
+            return Ok(());
+        }
+        let mut item = Vec::with_capacity(id.len() + 2 + message.len());
+        item.extend_from_slice(id.as_bytes());
+        item.extend_from_slice(b" @");
+        item.extend_from_slice(message);
+        let list = self.reg.keys.job_done(&job);
+        self.conn.run(|c| {
+            let n: i64 = redis::cmd("RPUSH").arg(&list).arg(&item).query(c)?;
+            if n == 1 {
+                redis::cmd("PEXPIRE").arg(&list).arg(protocol::NOTIFY_TTL_MS).query::<()>(c)?;
+            }
+            Ok(())
+        })
+    }
+
     /// The R loop finished the task it began: what its code produced and
     /// the serialized result, reported with the next step.
     pub fn end(&mut self, id: &str, outcome: Outcome, result: Vec<u8>) {
+        self.relay_to = None;
         let status = self.outcome_status(outcome);
         let (at, began_ms) = self.began.take().unwrap_or((Instant::now(), 0));
         let took = at.elapsed();
@@ -236,7 +267,7 @@ impl Worker {
                     self.finished.clear();
                     if !tasks.is_empty() {
                         self.shared.cancelled.lock().clear();
-                        self.batch = tasks.iter().map(|t| (t.id.clone(), t.timeout)).collect();
+                        self.batch = tasks.iter().map(|t| (t.id.clone(), t.timeout, t.job.clone())).collect();
                         return Ok((accepted, tasks));
                     }
                     if want == 0 || self.stop_requested() || wait.is_zero() {
@@ -328,11 +359,13 @@ impl Worker {
         let n: usize = reply.first().and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or(0);
         let accepted = reply.iter().skip(1).take(n).map(|v| matches!(v, redis::Value::Int(1))).collect();
         let tasks = reply[(1 + n).min(reply.len())..]
-            .chunks(4)
-            .filter(|c| c.len() == 4)
+            .chunks(5)
+            .filter(|c| c.len() == 5)
             .map(|c| {
                 let raw: Vec<u8> = redis::from_redis_value_ref(&c[1]).unwrap_or_default();
-                self.task_from(s(&c[0]), raw, &s(&c[2]), &s(&c[3]))
+                let mut t = self.task_from(s(&c[0]), raw, &s(&c[2]), &s(&c[3]));
+                t.job = s(&c[4]);
+                t
             })
             .collect();
         Ok((accepted, tasks))
@@ -343,7 +376,7 @@ impl Worker {
     /// worker cannot use) refuses the task, which then ends ERROR, rather
     /// than ending the worker.
     fn task_from(&self, id: String, raw: Vec<u8>, timeout: &str, seed: &str) -> Task {
-        let mut task = Task { id, payload: Vec::new(), timeout: None, seed: None, refused: None };
+        let mut task = Task { id, payload: Vec::new(), timeout: None, seed: None, refused: None, job: String::new() };
         let refuse = |mut t: Task, why: String| {
             t.refused = Some(why);
             t

@@ -31,6 +31,7 @@ pub(crate) fn job_options(fetch: bool, consume: bool, reap_every: &Robj, check_e
     Ok(JobOptions {
         fetch,
         consume,
+        relay: false,
         reap_every: secs(reap_every, "redq.reap_interval", 1.0)?,
         check_every: secs(check_every, "ftinterval", 30.0)?,
         patience: secs(patience, "redq.reconnect_patience", 60.0)?,
@@ -39,11 +40,12 @@ pub(crate) fn job_options(fetch: bool, consume: bool, reap_every: &Robj, check_e
 }
 
 /// Open a job. `fetch`: results come with each ended task; `consume`: the
-/// job deletes its tasks once received. Intervals in seconds.
+/// job deletes its tasks once received; `relay`: waits also hand back the
+/// messages running tasks relay. Intervals in seconds.
 #[extendr]
-fn rs_job_open(x: Robj, fetch: bool, consume: bool, reap_every: Robj, check_every: Robj, patience: Robj) -> Robj {
+fn rs_job_open(x: Robj, fetch: bool, consume: bool, relay: bool, reap_every: Robj, check_every: Robj, patience: Robj) -> Robj {
     with_ctl(&x, |c| {
-        let opts = job_options(fetch, consume, &reap_every, &check_every, &patience)?;
+        let opts = JobOptions { relay, ..job_options(fetch, consume, &reap_every, &check_every, &patience)? };
         Ok(ExternalPtr::new(Job::new(&c.keys, None, opts)))
     })
 }
@@ -87,9 +89,10 @@ fn rs_job_submit(x: Robj, j: Robj, queue: &str, payloads: List, timeout: Robj, m
 
 /// Wait up to `timeout` seconds (NULL or Inf: for ever) for `n` tasks
 /// (0: all; NA: any) among `ids` (NULL: all of the job's). Returns the
-/// ended tasks (see `ended_robj`), plus `timed_out`, `outstanding` (tasks
-/// not yet handed out) and `lost` (workers found lost meanwhile). On an
-/// error the lost workers travel as attribute `lost`.
+/// ended tasks (see `ended_robj`), plus `timed_out`, `relayed` (messages
+/// of running tasks, for a job that relays), `outstanding` (tasks not yet
+/// handed out) and `lost` (workers found lost meanwhile). On an error the
+/// lost workers travel as attribute `lost`.
 #[extendr]
 fn rs_job_wait(x: Robj, j: Robj, n: Robj, ids: Nullable<Strings>, timeout: Robj, progress: Robj) -> Robj {
     let mut job = match super::ptr::<Job>(&j, "job") {
@@ -128,6 +131,7 @@ fn rs_job_wait(x: Robj, j: Robj, n: Robj, ids: Nullable<Strings>, timeout: Robj,
             if let Some(l) = r.as_list() {
                 let mut pairs: Vec<(String, Robj)> = l.iter().map(|(k, v)| (k.to_string(), v)).collect();
                 pairs.push(("timed_out".into(), batch.timed_out.into()));
+                pairs.push(("relayed".into(), relayed_robj(&batch.relayed)));
                 pairs.push(("outstanding".into(), (job.outstanding() as f64).into()));
                 pairs.push(("lost".into(), lost_or_null(&job.take_lost())));
                 r = List::from_pairs(pairs).into();
@@ -140,6 +144,19 @@ fn rs_job_wait(x: Robj, j: Robj, n: Robj, ids: Nullable<Strings>, timeout: Robj,
             r
         }
     }
+}
+
+/// Messages relayed by running tasks: NULL for none, else list(id,
+/// message = list of raw vectors).
+fn relayed_robj(relayed: &[(String, Vec<u8>)]) -> Robj {
+    if relayed.is_empty() {
+        return Robj::from(());
+    }
+    list!(
+        id = relayed.iter().map(|(id, _)| id.as_str()).collect::<Strings>(),
+        message = List::from_values(relayed.iter().map(|(_, m)| Raw::from_bytes(m)))
+    )
+    .into()
 }
 
 /// Cancel the job's outstanding tasks, or those in `ids`; returns how

@@ -115,6 +115,13 @@ fn rs_task_info(x: Robj, id: &str) -> Robj {
     })
 }
 
+/// Why a task ended without a value, in words (status, meaning, workers
+/// lost while running it).
+#[extendr]
+fn rs_task_failure(x: Robj, id: &str) -> Robj {
+    with_ctl(&x, |c| queue::failure(&mut c.conn, &c.keys, id))
+}
+
 /// Ids created through the task API, oldest first.
 #[extendr]
 fn rs_task_list(x: Robj) -> Robj {
@@ -153,4 +160,5 @@ extendr_module! {
     fn rs_task_cancel;
     fn rs_task_delete;
     fn rs_task_retry;
+    fn rs_task_failure;
 }

@@ -117,6 +117,14 @@ fn rs_worker_end(x: Robj, id: &str, outcome: i32, result: Raw) -> Robj {
     }
 }
 
+/// Relay a message (a serialized condition) from the running task to whoever
+/// waits for it.
+#[extendr]
+fn rs_worker_relay(x: Robj, message: Raw) -> Robj {
+    let mut w = wkr!(x);
+    out(w.as_mut().relay(message.as_slice()))
+}
+
 /// SIGINTs the side thread has sent so far.
 #[extendr]
 fn rs_worker_signals(x: Robj) -> Robj {
@@ -184,6 +192,7 @@ extendr_module! {
     fn rs_worker_step;
     fn rs_worker_begin;
     fn rs_worker_end;
+    fn rs_worker_relay;
     fn rs_worker_stop_requested;
     fn rs_worker_signals;
     fn rs_worker_job_env;

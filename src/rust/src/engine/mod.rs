@@ -58,6 +58,9 @@ pub struct JobOptions {
     pub slice: Duration,
     /// How long to wait for an unreachable server before failing.
     pub patience: Duration,
+    /// Hand messages the running tasks relay (progress, conditions) to the
+    /// caller: a wait then also returns as soon as one arrives.
+    pub relay: bool,
 }
 
 impl Default for JobOptions {
@@ -69,6 +72,7 @@ impl Default for JobOptions {
             check_every: Duration::from_secs(30),
             slice: Duration::from_millis(200),
             patience: Duration::from_secs(60),
+            relay: false,
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Batch {
     pub ended: Vec<Ended>,
     /// The timeout passed before the wait was satisfied.
     pub timed_out: bool,
+    /// Messages relayed by running tasks: (task id, bytes), in order.
+    pub relayed: Vec<(String, Vec<u8>)>,
 }
 
 /// A set of tasks one controller waits for. See the module documentation.
@@ -119,6 +125,8 @@ pub struct Job {
     foreign: HashSet<String>,
     /// Ended tasks not yet handed out (received while waiting for others).
     ready: VecDeque<Ended>,
+    /// Messages relayed by running tasks, not yet handed out.
+    relayed: Vec<(String, Vec<u8>)>,
     /// Tasks submitted here, received and not yet deleted. A job that
     /// consumes its tasks deletes them with its next collect (so that a
     /// reply lost on the way cannot lose a result); `remove` deletes the
@@ -154,6 +162,7 @@ impl Job {
             watched: HashSet::new(),
             foreign: HashSet::new(),
             ready: VecDeque::new(),
+            relayed: Vec::new(),
             acked: Vec::new(),
             lost: Vec::new(),
             reported: HashSet::new(),
@@ -234,8 +243,9 @@ impl Job {
     /// Wait up to `timeout` (None: for ever) for what `want` asks, among
     /// all outstanding tasks or only those in `only`. Ended tasks outside
     /// `only` are kept for later waits. Returns at once when nothing it
-    /// could wait for is left. A job cancelled from another session ends
-    /// the wait with `Error::Cancelled`.
+    /// could wait for is left. A job that relays returns as soon as a
+    /// message from a running task arrives. A job cancelled from another
+    /// session ends the wait with `Error::Cancelled`.
     pub fn wait(
         &mut self,
         conn: &mut Connection,
@@ -252,12 +262,14 @@ impl Job {
         let mut polled = false;
         loop {
             self.take_ready(&mut out.ended, only.as_ref(), want);
+            out.relayed.append(&mut self.relayed);
             let left = self.waiting_for(only.as_ref());
-            let satisfied = match want {
-                Want::Any => !out.ended.is_empty(),
-                Want::Next(n) => out.ended.len() >= n,
-                Want::All => false,
-            };
+            let satisfied = !out.relayed.is_empty()
+                || match want {
+                    Want::Any => !out.ended.is_empty(),
+                    Want::Next(n) => out.ended.len() >= n,
+                    Want::All => false,
+                };
             let now_done = self.delivered + out.ended.len();
             if now_done != shown {
                 shown = now_done;
@@ -267,7 +279,7 @@ impl Job {
                 break;
             }
             if self.cancelled {
-                self.give_back(out.ended);
+                self.give_back(out);
                 return Err(Error::Cancelled(format!(
                     "job {} was cancelled from another session (removeJob()); its remaining tasks will not run",
                     self.id
@@ -280,7 +292,7 @@ impl Job {
                 break;
             }
             if (hooks.interrupted)() {
-                self.give_back(out.ended);
+                self.give_back(out);
                 return Err(Error::Interrupted);
             }
             let slice = left_time.map_or(self.opts.slice, |t| t.min(self.opts.slice));
@@ -297,7 +309,7 @@ impl Job {
                     break;
                 }
                 Err(e) => {
-                    self.give_back(out.ended);
+                    self.give_back(out);
                     return Err(e);
                 }
             }

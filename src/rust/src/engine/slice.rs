@@ -70,10 +70,13 @@ impl Job {
         self.ready = keep;
     }
 
-    pub(super) fn give_back(&mut self, ended: Vec<Ended>) {
-        for e in ended.into_iter().rev() {
+    /// What a wait that failed had taken: back where the next wait finds it.
+    pub(super) fn give_back(&mut self, batch: super::Batch) {
+        for e in batch.ended.into_iter().rev() {
             self.ready.push_front(e);
         }
+        let later = std::mem::replace(&mut self.relayed, batch.relayed);
+        self.relayed.extend(later);
     }
 
     /// One slice: block for completion notices and take in what ended,
@@ -86,34 +89,42 @@ impl Job {
         let notices = self.poll(conn, slice)?;
         let quiet = notices.is_empty();
         let mut ours = Vec::with_capacity(notices.len());
-        for (id, st) in notices.iter().filter_map(|n| n.split_once(' ')) {
+        for n in &notices {
+            let Some(space) = n.iter().position(|&b| b == b' ') else { continue };
+            let id = String::from_utf8_lossy(&n[..space]);
+            let rest = &n[space + 1..];
             if id == self.id {
                 // the job itself: cancelled from another session
                 self.cancelled = true;
-            } else if self.is_ours(id) {
-                ours.push((id.to_string(), st.to_string()));
+            } else if let Some(message) = rest.strip_prefix(b"@") {
+                if self.opts.relay && self.is_ours(&id) {
+                    self.relayed.push((id.into_owned(), message.to_vec()));
+                }
+            } else if self.is_ours(&id) {
+                ours.push((id.into_owned(), String::from_utf8_lossy(rest).into_owned()));
             }
         }
         self.ended(conn, ours)?;
         self.periodic(conn, quiet)
     }
 
-    /// Block up to `slice` for the first notice ("<id> <status>"), then
-    /// take every other notice already there, without blocking. A zero
-    /// slice only takes.
-    fn poll(&mut self, conn: &mut Connection, slice: Duration) -> Result<Vec<String>> {
+    /// Block up to `slice` for the first notice, then take every other
+    /// notice already there, without blocking. A zero slice only takes. A
+    /// notice is "<id> <status>" when a task ended, "<id> @<bytes>" for a
+    /// message a running task relays.
+    fn poll(&mut self, conn: &mut Connection, slice: Duration) -> Result<Vec<Vec<u8>>> {
         if slice.is_zero() {
-            let got: Option<Vec<String>> = conn.run(|c| redis::cmd("LPOP").arg(&self.done).arg(100_000).query(c))?;
+            let got: Option<Vec<Vec<u8>>> = conn.run(|c| redis::cmd("LPOP").arg(&self.done).arg(100_000).query(c))?;
             return Ok(got.unwrap_or_default());
         }
         // Redis blocking timeouts have ~100 ms resolution; never block 0 (= for ever)
         let secs = slice.as_secs_f64().max(0.01);
-        let first: Option<(String, String)> =
+        let first: Option<(Vec<u8>, Vec<u8>)> =
             conn.run_blocking(slice, |c| redis::cmd("BLPOP").arg(&self.done).arg(secs).query(c))?;
         let Some((_, first)) = first else { return Ok(vec![]) };
         let mut notices = vec![first];
-        if self.held.len() + self.watched.len() > 1 {
-            let more: Option<Vec<String>> = conn.run(|c| redis::cmd("LPOP").arg(&self.done).arg(100_000).query(c))?;
+        if self.held.len() + self.watched.len() > 1 || self.opts.relay {
+            let more: Option<Vec<Vec<u8>>> = conn.run(|c| redis::cmd("LPOP").arg(&self.done).arg(100_000).query(c))?;
             notices.extend(more.unwrap_or_default());
         }
         Ok(notices)

@@ -161,11 +161,11 @@ end
 -- recorded as started now and counts an attempt; the others of a batch
 -- are recorded only when they complete (`complete`), so that a worker
 -- leaving or lost before it began them does not charge them an attempt.
--- Returns {id, payload, timeout, seed} and whether the task must run on
--- its own, or nil if it ended (cancelled) or vanished while queued.
+-- Returns {id, payload, timeout, seed, job} and whether the task must run
+-- on its own, or nil if it ended (cancelled) or vanished while queued.
 local function start(wid, id, first)
   local tk = K.task(id)
-  local t = redis.call('HMGET', tk, 'status', 'timeout', 'seed', 'solo')
+  local t = redis.call('HMGET', tk, 'status', 'timeout', 'seed', 'solo', 'job')
   if not t[1] or TERMINAL[t[1]] then
     redis.call('LREM', K.worker_running(wid), 1, id)
     if not t[1] then
@@ -181,7 +181,8 @@ local function start(wid, id, first)
   else
     redis.call('HSET', tk, 'status', RUNNING, 'worker', wid)
   end
-  return {id, redis.call('HGET', PAYLOADS, id) or '', t[2] or '', t[3] or ''}, t[4] == '1'
+  return {id, redis.call('HGET', PAYLOADS, id) or '', t[2] or '', t[3] or '', t[5] or ''},
+         t[4] == '1'
 end
 
 -- Give every task a worker holds back to its queue (front, so it runs next).

@@ -6,8 +6,8 @@
 -- began ms), then: the id BLMOVE already moved into the running list
 -- ('' = none), how many tasks to start at most, the queues in priority
 -- order.
--- Returns {n, accepted flags..., then id, payload, timeout, seed for each
--- task started}.
+-- Returns {n, accepted flags..., then id, payload, timeout, seed, job for
+-- each task started}.
 local wid = ARGV[3]
 local n = tonumber(ARGV[4])
 local out = {n}
