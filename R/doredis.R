@@ -86,11 +86,15 @@ doredis_url <- function(url, host, port, password, explicit) {
   sprintf("redis://%s%s:%d/0", auth, host, as.integer(port))
 }
 
-live_workers <- function(ctl, queue) {
+live_workers <- function(ctl, queue) length(serving_workers(ctl, queue))
+
+# Ids of the live workers that serve `queue`.
+serving_workers <- function(ctl, queue) {
   info <- worker_info(NULL, ctl)
-  sum(vapply(info, function(i) {
+  serving <- vapply(info, function(i) {
     isTRUE(i$alive) && queue %in% strsplit(i$queues %||% "", ",", fixed = TRUE)[[1]]
-  }, logical(1)))
+  }, logical(1))
+  names(info)[serving]
 }
 
 doredis_settings <- function() {

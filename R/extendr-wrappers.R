@@ -98,6 +98,10 @@ rs_worker_start <- function(url, namespace, queues, name, heartbeat, lease, grac
 # The worker's id.
 rs_worker_id <- function(x) .Call(wrap__rs_worker_id, x)
 
+# The name of worker `wid`'s own queue, where calls addressed to it
+# alone wait.
+rs_private_queue <- function(wid) .Call(wrap__rs_private_queue, wid)
+
 # Report the tasks finished since the last step and start up to `limit`
 # more (0: none; the worker sizes its batches by its recent tasks),
 # waiting up to `wait` seconds for work. Returns list(id, payload, seed,

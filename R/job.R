@@ -38,7 +38,7 @@ job_submit <- function(job, queue, payloads, timeout = NULL, max_attempts = NULL
 
 # Wait up to `timeout` seconds for `n` tasks (NA: any, 0: all) among `ids`
 # (NULL: all of the job's). Warns once per worker found lost meanwhile.
-# Returns the ended tasks as list(id, status, exists, done, completed,
+# Returns the ended tasks as list(id, status, exists, done, completed, died,
 # result, message, tag) plus timed_out, relayed and outstanding. A job
 # that relays returns early with messages of running tasks.
 job_wait <- function(job, n = NA, ids = NULL, timeout = Inf, progress = NULL) {

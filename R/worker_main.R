@@ -190,6 +190,7 @@ eval_payload <- function(p, task, w, state) {
     # conditions into a FutureResult
     future = eval_future(p$expr, p$globals),
     foreach = run_foreach_chunk(p, task, w, state),
+    snow = snow_exec(p),
     stop("unknown task payload type '", p$type, "'; is this worker's redq older than the controller's?"))
 }
 
@@ -208,6 +209,18 @@ eval_future <- function(expr, globals) {
   })
   list2env(globals, envir = genv)
   eval(expr, genv)
+}
+
+# A parallel cluster's call, evaluated as parallel's own workers do: an
+# error becomes the value, marked as one, for parallel to re-signal.
+snow_exec <- function(p) {
+  success <- TRUE
+  t1 <- proc.time()
+  value <- tryCatch(do.call(p$fun, p$args, quote = TRUE), error = function(e) {
+    success <<- FALSE
+    structure(conditionMessage(e), class = c("snow-try-error", "try-error"))
+  })
+  list(type = "VALUE", value = value, success = success, time = proc.time() - t1, tag = p$tag)
 }
 
 # Byte-compile expressions that loop: R compiles loops on the fly only at

@@ -1,5 +1,7 @@
 # redq benchmarks against doParallel (registerDoParallel(cores = 2), FORK
-# and PSOCK clusters) and sequential %do%.
+# and PSOCK clusters) and sequential %do%; its future backend against
+# plan(multicore) and plan(multisession); its parallel cluster against
+# PSOCK and FORK clusters.
 #
 #   R_LIBS=.lib Rscript bench/run.R          full run (a few minutes)
 #   R_LIBS=.lib Rscript bench/run.R quick    fewer repetitions, smaller scale case
@@ -20,7 +22,8 @@ script_dir <- function() {
 }
 
 dir <- script_dir()
-for (f in c("helpers.R", "cases-task.R", "cases-foreach.R", "cases-system.R")) {
+for (f in c("helpers.R", "cases-task.R", "cases-foreach.R", "cases-frontends.R",
+            "cases-system.R")) {
   source(file.path(dir, f))
 }
 
@@ -52,6 +55,10 @@ main <- function(args = commandArgs(trailingOnly = TRUE)) {
   run_case("foreach FORK", case_foreach_cluster, "FORK")
   run_case("foreach PSOCK", case_foreach_cluster, "PSOCK")
   run_case("foreach sequential", case_foreach_seq)
+  for (plan in c("redq", "multicore", "multisession", "sequential")) {
+    run_case(paste("future", plan), case_future, plan)
+  }
+  for (type in c("redq", "PSOCK", "FORK")) run_case(paste("parallel", type), case_parallel, type)
   run_case("worker start-up", case_startup, ctl("start-up"))
   run_case("idle worker memory", case_worker_memory, ctl("memory"))
   run_case("recovery", case_recovery, ctl("recovery"))

@@ -17,12 +17,14 @@ pub struct Connection {
     cfg: Config,
     conn: Option<redis::Connection>,
     pid: u32,
+    /// The server's id for the current connection (`CLIENT ID`), once asked.
+    client_id: Option<i64>,
 }
 
 impl Connection {
     /// Connect now, so that a wrong address fails at once.
     pub fn open(cfg: &Config) -> Result<Connection> {
-        let mut c = Connection { cfg: cfg.clone(), conn: None, pid: std::process::id() };
+        let mut c = Connection { cfg: cfg.clone(), conn: None, pid: std::process::id(), client_id: None };
         c.get()?;
         Ok(c)
     }
@@ -64,6 +66,7 @@ impl Connection {
         }
         if self.conn.is_none() {
             self.conn = Some(self.connect()?);
+            self.client_id = None;
         }
         Ok(self.conn.as_mut().expect("connection was just set"))
     }
@@ -83,6 +86,23 @@ impl Connection {
                 Err(err)
             }
         }
+    }
+
+    /// The server's id for this connection, which another connection can
+    /// pass to `CLIENT UNBLOCK`; asked once per connection. 0 when the
+    /// server refuses to tell (a user not allowed `CLIENT ID`).
+    pub fn client_id(&mut self) -> Result<i64> {
+        let _ = self.get()?;
+        if let Some(id) = self.client_id {
+            return Ok(id);
+        }
+        let id = match self.run(|c| redis::cmd("CLIENT").arg("ID").query::<i64>(c)) {
+            Ok(id) => id,
+            Err(e) if e.is_connection() => return Err(e),
+            Err(_) => 0,
+        };
+        self.client_id = Some(id);
+        Ok(id)
     }
 
     /// Send a pipeline; an empty one is not sent (Redis rejects it) and

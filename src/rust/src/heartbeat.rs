@@ -21,7 +21,7 @@ use crate::registry::{register, Registration};
 use crate::scripts::{self, invocation};
 use crate::status;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -78,6 +78,12 @@ pub struct Shared {
     /// Tasks of the current batch cancelled before the R loop began them:
     /// it skips them.
     pub cancelled: Mutex<std::collections::HashSet<String>>,
+    /// The server's id for the R thread's connection (0: not known yet),
+    /// so that the side thread can end its blocking wait for work.
+    pub r_client: AtomicI64,
+    /// Work arrived on the worker's own queue since the R thread last
+    /// looked at its queues.
+    pub woken: AtomicBool,
 }
 
 /// Timing of the side thread.
@@ -240,7 +246,34 @@ fn handle_control(conn: &mut Connection, keys: &Keys, wid: &str, msg: &str, shar
                 shared.cancelled.lock().insert(id.to_string());
             }
         }
-        _ => {} // WAKE, or a message from a newer version: ignore
+        (status::CONTROL_WAKE, _) => wake_r_thread(conn, shared),
+        _ => {} // a message from a newer version: ignore
+    }
+}
+
+/// Work arrived on the worker's own queue while the R thread may be
+/// blocked waiting on its first shared queue: end that wait
+/// (`CLIENT UNBLOCK`), so it looks at all its queues again. The R thread
+/// clears `woken` whenever it does; until then it may be just about to
+/// block, so try again for a few milliseconds. A busy R thread looks at
+/// its own queue first with its next step anyway.
+fn wake_r_thread(conn: &mut Connection, shared: &Shared) {
+    shared.woken.store(true, Ordering::SeqCst);
+    for _ in 0..20 {
+        let client = shared.r_client.load(Ordering::SeqCst);
+        if client == 0
+            || !shared.woken.load(Ordering::SeqCst)
+            || shared.shutdown.load(Ordering::SeqCst)
+            || shared.current.lock().id.is_some()
+        {
+            return;
+        }
+        let unblocked: i64 =
+            conn.run(|c| redis::cmd("CLIENT").arg("UNBLOCK").arg(client).query(c)).unwrap_or(0);
+        if unblocked == 1 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
-use crate::protocol::JOB_TTL_S;
+use crate::protocol::{CONTROL_TTL_S, JOB_TTL_S};
 use crate::scripts::{self, invocation};
 use crate::signature;
 use crate::status;
@@ -56,6 +56,13 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], how: Submi
     }
     for (q, ids) in &by_queue {
         p.lpush(keys.queue(q), ids).ignore();
+        if let Some(owner) = status::private_owner(q) {
+            // addressed to one worker, which may be waiting on another
+            // queue: wake it; a queue whose worker left expires
+            p.expire(keys.queue(q), JOB_TTL_S as i64).ignore();
+            p.rpush(keys.worker_control(owner), status::CONTROL_WAKE).ignore();
+            p.expire(keys.worker_control(owner), CONTROL_TTL_S as i64).ignore();
+        }
     }
     for (deps, ids) in &by_deps {
         // queued by the script once (if ever) their dependencies complete
@@ -70,8 +77,11 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], how: Submi
             .arg(ids)
             .ignore();
     }
-    let queues: BTreeSet<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
-    p.sadd(keys.queues(), queues).ignore();
+    let queues: BTreeSet<&str> =
+        tasks.iter().map(|t| t.queue.as_str()).filter(|q| status::private_owner(q).is_none()).collect();
+    if !queues.is_empty() {
+        p.sadd(keys.queues(), queues).ignore();
+    }
     if how.register {
         let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
         p.rpush(keys.tasks(), ids).ignore();

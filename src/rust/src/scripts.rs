@@ -31,6 +31,7 @@ fn constants() -> Vec<(&'static str, String)> {
         ("WORKER_LOST", q(st::WORKER_LOST)),
         ("OUTCOME_RETRY", q(st::OUTCOME_RETRY)),
         ("CONTROL_CANCEL", q(st::CONTROL_CANCEL)),
+        ("PRIVATE_MARK", q(st::PRIVATE_MARK)),
         ("DEFAULT_MAX_ATTEMPTS", protocol::DEFAULT_MAX_ATTEMPTS.to_string()),
         ("JOB_TTL_S", protocol::JOB_TTL_S.to_string()),
         ("NOTIFY_TTL_MS", protocol::NOTIFY_TTL_MS.to_string()),

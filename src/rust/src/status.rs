@@ -76,8 +76,24 @@ pub const CONTROL_STOP: &str = "STOP";
 pub const CONTROL_KILL: &str = "KILL";
 /// `CANCEL <id>`: interrupt that task if it is the current one.
 pub const CONTROL_CANCEL: &str = "CANCEL";
-/// Wake the side thread (it is leaving).
+/// Wake the worker: its side thread is leaving, or a task was queued on
+/// the worker's own queue while it waited on another.
 pub const CONTROL_WAKE: &str = "WAKE";
+
+/// A queue named `@<worker id>` is that worker's own: it serves it before
+/// its other queues, and what waits there when it leaves ends `DIED`, as
+/// no other worker may run it (calls addressed to one node of a cluster).
+pub const PRIVATE_MARK: &str = "@";
+
+/// The name of worker `wid`'s own queue.
+pub fn private_queue(wid: &str) -> String {
+    format!("{PRIVATE_MARK}{wid}")
+}
+
+/// The worker whose own queue `queue` is, if it is one.
+pub fn private_owner(queue: &str) -> Option<&str> {
+    queue.strip_prefix(PRIVATE_MARK).filter(|w| !w.is_empty())
+}
 
 /// What the R code of a task produced, as the worker loop reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -70,6 +70,8 @@ pub struct WorkerOptions {
 pub struct Worker {
     conn: Connection,
     reg: Registration,
+    /// Queues served, highest priority first: the worker's own queue, then
+    /// those it was started with.
     queues: Vec<String>,
     max_batch: usize,
     /// Tasks started by the last step and not yet begun by the R loop.
@@ -95,6 +97,12 @@ impl Worker {
         }
         for q in &opts.queues {
             validate_name("queue", q)?;
+            if status::private_owner(q).is_some() {
+                return Err(Error::Argument(format!(
+                    "invalid queue '{q}': names starting with '{}' are workers' own queues",
+                    status::PRIVATE_MARK
+                )));
+            }
         }
         let id = opts.name.clone().unwrap_or_else(crate::task::new_id);
         validate_name("worker name", &id)?;
@@ -132,8 +140,8 @@ impl Worker {
         };
         Ok(Worker {
             conn,
+            queues: std::iter::once(status::private_queue(&reg.id)).chain(opts.queues).collect(),
             reg,
-            queues: opts.queues,
             max_batch: opts.max_batch,
             batch: VecDeque::new(),
             relay_to: None,
@@ -273,11 +281,19 @@ impl Worker {
                     if want == 0 || self.stop_requested() || wait.is_zero() {
                         return Ok((accepted, vec![]));
                     }
-                    // nothing queued: block on the first queue; the moved id
-                    // is this worker's from now on (it sits in its running list)
+                    // nothing queued: block on the first shared queue (work
+                    // on the worker's own queue ends the wait: see
+                    // heartbeat::wake_r_thread); the moved id is this
+                    // worker's from now on (it sits in its running list)
+                    let client = self.conn.client_id()?;
+                    self.shared.r_client.store(client, Ordering::SeqCst);
+                    if self.shared.woken.swap(false, Ordering::SeqCst) {
+                        moved = None;
+                        continue;
+                    }
                     moved = match self.conn.run_blocking(wait, |c| {
                         redis::cmd("BLMOVE")
-                            .arg(self.reg.keys.queue(&self.queues[0]))
+                            .arg(self.reg.keys.queue(&self.queues[1]))
                             .arg(self.reg.keys.worker_running(&self.reg.id))
                             .arg("RIGHT")
                             .arg("LEFT")

@@ -6,6 +6,7 @@ use crate::controller::Controller;
 use crate::engine::{self, Hooks};
 use crate::error::Error;
 use crate::protocol;
+use crate::status;
 use crate::queue::{self, Submit};
 use crate::task::TaskSpec;
 use extendr_api::prelude::*;
@@ -50,6 +51,7 @@ pub(crate) fn ended_robj(v: &[queue::Ended]) -> Robj {
         exists = v.iter().map(|e| e.exists()).collect::<Logicals>(),
         done = v.iter().map(|e| e.done()).collect::<Logicals>(),
         completed = v.iter().map(|e| e.completed()).collect::<Logicals>(),
+        died = v.iter().map(|e| e.status == status::DIED).collect::<Logicals>(),
         result = raw_list(v.iter().map(|e| e.result.as_ref())),
         message = v.iter().map(|e| if e.result.is_some() { String::new() } else { e.message() }).collect::<Strings>(),
         tag = v.iter().map(|e| e.tag.unwrap_or(f64::NAN)).collect::<Vec<f64>>()

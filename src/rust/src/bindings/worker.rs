@@ -72,6 +72,13 @@ fn rs_worker_id(x: Robj) -> Robj {
     w.id().into()
 }
 
+/// The name of worker `wid`'s own queue, where calls addressed to it
+/// alone wait.
+#[extendr]
+fn rs_private_queue(wid: &str) -> String {
+    crate::status::private_queue(wid)
+}
+
 /// Report the tasks finished since the last step and start up to `limit`
 /// more (0: none; the worker sizes its batches by its recent tasks),
 /// waiting up to `wait` seconds for work. Returns list(id, payload, seed,
@@ -189,6 +196,7 @@ extendr_module! {
     mod worker;
     fn rs_worker_start;
     fn rs_worker_id;
+    fn rs_private_queue;
     fn rs_worker_step;
     fn rs_worker_begin;
     fn rs_worker_end;

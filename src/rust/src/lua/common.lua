@@ -185,6 +185,14 @@ local function start(wid, id, first)
          t[4] == '1'
 end
 
+-- Put a task back on its queue (the front); 1 unless that is the
+-- worker's own queue `own`, 0 then.
+local function requeue(queue, id, own)
+  local q = K.queue(queue)
+  redis.call('RPUSH', q, id)
+  return q == own and 0 or 1
+end
+
 -- Give every task a worker holds back to its queue (front, so it runs next).
 -- A task recorded as started counts an attempt: it ends DIED once it used
 -- up max_attempts, else it is PENDING again. A task only claimed goes back
@@ -193,6 +201,9 @@ local function release_worker(wid, outcome)
   local running = K.worker_running(wid)
   local ids = redis.call('LRANGE', running, 0, -1)
   local requeued, died = 0, 0
+  -- tasks addressed to this worker alone go back to its own queue, and
+  -- count as requeued only if it stays (drop_private)
+  local own = K.queue(PRIVATE_MARK .. wid)
   -- the list holds the newest claim first: walk from the oldest so that
   -- the queue gets them back in their original order
   for i = #ids, 1, -1 do
@@ -207,23 +218,39 @@ local function release_worker(wid, outcome)
       else
         redis.call('HSET', tk, 'status', PENDING, 'worker', '')
         redis.call('HDEL', tk, 'started')
-        redis.call('RPUSH', K.queue(t.queue), id)
-        requeued = requeued + 1
+        requeued = requeued + requeue(t.queue, id, own)
       end
     elseif t.status == RUNNING then
       -- claimed in a batch and not known to have begun: back without an
       -- attempt, and alone next time, so that a task that kills its worker
       -- in a batch is charged from its next run on
       redis.call('HSET', tk, 'status', PENDING, 'worker', '', 'solo', 1)
-      redis.call('RPUSH', K.queue(t.queue), id)
-      requeued = requeued + 1
+      requeued = requeued + requeue(t.queue, id, own)
     elseif t.status == PENDING then
-      redis.call('RPUSH', K.queue(t.queue), id)
-      requeued = requeued + 1
+      requeued = requeued + requeue(t.queue, id, own)
     end
   end
   redis.call('DEL', running)
   return {requeued, died}
+end
+
+-- A worker left for good (exited or lost): the tasks addressed to it
+-- alone (its own queue, where release_worker put back those it held) can
+-- run nowhere else, so they end DIED. Returns how many.
+local function drop_private(wid)
+  local q = K.queue(PRIVATE_MARK .. wid)
+  local ids = redis.call('LRANGE', q, 0, -1)
+  redis.call('DEL', q)
+  local died = 0
+  for _, id in ipairs(ids) do
+    local tk = K.task(id)
+    local t = fields(tk)
+    if t.status == PENDING then
+      finish(tk, id, t, DIED)
+      died = died + 1
+    end
+  end
+  return died
 end
 
 -- ARGV[first..] as a table (unpack() of a long ARGV would overflow Lua's

@@ -1,8 +1,11 @@
 -- A worker leaves: give back what it holds (tasks it claimed in a batch
 -- but never started; on KILL also the one it was running), unregister it,
--- and keep its record for a while. ARGV[3] wid, ARGV[4] how it ended.
+-- and keep its record for a while; what was addressed to it alone ends
+-- DIED. ARGV[3] wid, ARGV[4] how it ended.
 local wid = ARGV[3]
 local r = release_worker(wid, ARGV[4])
+local dropped = drop_private(wid)
+r[2] = r[2] + dropped
 local wk = K.worker(wid)
 redis.call('HSET', wk, 'status', WORKER_EXITED, 'ended', NOW, 'task', '', 'how', ARGV[4])
 redis.call('EXPIRE', wk, WORKER_TTL_S)

@@ -8,6 +8,8 @@ local out = {}
 for _, wid in ipairs(redis.call('SMEMBERS', K.workers())) do
   if redis.call('EXISTS', K.worker_alive(wid)) == 0 then
     local r = release_worker(wid, WORKER_LOST)
+    local dropped = drop_private(wid)
+    r[2] = r[2] + dropped
     local wk = K.worker(wid)
     redis.call('HSET', wk, 'status', WORKER_LOST, 'ended', NOW, 'task', '')
     redis.call('EXPIRE', wk, WORKER_TTL_S)

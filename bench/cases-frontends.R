@@ -1,0 +1,84 @@
+# The future backend and the parallel cluster against what their users
+# would otherwise pick: plan(multicore) and plan(multisession) with 2
+# workers for future.apply, and PSOCK and FORK clusters of 2 for parLapply.
+
+FUT_N <- 2000L
+
+time_future <- function(system, baseline, target = NULL) {
+  run <- function() {
+    r <- future.apply::future_lapply(seq_len(FUT_N), identity)
+    stopifnot(identical(r[[FUT_N]], FUT_N))
+  }
+  run() # warm-up: starts the workers of plans that start them lazily
+  t <- vapply(seq_len(reps(5, 2)), function(i) elapsed(run()), 0)
+  record(sprintf("future_lapply(1:%d, identity)", FUT_N), system, t, "s",
+         group = "future-lapply", baseline = baseline, target = target)
+  one <- function() stopifnot(is.null(future::value(future::future(NULL))))
+  one()
+  t1 <- vapply(seq_len(reps(200, 20)), function(i) elapsed(one()), 0)
+  record("future: one future() + value()", system, t1 * 1000, "ms", group = "future-one",
+         baseline = baseline)
+}
+
+case_future <- function(which) {
+  on.exit(future::plan(future::sequential), add = TRUE)
+  switch(which,
+    redq = {
+      future::plan(redq_future, namespace = "bench-future", queue = "bench-future", workers = 2)
+      time_future("redq", NULL, target = list(
+        label = "<= 1.2x mc, < 1x psock",
+        ok = function(m, r) !is.na(r$mc) && !is.na(r$psock) && r$mc <= 1.2 && r$psock < 1))
+    },
+    multicore = {
+      future::plan(future::multicore, workers = 2)
+      time_future("plan(multicore)", "mc")
+    },
+    multisession = {
+      future::plan(future::multisession, workers = 2)
+      time_future("plan(multisession)", "psock")
+    },
+    sequential = {
+      future::plan(future::sequential)
+      time_future("plan(sequential)", "seq")
+    })
+}
+
+time_parlapply <- function(cl, system, baseline, target = NULL) {
+  run <- function() {
+    r <- parallel::parLapply(cl, seq_len(FUT_N), identity)
+    stopifnot(identical(r[[FUT_N]], FUT_N))
+  }
+  run()
+  t <- vapply(seq_len(reps(5, 2)), function(i) elapsed(run()), 0)
+  record(sprintf("parLapply(cl, 1:%d, identity)", FUT_N), system, t, "s", group = "parlapply",
+         baseline = baseline, target = target)
+  lb <- function() {
+    r <- parallel::parLapplyLB(cl, seq_len(200), identity)
+    stopifnot(identical(r[[200]], 200L))
+  }
+  lb()
+  t <- vapply(seq_len(reps(5, 2)), function(i) elapsed(lb()), 0)
+  record("parLapplyLB(cl, 1:200, identity)", system, t, "s", group = "parlapply-lb",
+         baseline = baseline)
+}
+
+case_parallel <- function(type) {
+  t <- elapsed(cl <- switch(type,
+    redq = redq_cluster(2, namespace = "bench-cluster"),
+    FORK = parallel::makeForkCluster(2),
+    PSOCK = parallel::makePSOCKcluster(2)))
+  bench$clusters[[paste("parallel", type)]] <- cl
+  on.exit({
+    parallel::stopCluster(cl)
+    bench$clusters[[paste("parallel", type)]] <- NULL
+  }, add = TRUE)
+  if (type == "redq") {
+    record("start-up: cluster of 2", "redq", t, "s", group = "cluster-startup")
+    time_parlapply(cl, "redq", NULL, target = target_ratio(1, "psock"))
+  } else {
+    baseline <- if (type == "FORK") "fork" else "psock"
+    record("start-up: cluster of 2", paste("parallel", type), t, "s", group = "cluster-startup",
+           baseline = baseline)
+    time_parlapply(cl, paste("parallel", type), baseline)
+  }
+}
