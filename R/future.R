@@ -19,7 +19,10 @@
 #' conditions (progressr updates) reach this session while the future runs.
 #' A future whose worker dies runs again elsewhere, up to `max_attempts`
 #' times; after that `value()` signals a `FutureError` naming the workers
-#' lost. Interrupting `value()` cancels the future's task on its worker.
+#' lost. Ctrl+C while `value()`, `resolved()` or a loop over futures
+#' (`future_lapply()`, `future_map()`) waits cancels the tasks of the
+#' session's futures that are still running on that server and namespace;
+#' their values then signal a `FutureError`.
 #' A future's task id (`f$task_id`) can be read from any session with the
 #' task API (`task_status()`, `task_result()`) until this session collects
 #' it.
@@ -172,33 +175,42 @@ getExpression.RedqFuture <- function(future, expr = future$expr, immediateCondit
              conditionClasses = conditionClasses)
 }
 
+# resolved() waits at most `future.resolved.timeout` seconds (0.01), as
+# future's own cluster futures do, for any of the session's futures: so
+# that a loop polling many futures (future.apply's, furrr's) spends its
+# time where Ctrl+C can reach the futures, not in its own Sys.sleep().
 #' @exportS3Method future::resolved
-resolved.RedqFuture <- function(x, run = TRUE, timeout = 0, ...) {
+resolved.RedqFuture <- function(x, run = TRUE, timeout = NULL, ...) {
   if (x$state == "created") return(NextMethod())
-  if (is.null(x$result)) future_poll(x, timeout)
+  if (is.null(x$result)) {
+    future_poll(x, timeout %||% getOption("future.resolved.timeout", 0.01), any = TRUE)
+  }
   !is.null(x$result)
 }
 
 #' @exportS3Method future::result
 result.RedqFuture <- function(future, ...) {
   if (future$state == "created") future <- future::run(future)
-  if (is.null(future$result)) {
-    st <- future_state(future$redq)
-    # Ctrl+C while waiting cancels the future's task on its worker
-    withCallingHandlers(
-      while (is.null(future$result)) future_poll(future, Inf),
-      interrupt = function(cnd) try(job_cancel(st$job, future$task_id), silent = TRUE))
-  }
+  while (is.null(future$result)) future_poll(future, Inf)
   result <- future$result
   if (inherits(result, "FutureError")) stop(result)
   result
 }
 
-# Wait up to `timeout` for the future's task, signalling the conditions
-# futures relay meanwhile (for this future or others of the session).
-future_poll <- function(future, timeout) {
+# Wait up to `timeout` for the future's task (any: or any of the
+# session's), signalling the conditions futures relay meanwhile. Ctrl+C
+# while waiting abandons the wait, and with it the session's futures that
+# are still queued or running on this server and namespace: their tasks
+# are cancelled.
+future_poll <- function(future, timeout, any = FALSE) {
   st <- future_state(future$redq)
-  r <- job_wait(st$job, n = 0, ids = future$task_id, timeout = timeout)
+  ids <- if (any) ls(st$pending) else future$task_id
+  r <- withCallingHandlers(
+    job_wait(st$job, n = if (any) NA else 0, ids = ids, timeout = timeout),
+    interrupt = function(cnd) {
+      pending <- ls(st$pending)
+      if (length(pending)) try(job_cancel(st$job, pending), silent = TRUE)
+    })
   future_relay(st, r$relayed)
   for (i in seq_along(r$id)) future_collect(st, r, i)
   invisible(future)

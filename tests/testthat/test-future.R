@@ -57,6 +57,8 @@ test_that("seeded futures give the same numbers as under plan(sequential)", {
   }
   future::plan(future::sequential)
   expected <- draw()
+  future::plan(future::multisession, workers = 2)
+  expect_identical(draw(), expected)
   local_redq_plan(ctl)
   expect_identical(draw(), expected)
 })
@@ -96,7 +98,7 @@ test_that("errors keep their class; output, messages and warnings reach value()"
   expect_equal(future::value(future::future(1 + 1)), 2)
 })
 
-test_that("progressr updates arrive while the futures run", {
+test_that("a progressr bar moves while future_lapply() runs 20 one-second tasks on 2 workers", {
   ctl <- test_controller()
   local_redq_plan(ctl)
   withr::local_options(progressr.enable = TRUE)
@@ -106,18 +108,21 @@ test_that("progressr updates arrive while the futures run", {
     update = function(config, state, progression, ...) seen <<- c(seen, as.numeric(Sys.time()))))
   t0 <- as.numeric(Sys.time())
   progressr::with_progress({
-    p <- progressr::progressor(2)
-    r <- future.apply::future_lapply(1:2, function(i) {
+    p <- progressr::progressor(20)
+    r <- future.apply::future_lapply(1:20, function(i) {
+      Sys.sleep(1)
       p()
-      Sys.sleep(1.5)
       i
-    }, future.scheduling = Inf)
+    })
   }, handlers = record)
   done <- as.numeric(Sys.time())
-  expect_equal(unlist(r), 1:2)
-  expect_length(seen, 2)
-  # both updates came while the futures still slept, not with their results
-  expect_lt(max(seen) - t0, done - t0 - 1)
+  expect_equal(unlist(r), 1:20)
+  expect_length(seen, 20)
+  at <- seen - t0
+  # two updates a second from the start, not twenty at the end
+  expect_lt(min(at), 2)
+  expect_gt(sum(at < done - t0 - 1), 15)
+  expect_gt(diff(range(at)), 7)
 })
 
 test_that("a future whose worker is killed runs again; too many losses give a FutureError", {

@@ -85,3 +85,16 @@ test_that("Ctrl+C stops a worker cleanly and its task goes back to the queue", {
   expect_equal(task_result(id), worker_pid(w2, ctl))
   expect_equal(task_info(id)$attempts$worker, c(w1, w2))
 })
+
+test_that("Ctrl+C in future_lapply cancels its futures' tasks, and the plan goes on", {
+  ctl <- test_controller()
+  worker_spawn(2)
+  rs <- session_with_redq(ctl$namespace)
+  rs$run(function(url, ns) future::plan(redq_future, namespace = ns, url = url), list(test_url(), ctl$namespace))
+  rs$call(function() future.apply::future_lapply(1:4, function(i) Sys.sleep(30)))
+  res <- interrupt_when_busy(rs, ctl)
+  expect_match(conditionMessage(res$error), "interrupt")
+  # the workers are free again long before the 30 s tasks would end
+  expect_true(wait_until(function() all(worker_status(controller = ctl) == "IDLE"), timeout = 5))
+  expect_equal(rs$run(function() future::value(future::future(6 * 7))), 42)
+})
