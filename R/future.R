@@ -19,10 +19,12 @@
 #' conditions (progressr updates) reach this session while the future runs.
 #' A future whose worker dies runs again elsewhere, up to `max_attempts`
 #' times; after that `value()` signals a `FutureError` naming the workers
-#' lost. Ctrl+C while `value()`, `resolved()` or a loop over futures
-#' (`future_lapply()`, `future_map()`) waits cancels the tasks of the
-#' session's futures that are still running on that server and namespace;
-#' their values then signal a `FutureError`.
+#' lost. Ctrl+C while `value()` waits cancels the future's task; Ctrl+C
+#' while future waits for a list of futures (`value()` of a list,
+#' `resolve()`, `future_lapply()`, `future_map()`) cancels those of the
+#' list still running; so does a function (`future_lapply()`'s own, or
+#' yours) that created futures and then ends with an error or Ctrl+C
+#' instead of returning. Their values then signal a `FutureError`.
 #' A future's task id (`f$task_id`) can be read from any session with the
 #' task API (`task_status()`, `task_result()`) until this session collects
 #' it.
@@ -151,6 +153,7 @@ run.RedqFuture <- function(future, ...) {
                                spec$max_attempts)
   assign(future$task_id, future, envir = st$pending)
   future$state <- "running"
+  future_guard_caller(future)
   invisible(future)
 }
 
@@ -176,13 +179,12 @@ getExpression.RedqFuture <- function(future, expr = future$expr, immediateCondit
 }
 
 # resolved() waits at most `future.resolved.timeout` seconds (0.01), as
-# future's own cluster futures do, for any of the session's futures: so
-# that a loop polling many futures (future.apply's, furrr's) spends its
-# time where Ctrl+C can reach the futures, not in its own Sys.sleep().
+# future's own cluster futures do, for any of the session's futures.
 #' @exportS3Method future::resolved
 resolved.RedqFuture <- function(x, run = TRUE, timeout = NULL, ...) {
   if (x$state == "created") return(NextMethod())
   if (is.null(x$result)) {
+    future_guard_list()
     future_poll(x, timeout %||% getOption("future.resolved.timeout", 0.01), any = TRUE)
   }
   !is.null(x$result)
@@ -199,21 +201,78 @@ result.RedqFuture <- function(future, ...) {
 
 # Wait up to `timeout` for the future's task (any: or any of the
 # session's), signalling the conditions futures relay meanwhile. Ctrl+C
-# while waiting abandons the wait, and with it the session's futures that
-# are still queued or running on this server and namespace: their tasks
-# are cancelled.
+# while value() waits for it cancels its task.
 future_poll <- function(future, timeout, any = FALSE) {
   st <- future_state(future$redq)
   ids <- if (any) ls(st$pending) else future$task_id
   r <- withCallingHandlers(
     job_wait(st$job, n = if (any) NA else 0, ids = ids, timeout = timeout),
-    interrupt = function(cnd) {
-      pending <- ls(st$pending)
-      if (length(pending)) try(job_cancel(st$job, pending), silent = TRUE)
-    })
+    interrupt = function(cnd) if (!any) future_abandon(list(future)))
   future_relay(st, r$relayed)
   for (i in seq_along(r$id)) future_collect(st, r, i)
   invisible(future)
+}
+
+# future waits for a list of futures in resolve() (value() of a list,
+# future_lapply(), future_map() all do). Should that wait end without
+# them (Ctrl+C, an error), the redq futures of the list that are still
+# running are cancelled: on.exit() in resolve()'s frame, added once.
+future_guard_list <- function() {
+  resolve_list <- utils::getFromNamespace("resolve.list", "future")
+  for (i in rev(seq_len(sys.nframe()))) {
+    if (!identical(sys.function(i), resolve_list)) next
+    frame <- sys.frame(i)
+    if (!exists(".redq_guarded", envir = frame, inherits = FALSE)) {
+      assign(".redq_guarded", TRUE, envir = frame)
+      cleanup <- function() future_abandon(get("x", envir = frame))
+      do.call(base::on.exit, list(as.call(list(cleanup)), TRUE), envir = frame)
+    }
+    return(invisible())
+  }
+}
+
+# The function that called future() (future_lapply()'s and
+# future_map()'s inner functions, a user's function) may end without
+# returning, interrupted or failed, between creating its futures and
+# collecting them: then the redq futures it created that are still running
+# are cancelled (on.exit() in its frame, added once; a normal return,
+# with or without its futures resolved, cancels nothing).
+future_guard_caller <- function(future) {
+  make <- future::future
+  for (i in rev(seq_len(sys.nframe()))) {
+    if (!identical(sys.function(i), make)) next
+    parent <- sys.parents()[[i]]
+    if (parent == 0L) return(invisible())
+    frame <- sys.frame(parent)
+    guards <- redq_env$guards
+    for (g in guards) {
+      if (identical(g$frame, frame)) {
+        g$futures <- c(g$futures, list(future))
+        return(invisible())
+      }
+    }
+    g <- new.env(parent = emptyenv())
+    g$frame <- frame
+    g$futures <- list(future)
+    redq_env$guards <- c(guards, list(g))
+    cleanup <- function() {
+      redq_env$guards <- Filter(function(x) !identical(x, g), redq_env$guards)
+      if (identical(returnValue(g), g)) future_abandon(g$futures)
+    }
+    do.call(base::on.exit, list(as.call(list(cleanup)), TRUE), envir = frame)
+    return(invisible())
+  }
+}
+
+# Cancel the tasks of those of `futures` that are redq futures still
+# running; their values then signal a FutureError.
+future_abandon <- function(futures) {
+  for (f in futures) {
+    if (inherits(f, "RedqFuture") && is.null(f$result) && !is.na(f$task_id)) {
+      st <- future_state(f$redq)
+      try(job_cancel(st$job, f$task_id), silent = TRUE)
+    }
+  }
 }
 
 # Signal relayed conditions now, and keep them with their future, as

@@ -182,3 +182,22 @@ test_that("bad plan settings fail with a classed error, before anything runs", {
   local_redq_plan(ctl, workers = 1)
   expect_equal(future::value(future::future(3)), 3)
 })
+
+test_that("futures a function created are cancelled if it fails, kept if it returns", {
+  ctl <- test_controller()
+  local_redq_plan(ctl, workers = 1)
+  make <- function() future::future({
+    Sys.sleep(0.5)
+    "kept"
+  })
+  f <- make()
+  expect_equal(future::value(f), "kept")
+  fail_after_start <- function() {
+    g <- future::future(Sys.sleep(30))
+    Sys.sleep(0.5)
+    stop("failed after starting a future")
+  }
+  expect_error(fail_after_start(), "failed after starting")
+  expect_true(wait_until(function() all(worker_status(controller = ctl) == "IDLE"), timeout = 5))
+  expect_equal(future::value(future::future("next")), "next")
+})
