@@ -67,6 +67,7 @@ redq_cluster <- function(n = NULL, namespace = "default", queue = NULL, url = NU
   st$ctl <- ctl
   st$queue <- queue
   st$local <- !is.null(n)
+  st$own_queue <- own_queue
   st$max_attempts <- max_attempts
   st$timeout <- timeout
   if (st$local) {
@@ -299,5 +300,7 @@ cluster_shutdown <- function(st) {
   if (st$local) {
     try(worker_stop(st$nodes, type = "kill", wait = 2, controller = st$ctl), silent = TRUE)
   }
+  # a queue named for this cluster is forgotten with it
+  if (isTRUE(st$own_queue)) try(queue_remove(st$queue, controller = st$ctl), silent = TRUE)
   invisible()
 }

@@ -128,6 +128,13 @@ rs_worker_stop_requested <- function(x) .Call(wrap__rs_worker_stop_requested, x)
 # SIGINTs the side thread has sent so far.
 rs_worker_signals <- function(x) .Call(wrap__rs_worker_signals, x)
 
+# Arm a deadline `seconds` from now for part of the running task
+# (`Inf`/NULL: none).
+rs_worker_deadline <- function(x, seconds) .Call(wrap__rs_worker_deadline, x, seconds)
+
+# True if the running task's interrupt was a timeout, now handled.
+rs_worker_take_timeout <- function(x) .Call(wrap__rs_worker_take_timeout, x)
+
 # A job's environment (NULL if gone).
 rs_worker_job_env <- function(x, job) .Call(wrap__rs_worker_job_env, x, job)
 

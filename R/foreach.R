@@ -20,7 +20,8 @@ do_redis <- function(obj, expr, envir, data) {
   job <- job_open(ctl, check_every = opts$ftinterval)
   # whatever ends the loop (its end, an error, Ctrl+C), its tasks and keys go
   on.exit(try(job_remove(job), silent = TRUE), add = TRUE)
-  job_env(job, serialize_fast(list(expr = expr, env = exportenv, packages = opts$packages)),
+  job_env(job, serialize_fast(list(expr = expr, env = exportenv, packages = opts$packages,
+                                   namespace = loop_namespace(envir))),
           opts$queue)
 
   seed <- rng_stream_start()
@@ -168,6 +169,15 @@ loop_exports <- function(obj, expr, envir, opts) {
   exportenv
 }
 
+# A loop written inside a package's function sees that package's
+# functions, as it does with doParallel: its workers evaluate it in the
+# package's namespace. NULL for loops written at top level or in scripts.
+loop_namespace <- function(envir) {
+  top <- topenv(envir)
+  if (!isNamespace(top) || isBaseNamespace(top)) return(NULL)
+  getNamespaceName(top)
+}
+
 make_dots_env <- function(...) {
   list(...)
   function() NULL
@@ -211,7 +221,7 @@ foreach_job_setup <- function(jid, w) {
   for (pkg in job$packages) {
     library(pkg, character.only = TRUE)
   }
-  parent.env(job$env) <- globalenv()
+  parent.env(job$env) <- if (is.null(job$namespace)) globalenv() else asNamespace(job$namespace)
   # compiled once per job, as foreach's own backends do: R compiles loops
   # on the fly only at top level, so an uncompiled body runs its loops slowly
   job$expr <- compile_expr(job$expr, job$env)

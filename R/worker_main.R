@@ -191,6 +191,7 @@ eval_payload <- function(p, task, w, state) {
     future = eval_future(p$expr, p$globals),
     foreach = run_foreach_chunk(p, task, w, state),
     snow = snow_exec(p),
+    bioc = bioc_exec(p, w, state),
     stop("unknown task payload type '", p$type, "'; is this worker's redq older than the controller's?"))
 }
 

@@ -174,6 +174,27 @@ impl Worker {
         self.shared.signals.load(Ordering::SeqCst)
     }
 
+    /// Arm a deadline for part of the running task (one element of a
+    /// BiocParallel task), or disarm it with `None`: when it passes, the
+    /// side thread interrupts R as it does when a task's timeout expires.
+    pub fn set_deadline(&self, d: Option<Duration>) {
+        let mut cur = self.shared.current.lock();
+        cur.deadline = d.and_then(|d| Instant::now().checked_add(d));
+    }
+
+    /// True if the side thread's interrupt of the running task was a
+    /// timeout, which the R code has now handled: the interruption is
+    /// forgotten (no grace-period exit) and the task goes on.
+    pub fn take_timeout(&self) -> bool {
+        let mut cur = self.shared.current.lock();
+        if matches!(cur.interrupted, Some((Reason::Timeout, _))) {
+            cur.interrupted = None;
+            cur.deadline = None;
+            return true;
+        }
+        false
+    }
+
     /// If the side thread interrupted the current task, why.
     pub fn interrupt_reason(&self) -> Option<Reason> {
         self.shared.current.lock().interrupted.map(|(r, _)| r)

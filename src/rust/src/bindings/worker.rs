@@ -146,6 +146,28 @@ fn rs_worker_stop_requested(x: Robj) -> Robj {
     w.stop_requested().into()
 }
 
+/// Arm a deadline `seconds` from now for part of the running task
+/// (`Inf`/NULL: none).
+#[extendr]
+fn rs_worker_deadline(x: Robj, seconds: Robj) -> Robj {
+    let w = wkr!(x);
+    let d = number(&seconds, "timeout").and_then(|v| protocol::seconds("timeout", v.unwrap_or(f64::INFINITY), true, false));
+    match d {
+        Ok(d) => {
+            w.set_deadline(d);
+            Robj::from(())
+        }
+        Err(e) => err(&e),
+    }
+}
+
+/// True if the running task's interrupt was a timeout, now handled.
+#[extendr]
+fn rs_worker_take_timeout(x: Robj) -> Robj {
+    let w = wkr!(x);
+    w.take_timeout().into()
+}
+
 /// A job's environment (NULL if gone).
 #[extendr]
 fn rs_worker_job_env(x: Robj, job: &str) -> Robj {
@@ -203,6 +225,8 @@ extendr_module! {
     fn rs_worker_relay;
     fn rs_worker_stop_requested;
     fn rs_worker_signals;
+    fn rs_worker_deadline;
+    fn rs_worker_take_timeout;
     fn rs_worker_job_env;
     fn rs_worker_exit;
     fn rs_worker_list;
