@@ -82,3 +82,32 @@ case_parallel <- function(type) {
     time_parlapply(cl, paste("parallel", type), baseline)
   }
 }
+
+# BiocParallel: RedisParam(2) against MulticoreParam(2) and SnowParam(2),
+# each started once (workers kept between calls), and per call (a param
+# that is not started starts and stops its workers around bplapply()).
+time_bplapply <- function(make, system, baseline, target = NULL) {
+  run <- function(p) {
+    r <- BiocParallel::bplapply(seq_len(FUT_N), identity, BPPARAM = p)
+    stopifnot(identical(r[[FUT_N]], FUT_N))
+  }
+  p <- make()
+  BiocParallel::bpstart(p)
+  on.exit(BiocParallel::bpstop(p), add = TRUE)
+  run(p)
+  t <- vapply(seq_len(reps(5, 2)), function(i) elapsed(run(p)), 0)
+  record(sprintf("bplapply(1:%d, identity), started", FUT_N), system, t, "s",
+         group = "bplapply", baseline = baseline, target = target)
+  BiocParallel::bpstop(p)
+  t <- vapply(seq_len(reps(3, 1)), function(i) elapsed(run(make())), 0)
+  record(sprintf("bplapply(1:%d, identity), per call", FUT_N), system, t, "s",
+         group = "bplapply-call", baseline = baseline)
+}
+
+case_biocparallel <- function(which) {
+  switch(which,
+    redq = time_bplapply(function() RedisParam(2, namespace = "bench-bioc"), "redq", NULL,
+                         target = target_ratio(1.2, "mc")),
+    multicore = time_bplapply(function() BiocParallel::MulticoreParam(2), "MulticoreParam", "mc"),
+    snow = time_bplapply(function() BiocParallel::SnowParam(2), "SnowParam", "psock"))
+}

@@ -171,9 +171,11 @@ print_results <- function() {
   cat("\nredq benchmarks", if (isTRUE(bench$quick)) "(quick mode)" else "", "\n")
   cat(sprintf("R %s, %d cores, %s\n", getRversion(), parallel::detectCores(),
               format(Sys.time(), "%Y-%m-%d %H:%M")))
-  cat("x_mc / x_fork / x_psock / x_seq = redq median / median of doParallel with",
-      "registerDoParallel(cores = 2) (mclapply), doParallel FORK and PSOCK clusters,",
-      "sequential %do% (same loop, same run, 2 workers; > 1 means redq is slower).\n\n")
+  cat("x_mc / x_fork / x_psock / x_seq = redq median / median of the row group's baseline:",
+      "for foreach, doParallel with registerDoParallel(cores = 2) (mclapply), doParallel FORK",
+      "and PSOCK clusters and sequential %do%; for future, plan(multicore), plan(multisession)",
+      "and plan(sequential); for parallel, FORK and PSOCK clusters; for BiocParallel,",
+      "MulticoreParam and SnowParam (same work, same run, 2 workers; > 1 means redq is slower).\n\n")
   if (!is.null(tab)) {
     old <- options(width = 250)
     on.exit(options(old))

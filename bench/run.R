@@ -59,6 +59,9 @@ main <- function(args = commandArgs(trailingOnly = TRUE)) {
     run_case(paste("future", plan), case_future, plan)
   }
   for (type in c("redq", "PSOCK", "FORK")) run_case(paste("parallel", type), case_parallel, type)
+  for (which in c("redq", "multicore", "snow")) {
+    run_case(paste("BiocParallel", which), case_biocparallel, which)
+  }
   run_case("worker start-up", case_startup, ctl("start-up"))
   run_case("idle worker memory", case_worker_memory, ctl("memory"))
   run_case("recovery", case_recovery, ctl("recovery"))
