@@ -191,7 +191,7 @@ rp_port <- function(port, source) {
   if (length(port) != 1L || is.na(p) || p != round(p) || p < 1 || p > 65535) {
     redq_abort("argument", sprintf(paste(
       "%s is '%s', which is not a port number (1 to 65535); give a port such as 6379,",
-      "or the whole address as REDIS_URL (redis://host:port)"), source, format(port)))
+      "or the whole address as REDIS_URL (redis://host:port)"), source, format(port)), call = NULL)
   }
   as.integer(p)
 }
@@ -209,7 +209,7 @@ rp_server <- function(url, host, port, password) {
                          grepl("[/@ ]|://", host))) {
     redq_abort("argument", sprintf(paste(
       "%s is '%s', which is not a host name; give a name or address such as 10.0.0.1,",
-      "or the whole address as REDIS_URL (redis://host:port)"), host_src, format(host)))
+      "or the whole address as REDIS_URL (redis://host:port)"), host_src, format(host)), call = NULL)
   }
   if (!is.null(password)) check_string(password, "redis.password")
   if (is.null(url) && (!is.null(host) || !is.null(port) || !is.null(password))) {

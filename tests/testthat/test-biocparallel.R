@@ -251,6 +251,10 @@ test_that("log = TRUE collects the workers' log lines and output in the manager"
   expect_true(any(grepl("^Node: .+", out)))
   bp("bplog<-")(p, FALSE)
   expect_false(bp("bplog")(p))
+  q <- local_param(ctl, workers = 1, progressbar = TRUE)
+  out <- capture.output(res <- bp("bplapply")(1:4, sqrt, BPPARAM = q))
+  expect_identical(res, as.list(sqrt(1:4)))
+  expect_true(any(grepl("100%", out, fixed = TRUE)))
 })
 
 test_that("the constant part of a call is stored once and each worker fetches it once", {
@@ -338,4 +342,18 @@ test_that("bad arguments give classed errors and leave the param usable", {
   bp("bpstart")(p)
   expect_error(bp("bpstart")(p), class = "redq_error_state")
   expect_identical(bp("bplapply")(1:2, function(i) i, BPPARAM = p), list(1L, 2L))
+})
+
+test_that("a Bioconductor package's BPPARAM (BiocNeighbors::findKNN) runs on redq workers", {
+  ctl <- test_controller()
+  p <- local_param(ctl, workers = 2, log = TRUE)
+  bp("bpstart")(p)
+  set.seed(1)
+  x <- matrix(stats::runif(3000 * 4), ncol = 4)
+  log <- capture.output(type = "message",
+                        got <- BiocNeighbors::findKNN(x, k = 5, BPPARAM = p))
+  want <- BiocNeighbors::findKNN(x, k = 5, BPPARAM = bp("SerialParam")())
+  expect_identical(got, want)
+  nodes <- unique(sub("^Node: ", "", grep("^Node: ", log, value = TRUE)))
+  expect_setequal(nodes, worker_list(ctl))
 })

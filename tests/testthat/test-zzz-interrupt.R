@@ -98,3 +98,23 @@ test_that("Ctrl+C in future_lapply cancels its futures' tasks, and the plan goes
   expect_true(wait_until(function() all(worker_status(controller = ctl) == "IDLE"), timeout = 5))
   expect_equal(rs$run(function() future::value(future::future(6 * 7))), 42)
 })
+
+test_that("Ctrl+C in bplapply cancels its tasks, removes its job, and the param goes on", {
+  ctl <- test_controller(queue = "bioc")
+  worker_spawn(2, queue = "bioc")
+  rs <- session_with_redq(ctl$namespace)
+  rs$run(function(url, ns) {
+    p <<- RedisParam(jobname = "bioc", is.worker = FALSE, namespace = ns, url = url)
+    invisible()
+  }, list(test_url(), ctl$namespace))
+  rs$call(function() bplapply(1:20, function(i) Sys.sleep(30), BPPARAM = p))
+  res <- interrupt_when_busy(rs, ctl)
+  expect_match(conditionMessage(res$error), "interrupt")
+  clean <- wait_until(function() {
+    !any(grepl(":job:|:task:", namespace_keys(ctl))) &&
+      all(worker_status(controller = ctl) == "IDLE")
+  }, timeout = 5)
+  expect_true(clean, info = paste(namespace_keys(ctl), collapse = " "))
+  expect_equal(queue_length("bioc", controller = ctl), 0)
+  expect_equal(rs$run(function() unlist(bplapply(1:3, function(i) i * 2, BPPARAM = p))), c(2, 4, 6))
+})
