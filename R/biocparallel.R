@@ -40,6 +40,10 @@
 #' [BiocParallel::bptry()] and `BPREDO` to rerun it), and the worker goes
 #' on.
 #'
+#' If the server loses the call's data (a restart without persistence,
+#' `FLUSHALL`), the manager submits what was lost again within
+#' `getOption("redq.check_interval", 5)` seconds.
+#'
 #' The server comes from `url`, else `redis.hostname`/`redis.port`/
 #' `redis.password`, else the environment variables `REDISPARAM_HOST`,
 #' `REDISPARAM_PORT`, `REDISPARAM_PASSWORD`, then `REDIS_HOST`,
@@ -349,7 +353,8 @@ rp_manager <- function(BPPARAM) {
   m$param <- BPPARAM
   m$ctl <- rp_controller(BPPARAM)
   m$queue <- BPPARAM$jobname
-  m$job <- job_open(m$ctl, fetch = TRUE, consume = TRUE)
+  m$job <- job_open(m$ctl, fetch = TRUE, consume = TRUE,
+                    check_every = getOption("redq.check_interval", 5))
   m$buffer <- list()
   m$sizes <- new.env(parent = emptyenv())
   m$env_sent <- FALSE

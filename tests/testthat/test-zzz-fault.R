@@ -180,14 +180,28 @@ loop_in_background <- function(url, ns) {
 # running in another R process; `fault(srv, ctl)` strikes once the loop is
 # under way (and may return a new server to stop at the end), and the loop
 # must still return the right answer. Everything lives until the test ends.
-loop_survives <- function(ns, fault, envir = parent.frame()) {
+# The same with bplapply(): a manager sharing the workers' jobname.
+bplapply_in_background <- function(url, ns) {
+  callr::r_bg(function(url, ns) {
+    library(redq)
+    options(redq.heartbeat = 0.2, redq.lease = 1, redq.reap_interval = 0.2,
+            redq.check_interval = 1)
+    p <- RedisParam(jobname = "jobs", is.worker = FALSE, tasks = 200, namespace = ns, url = url)
+    unlist(bplapply(1:200, function(i) {
+      Sys.sleep(0.02)
+      i * 2
+    }, BPPARAM = p))
+  }, list(url, ns), supervise = TRUE)
+}
+
+loop_survives <- function(ns, fault, envir = parent.frame(), run = loop_in_background) {
   srv <- redq:::server_launch()
   withr::defer(redq:::server_kill(srv), envir = envir)
   ctl <- redq_controller(ns, url = srv$url, default = FALSE)
   worker_spawn(2, queue = "jobs", controller = ctl)
   withr::defer(worker_stop(type = "kill", wait = 1, controller = ctl) |> try(silent = TRUE),
                envir = envir)
-  bg <- loop_in_background(srv$url, ns)
+  bg <- run(srv$url, ns)
   expect_true(wait_until(function() loop_under_way(ctl), timeout = 30))
   new_server <- fault(srv, ctl)
   if (is.environment(new_server)) withr::defer(redq:::server_kill(new_server), envir = envir)
@@ -212,6 +226,19 @@ test_that("a foreach loop survives FLUSHALL", {
   })
   # the workers registered again
   expect_true(wait_until(function() length(worker_list(ctl)) == 2, timeout = 10))
+})
+
+test_that("bplapply survives FLUSHALL and a redis-server restart", {
+  ctl <- loop_survives("bioc-flush", function(srv, ctl) {
+    redq:::redis_command("FLUSHALL", controller = ctl)
+    NULL
+  }, run = bplapply_in_background)
+  expect_true(wait_until(function() length(worker_list(ctl)) == 2, timeout = 10))
+  loop_survives("bioc-restart", function(srv, ctl) {
+    srv$process$kill()
+    Sys.sleep(0.5)
+    redq:::server_launch(port = srv$port)
+  }, run = bplapply_in_background)
 })
 
 test_that("task_wait reports tasks the server lost instead of hanging", {
