@@ -357,3 +357,17 @@ test_that("a Bioconductor package's BPPARAM (BiocNeighbors::findKNN) runs on red
   nodes <- unique(sub("^Node: ", "", grep("^Node: ", log, value = TRUE)))
   expect_setequal(nodes, worker_list(ctl))
 })
+
+test_that(".manager_send_all and .manager_recv_all reach every live worker once", {
+  ctl <- test_controller()
+  p <- local_param(ctl, workers = 2)
+  bp("bpstart")(p)
+  m <- BiocParallel::.manager(p)
+  withr::defer(BiocParallel::.manager_cleanup(m))
+  msg <- list(type = "EXEC", data = list(tag = 1L, fun = function() Sys.getpid(), args = list()),
+              static.fun = FALSE, static.args = NULL)
+  BiocParallel::.manager_send_all(m, msg)
+  got <- BiocParallel::.manager_recv_all(m)
+  pids <- vapply(got, function(d) d$value$value, 1L)
+  expect_setequal(pids, vapply(worker_info(controller = ctl), function(i) as.integer(i$pid), 1L))
+})
