@@ -54,6 +54,13 @@ rs_task_status <- function(x, ids) .Call(wrap__rs_task_status, x, ids)
 # vectors (NULL where none), and for tasks without one, why.
 rs_task_results <- function(x, ids) .Call(wrap__rs_task_results, x, ids)
 
+# list(state, worker, payload, result) of each task (state: queued,
+# running, finished or failed): raw vectors, NULL where none.
+rs_task_records <- function(x, ids) .Call(wrap__rs_task_records, x, ids)
+
+# The table-view state of each task: queued, running, finished or failed.
+rs_task_states <- function(x, ids) .Call(wrap__rs_task_states, x, ids)
+
 # Block until the tasks end, in slices, checking for Ctrl+C between
 # slices, running the reaper every `reap_every` seconds and riding out an
 # unreachable server for `patience` seconds; `progress` is NULL or a
@@ -153,8 +160,9 @@ rs_worker_signal <- function(x, ids, kill) .Call(wrap__rs_worker_signal, x, ids,
 
 # Open a job. `fetch`: results come with each ended task; `consume`: the
 # job deletes its tasks once received; `relay`: waits also hand back the
-# messages running tasks relay. Intervals in seconds.
-rs_job_open <- function(x, fetch, consume, relay, reap_every, check_every, patience) .Call(wrap__rs_job_open, x, fetch, consume, relay, reap_every, check_every, patience)
+# messages running tasks relay; `register`: its tasks are listed in the
+# namespace's task list. Intervals in seconds.
+rs_job_open <- function(x, fetch, consume, relay, register, reap_every, check_every, patience) .Call(wrap__rs_job_open, x, fetch, consume, relay, register, reap_every, check_every, patience)
 
 # The job's id.
 rs_job_id <- function(j) .Call(wrap__rs_job_id, j)

@@ -6,10 +6,12 @@
 # A new job on controller `ctl`. fetch: results come with each ended task;
 # consume: the job deletes its tasks once received; relay: waits also
 # return the messages running tasks relay (`relayed`: list(id, message));
-# check_every: seconds between looks for tasks the server lost.
-job_open <- function(ctl, fetch = TRUE, consume = TRUE, relay = FALSE, check_every = 30) {
-  ptr <- rs_check(rs_job_open(ctl$ptr, fetch, consume, relay, reap_interval(), check_every,
-                              reconnect_patience()))
+# check_every: seconds between looks for tasks the server lost; register:
+# its tasks are listed by task_list(), so that other sessions find them.
+job_open <- function(ctl, fetch = TRUE, consume = TRUE, relay = FALSE, check_every = 30,
+                     register = FALSE) {
+  ptr <- rs_check(rs_job_open(ctl$ptr, fetch, consume, relay, register, reap_interval(),
+                              check_every, reconnect_patience()))
   job <- new.env(parent = emptyenv())
   job$ptr <- ptr
   job$ctl <- ctl

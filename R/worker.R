@@ -30,6 +30,14 @@
 #' }
 worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, lease = NULL,
                          log = NULL, max_tasks = Inf, controller = NULL) {
+  spawn_workers(n, queue, timeout, heartbeat, lease, log, max_tasks, controller)
+}
+
+# worker_spawn(), running `command` in each process (a worker_main() or a
+# loop of its own that registers as a worker); `wait`: until they have
+# registered.
+spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, controller,
+                          command = WORKER_COMMAND, wait = TRUE) {
   n <- check_count(n, "n")
   ctl <- get_controller(controller)
   queue <- queue %||% ctl$queue
@@ -53,12 +61,12 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
   for (id in ids) {
     out <- if (is.null(log)) NULL else file.path(log, paste0(id, ".log"))
     proc <- processx::process$new(
-      rscript, c("--vanilla", "-e", WORKER_COMMAND),
+      rscript, c("--vanilla", "-e", command),
       env = c(env, REDQ_NAME = id), stdout = out, stderr = if (is.null(out)) NULL else "2>&1",
       supervise = TRUE, cleanup = TRUE)
     redq_env$processes[[id]] <- proc
   }
-  wait_registered(ctl, ids, timeout)
+  if (wait) wait_registered(ctl, ids, timeout)
   invisible(ids)
 }
 

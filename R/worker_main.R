@@ -32,42 +32,58 @@
 worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
                         heartbeat = NULL, lease = NULL, max_tasks = NULL,
                         idle_timeout = Inf, max_batch = 16) {
+  cfg <- worker_config(namespace, url, queue, name, heartbeat, lease, max_tasks)
+  idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
+  worker_serve(cfg, max_batch, function(w, state) {
+    worker_loop(w, state, cfg$max_tasks, idle_timeout)
+  })
+}
+
+# A worker's settings: arguments, else the REDQ_* environment variables,
+# checked like arguments.
+worker_config <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
+                          heartbeat = NULL, lease = NULL, max_tasks = NULL) {
   env <- function(var, default = NULL) {
     v <- Sys.getenv(var)
     if (nzchar(v)) v else default
   }
-  # numbers from the environment are checked like arguments
   num <- function(x) if (is.character(x)) suppressWarnings(as.numeric(x)) else x
-  namespace <- namespace %||% env("REDQ_NAMESPACE", "default")
-  url <- url %||% env("REDIS_URL", DEFAULT_LOCAL_URL)
-  queue <- queue %||% strsplit(env("REDQ_QUEUES", "default"), ",", fixed = TRUE)[[1]]
-  name <- name %||% env("REDQ_NAME")
-  heartbeat <- check_seconds(num(heartbeat %||% env("REDQ_HEARTBEAT", 1)), "heartbeat",
-                             zero_ok = FALSE)
-  lease <- check_seconds(num(lease %||% env("REDQ_LEASE", 5)), "lease", zero_ok = FALSE)
-  max_tasks <- check_count(num(max_tasks %||% env("REDQ_MAX_TASKS", Inf)), "max_tasks",
-                           none_ok = TRUE)
-  idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
+  list(
+    namespace = namespace %||% env("REDQ_NAMESPACE", "default"),
+    url = url %||% env("REDIS_URL", DEFAULT_LOCAL_URL),
+    queue = queue %||% strsplit(env("REDQ_QUEUES", "default"), ",", fixed = TRUE)[[1]],
+    name = name %||% env("REDQ_NAME"),
+    heartbeat = check_seconds(num(heartbeat %||% env("REDQ_HEARTBEAT", 1)), "heartbeat",
+                              zero_ok = FALSE),
+    lease = check_seconds(num(lease %||% env("REDQ_LEASE", 5)), "lease", zero_ok = FALSE),
+    max_tasks = check_count(num(max_tasks %||% env("REDQ_MAX_TASKS", Inf)), "max_tasks",
+                            none_ok = TRUE))
+}
+
+# Register a worker with the settings `cfg`, run `run(w, state)` (the loop
+# that claims and ends tasks), and leave: what it claimed and did not end
+# goes back. Returns what `run` returns (the number of tasks run).
+worker_serve <- function(cfg, max_batch, run) {
   grace <- getOption("redq.grace", 3)
   info <- c(host = Sys.info()[["nodename"]], pid = as.character(Sys.getpid()),
             r_version = as.character(getRversion()),
             redq_version = as.character(utils::packageVersion("redq")),
             started = format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"))
-  w <- rs_check(rs_worker_start(url, namespace, queue, name, heartbeat, lease, grace,
-                                max_batch, info))
-  redq_env$worker_url <- url
+  w <- rs_check(rs_worker_start(cfg$url, cfg$namespace, cfg$queue, cfg$name, cfg$heartbeat,
+                                cfg$lease, grace, max_batch, info))
+  redq_env$worker_url <- cfg$url
   redq_env$worker <- w
   on.exit(redq_env$worker <- NULL, add = TRUE)
-  redq_env$worker_namespace <- namespace
+  redq_env$worker_namespace <- cfg$namespace
   id <- rs_worker_id(w)
   message(sprintf("redq worker %s serving %s (namespace '%s')", id,
-                  paste(queue, collapse = ", "), namespace))
+                  paste(cfg$queue, collapse = ", "), cfg$namespace))
   state <- new.env(parent = emptyenv())
   state$jobs <- list()
   state$signals_handled <- 0
   on.exit(rs_worker_exit(w), add = TRUE)
-  n <- worker_loop(w, state, max_tasks, idle_timeout)
-  message(sprintf("redq worker %s exiting after %d task(s)", id, n))
+  n <- run(w, state)
+  message(sprintf("redq worker %s exiting after %d task(s)", id, as.integer(n %||% 0)))
   invisible(n)
 }
 
@@ -192,6 +208,7 @@ eval_payload <- function(p, task, w, state) {
     foreach = run_foreach_chunk(p, task, w, state),
     snow = snow_exec(p),
     bioc = bioc_exec(p, w, state),
+    rush = rush_exec(p, w, state),
     stop("unknown task payload type '", p$type, "'; is this worker's redq older than the controller's?"))
 }
 

@@ -151,6 +151,41 @@ pub fn results(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec
         .collect())
 }
 
+/// What a table view of tasks needs of each: status, the worker that ran
+/// (or runs) it, its payload (kept until it completes, or, for a task API
+/// task that ended otherwise, until deleted) and its result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub status: String,
+    pub worker: String,
+    pub payload: Option<Vec<u8>>,
+    pub result: Option<Vec<u8>>,
+}
+
+/// Records of `ids`, in one pipeline (MISSING for unknown ids).
+pub fn records(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<Record>> {
+    let mut p = redis::pipe();
+    let payloads = keys.payloads();
+    for id in ids {
+        p.cmd("HMGET").arg(keys.task(id)).arg("status").arg("worker").arg("result");
+        p.cmd("HGET").arg(&payloads).arg(id);
+    }
+    let out: Vec<redis::Value> = conn.pipe(&p)?;
+    let mut v = Vec::with_capacity(ids.len());
+    for pair in out.chunks(2) {
+        let (s, w, r): (Option<String>, Option<String>, Option<Vec<u8>>) =
+            redis::from_redis_value_ref(&pair[0]).unwrap_or((None, None, None));
+        let payload: Option<Vec<u8>> = redis::from_redis_value_ref(&pair[1]).unwrap_or(None);
+        v.push(Record {
+            status: s.unwrap_or_else(|| status::MISSING.to_string()),
+            worker: w.unwrap_or_default(),
+            payload: payload.filter(|b| !b.is_empty()),
+            result: r.filter(|b| !b.is_empty()),
+        });
+    }
+    Ok(v)
+}
+
 /// Bookkeeping of one task (no payload or result).
 pub fn info(conn: &mut Connection, keys: &Keys, id: &str) -> Result<TaskInfo> {
     let vals: Vec<Option<String>> =

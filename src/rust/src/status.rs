@@ -29,6 +29,31 @@ pub const TERMINAL: [&str; 6] = [COMPLETE, ERROR, CANCELLED, TIMEOUT, DIED, IMPO
 /// Statuses a task can be run again from (`task_retry()`).
 pub const RETRYABLE: [&str; 5] = [ERROR, TIMEOUT, CANCELLED, DIED, IMPOSSIBLE];
 
+/// A task's state in a table view (rush's four): waiting to run
+/// ("queued"), running, completed ("finished"), or ended any other way
+/// ("failed").
+pub fn phase(status: &str) -> &'static str {
+    match status {
+        PENDING | DEFERRED => "queued",
+        RUNNING => "running",
+        COMPLETE => "finished",
+        _ => "failed",
+    }
+}
+
+/// A worker's state in a table view (rush's four): running (alive),
+/// killed (stopped with KILL), lost (its lease ran out), or terminated
+/// (left any other way).
+pub fn worker_phase(status: &str, how: &str, alive: bool) -> &'static str {
+    match status {
+        WORKER_LOST => "lost",
+        WORKER_EXITED if how == EXIT_KILLED => "killed",
+        WORKER_EXITED | MISSING => "terminated",
+        _ if alive => "running",
+        _ => "lost",
+    }
+}
+
 /// True for statuses that end a task (MISSING counts: waiting cannot help).
 pub fn is_done(status: &str) -> bool {
     status == MISSING || TERMINAL.contains(&status)

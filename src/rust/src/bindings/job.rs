@@ -41,11 +41,12 @@ pub(crate) fn job_options(fetch: bool, consume: bool, reap_every: &Robj, check_e
 
 /// Open a job. `fetch`: results come with each ended task; `consume`: the
 /// job deletes its tasks once received; `relay`: waits also hand back the
-/// messages running tasks relay. Intervals in seconds.
+/// messages running tasks relay; `register`: its tasks are listed in the
+/// namespace's task list. Intervals in seconds.
 #[extendr]
-fn rs_job_open(x: Robj, fetch: bool, consume: bool, relay: bool, reap_every: Robj, check_every: Robj, patience: Robj) -> Robj {
+fn rs_job_open(x: Robj, fetch: bool, consume: bool, relay: bool, register: bool, reap_every: Robj, check_every: Robj, patience: Robj) -> Robj {
     with_ctl(&x, |c| {
-        let opts = JobOptions { relay, ..job_options(fetch, consume, &reap_every, &check_every, &patience)? };
+        let opts = JobOptions { relay, register, ..job_options(fetch, consume, &reap_every, &check_every, &patience)? };
         Ok(ExternalPtr::new(Job::new(&c.keys, None, opts)))
     })
 }

@@ -42,6 +42,32 @@ fn rs_task_results(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| queue::results(&mut c.conn, &c.keys, &strs(&ids)).map(|v| ended_robj(&v)))
 }
 
+/// list(state, worker, payload, result) of each task (state: queued,
+/// running, finished or failed): raw vectors, NULL where none.
+#[extendr]
+fn rs_task_records(x: Robj, ids: Strings) -> Robj {
+    with_ctl(&x, |c| {
+        queue::records(&mut c.conn, &c.keys, &strs(&ids)).map(|v| -> Robj {
+            list!(
+                state = v.iter().map(|r| status::phase(&r.status)).collect::<Strings>(),
+                worker = v.iter().map(|r| r.worker.as_str()).collect::<Strings>(),
+                payload = raw_list(v.iter().map(|r| r.payload.as_ref())),
+                result = raw_list(v.iter().map(|r| r.result.as_ref()))
+            )
+            .into()
+        })
+    })
+}
+
+/// The table-view state of each task: queued, running, finished or failed.
+#[extendr]
+fn rs_task_states(x: Robj, ids: Strings) -> Robj {
+    with_ctl(&x, |c| {
+        queue::statuses(&mut c.conn, &c.keys, &strs(&ids))
+            .map(|v| v.iter().map(|s| status::phase(s)).collect::<Strings>())
+    })
+}
+
 /// Ended tasks as list(id, status, exists, done, completed, result,
 /// message, tag).
 pub(crate) fn ended_robj(v: &[queue::Ended]) -> Robj {
@@ -156,6 +182,8 @@ extendr_module! {
     fn rs_task_submit;
     fn rs_task_status;
     fn rs_task_results;
+    fn rs_task_records;
+    fn rs_task_states;
     fn rs_task_wait;
     fn rs_task_info;
     fn rs_task_list;

@@ -202,6 +202,7 @@ fn rs_worker_info(x: Robj, ids: Strings) -> Robj {
                     w.fields.iter().filter(|(k, _)| k != "status").map(|(k, v)| (k.as_str(), Robj::from(v.as_str()))).collect();
                 pairs.push(("status", w.status().into()));
                 pairs.push(("alive", w.alive.into()));
+                pairs.push(("state", status::worker_phase(w.status(), w.get("how").unwrap_or(""), w.alive).into()));
                 Robj::from(List::from_pairs(pairs))
             }))
         })

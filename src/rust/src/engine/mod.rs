@@ -61,6 +61,9 @@ pub struct JobOptions {
     /// Hand messages the running tasks relay (progress, conditions) to the
     /// caller: a wait then also returns as soon as one arrives.
     pub relay: bool,
+    /// List the job's tasks in the namespace's task list, as the task API
+    /// does, so that any session finds them (`task_list()`).
+    pub register: bool,
 }
 
 impl Default for JobOptions {
@@ -73,6 +76,7 @@ impl Default for JobOptions {
             slice: Duration::from_millis(200),
             patience: Duration::from_secs(60),
             relay: false,
+            register: false,
         }
     }
 }
@@ -215,7 +219,7 @@ impl Job {
                 return Err(Error::Argument(format!("task id '{}' is already part of this job", t.id)));
             }
         }
-        queue::submit(conn, &self.keys, &tasks, Submit { register: false, expire: self.opts.consume })?;
+        queue::submit(conn, &self.keys, &tasks, Submit { register: self.opts.register, expire: self.opts.consume })?;
         self.total += tasks.len();
         for t in tasks {
             self.held.insert(t.id.clone(), t);
