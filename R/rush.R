@@ -136,8 +136,9 @@ rush_rows <- function(ctl, keys) {
     row <- list(xs = src$xs, xs_extra = src$xs_extra, seed = pay$seed %||% src$seed,
                 state = rec$state[[i]])
     if (nzchar(rec$worker[[i]])) {
-      row$worker_extra <- list(pid = if (is.list(src)) src$pid, worker_id = rec$worker[[i]])
-      row$worker_extra <- Filter(Negate(is.null), row$worker_extra)
+      pid <- if (is.list(src)) src$pid
+      row$worker_extra <- if (is.null(pid)) list(worker_id = rec$worker[[i]]) else
+        list(pid = pid, worker_id = rec$worker[[i]])
     }
     if (identical(rec$state[[i]], "finished")) {
       row$ys <- res$ys
@@ -858,11 +859,21 @@ RushWorker <- R6::R6Class("RushWorker", inherit = Rush,
     },
 
     pop_task = function(timeout = 1, fields = "xs") {
-      b <- rs_check(rs_worker_step(private$.w, 1, timeout))
-      if (!length(b$id)) return(NULL)
-      id <- b$id[[1]]
+      # a step claims a few short tasks at once (as redq's own loop does);
+      # the next pops take them without a round trip
+      if (!length(private$.claimed)) {
+        b <- rs_check(rs_worker_step(private$.w, private$.max_batch, timeout))
+        private$.claimed <- b$id
+        private$.payloads <- b$payload
+      }
+      private$.idle <- !length(private$.claimed)
+      if (private$.idle) return(NULL)
+      id <- private$.claimed[[1]]
+      raw <- private$.payloads[[1]]
+      private$.claimed <- private$.claimed[-1]
+      private$.payloads <- private$.payloads[-1]
       rs_worker_begin(private$.w, id)
-      p <- unserialize(b$payload[[1]])
+      p <- unserialize(raw)
       private$.popped[[id]] <- p
       out <- list(xs = p$xs, xs_extra = p$xs_extra, seed = p$seed)[intersect(fields, c("xs", "xs_extra", "seed"))]
       c(out, list(key = id))
@@ -922,7 +933,10 @@ RushWorker <- R6::R6Class("RushWorker", inherit = Rush,
 
   active = list(
     terminated = function() isTRUE(rs_worker_stop_requested(private$.w)),
+    # (a worker whose last pop_task() found a task is not idle: no need to
+    # ask the server)
     terminated_on_idle = function() {
+      if (!private$.idle) return(FALSE)
       !is.null(rs_check(rs_controller_data_get(self$connector$ptr, RUSH_ON_IDLE))) &&
         queue_length("default", controller = self$connector) == 0
     }
@@ -931,6 +945,10 @@ RushWorker <- R6::R6Class("RushWorker", inherit = Rush,
   private = list(
     .w = NULL,
     .own = NULL,
+    .idle = TRUE,
+    .claimed = character(),
+    .payloads = list(),
+    .max_batch = 16,
     .popped = list()
   )
 )
