@@ -111,3 +111,44 @@ case_biocparallel <- function(which) {
     multicore = time_bplapply(function() BiocParallel::MulticoreParam(2), "MulticoreParam", "mc"),
     snow = time_bplapply(function() BiocParallel::SnowParam(2), "SnowParam", "psock"))
 }
+
+# rush: 10,000 tasks through push_tasks() + wait_for_tasks() +
+# fetch_finished_tasks() on 2 workers running worker_loop_default, and a
+# decentralised loop's pop_task()/push_results() cycle on 2 workers.
+RUSH_N <- 10000L
+
+case_rush <- function() {
+  rush <- rsh("bench-rush")
+  on.exit(rush$reset(), add = TRUE)
+  rush$start_local_workers(fun = function(x, ...) list(y = x), n_workers = 2)
+  xss <- lapply(seq_len(RUSH_N), function(i) list(x = i))
+  one <- function() {
+    keys <- rush$push_tasks(xss)
+    rush$wait_for_tasks(keys)
+    tab <- rush$fetch_finished_tasks()
+    stopifnot(nrow(tab) == RUSH_N)
+    rush$reset(type = NULL)
+  }
+  t <- vapply(seq_len(reps(3, 1)), function(i) elapsed(one()), 0)
+  record(sprintf("rush: push + wait + fetch %s tasks", format(RUSH_N, big.mark = ",")), "redq",
+         RUSH_N / t, "tasks/s", target = target_at_least(5000, "tasks/s"))
+  rush$reset()
+  loop <- function(rush) {
+    while (!rush$terminated_on_idle) {
+      task <- rush$pop_task(timeout = 0.1)
+      if (!is.null(task)) rush$push_results(task$key, list(list(y = task$xs$x)))
+    }
+  }
+  cycle <- function() {
+    keys <- rush$push_tasks(xss, terminate_workers = TRUE)
+    rush$start_local_workers(worker_loop = loop, n_workers = 2)
+    t0 <- proc.time()[["elapsed"]]
+    rush$wait_for_tasks(keys)
+    t <- proc.time()[["elapsed"]] - t0
+    rush$reset()
+    t
+  }
+  t <- vapply(seq_len(reps(3, 1)), function(i) cycle(), 0)
+  record("rush: worker loop pop_task + push_results", "redq", RUSH_N / t, "tasks/s",
+         target = target_at_least(5000, "tasks/s"))
+}

@@ -62,6 +62,7 @@ main <- function(args = commandArgs(trailingOnly = TRUE)) {
   for (which in c("redq", "multicore", "snow")) {
     run_case(paste("BiocParallel", which), case_biocparallel, which)
   }
+  run_case("rush", case_rush)
   run_case("worker start-up", case_startup, ctl("start-up"))
   run_case("idle worker memory", case_worker_memory, ctl("memory"))
   run_case("recovery", case_recovery, ctl("recovery"))
