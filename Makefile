@@ -1,7 +1,8 @@
 # redq: set-up, build, demo, tests and benchmarks on Debian/Ubuntu.
 #   make demo   install what is missing, build, run the demo
 #   make test   install what is missing, run cargo test and the testthat suite
-#   make bench  benchmarks against doParallel, sequential %do%, future plans, PSOCK clusters
+#   make bench  benchmarks against doParallel, sequential %do%, future plans, PSOCK clusters,
+#               MulticoreParam and SnowParam; rush-style task tables and worker loops
 
 R_PKGS = r-base-dev redis-server libssl-dev pkg-config openssl r-cran-foreach r-cran-iterators r-cran-processx \
          r-cran-testthat r-cran-withr r-cran-callr r-cran-doparallel r-cran-dorng \
