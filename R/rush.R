@@ -236,7 +236,7 @@ Rush <- R6::R6Class("Rush",
       check_string(self$network_id, "network_id")
       self$config <- rush_url(config)
       self$connector <- rush_connect(self$config, self$network_id)
-      if (!is.null(seed)) private$.seed <- rush_seed(seed)
+      if (!is.null(seed)) private$.seed <- lecuyer_seed(seed)
       invisible(self)
     },
 
@@ -366,14 +366,9 @@ Rush <- R6::R6Class("Rush",
                           terminate_workers = FALSE) {
       rush_check_xss(xss, extra)
       n <- length(xss)
-      if (is.null(seeds) && !is.null(private$.seed)) {
-        seeds <- vector("list", n)
-        s <- private$.seed
-        for (i in seq_len(n)) {
-          s <- parallel::nextRNGStream(s)
-          seeds[[i]] <- s
-        }
-        private$.seed <- s
+      if (is.null(seeds) && !is.null(private$.seed) && n > 0) {
+        seeds <- seed_streams(private$.seed, n)
+        private$.seed <- seeds[[n]]
       }
       if (!is.null(seeds) && length(seeds) != n) {
         redq_abort("argument", "'seeds' must have one seed per task")
@@ -718,22 +713,6 @@ rush_check_states <- function(states) {
   states
 }
 
-# A seed for Rush$new(): a .Random.seed of L'Ecuyer-CMRG, or an integer
-# that set.seed() turns into one (the session's generator is left as it was).
-rush_seed <- function(seed) {
-  if (is.numeric(seed) && length(seed) == 7L && seed[[1]] %% 10000 == 407) return(as.integer(seed))
-  seed <- check_count(seed, "seed")
-  old <- if (exists(".Random.seed", globalenv())) get(".Random.seed", globalenv())
-  kind <- RNGkind()
-  on.exit({
-    RNGkind(kind[[1]], kind[[2]], kind[[3]])
-    if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, globalenv())
-  })
-  RNGkind("L'Ecuyer-CMRG")
-  set.seed(seed)
-  get(".Random.seed", globalenv())
-}
-
 #' The default worker loop
 #'
 #' As in rush: each task calls `fun` with the task's `xs` as arguments and
@@ -816,7 +795,6 @@ rush_exec <- function(p, w, state) {
   start <- state$rush
   if (is.null(start)) stop("this worker was not started for a rush network")
   args <- start$worker_loop_args
-  if (!is.null(p$seed)) assign(".Random.seed", p$seed, envir = globalenv())
   ys <- do.call(args$fun, c(p$xs, args$constants))
   list(xs = p$xs, xs_extra = p$xs_extra, ys = ys, pid = Sys.getpid())
 }

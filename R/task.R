@@ -29,6 +29,9 @@
 #'   the new tasks are `DEFERRED`; if one of them ends any other way
 #'   (error, timeout, cancelled, died, deleted), they end `IMPOSSIBLE`.
 #' @param envir Environment the variables of `expr` are looked up in.
+#' @param seed `NULL`, an integer (as for [set.seed()]) or a `.Random.seed`
+#'   of `"L'Ecuyer-CMRG"`: the task (in the bulk forms, the i-th task) runs
+#'   with the i-th L'Ecuyer-CMRG stream after it, whichever worker runs it.
 #' @param controller A [redq_controller()], or `NULL` for the default.
 #' @return Task ids (character).
 #' @export
@@ -43,28 +46,30 @@
 #'   worker_stop()
 #' }
 task_create_expr <- function(expr, queue = NULL, timeout = NULL, max_attempts = NULL,
-                             depends_on = NULL, envir = parent.frame(), controller = NULL) {
+                             depends_on = NULL, envir = parent.frame(), seed = NULL,
+                             controller = NULL) {
   expr <- substitute(expr)
-  payload <- task_payload_expr(expr, capture_vars(expr, envir))
+  payload <- task_payload_expr(expr, capture_vars(expr, envir), seed_streams(seed, 1)[[1]])
   task_submit(list(payload), queue, timeout, max_attempts, depends_on, controller)
 }
 
 #' @rdname task_create_expr
 #' @export
 task_create_call <- function(fn, args = list(), queue = NULL, timeout = NULL, max_attempts = NULL,
-                             depends_on = NULL, controller = NULL) {
+                             depends_on = NULL, seed = NULL, controller = NULL) {
   check_fn(fn)
   if (!is.list(args)) {
     redq_abort("argument", "'args' must be a list of arguments for 'fn'")
   }
-  task_submit(list(task_payload_call(fn, args)), queue, timeout, max_attempts, depends_on,
-              controller)
+  task_submit(list(task_payload_call(fn, args, seed_streams(seed, 1)[[1]])), queue, timeout,
+              max_attempts, depends_on, controller)
 }
 
 #' @rdname task_create_expr
 #' @export
 task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_attempts = NULL,
-                                  depends_on = NULL, envir = parent.frame(), controller = NULL) {
+                                  depends_on = NULL, envir = parent.frame(), seed = NULL,
+                                  controller = NULL) {
   expr <- substitute(expr)
   rows <- data_rows(data)
   if (any(vapply(rows, function(r) length(r) && is.null(names(r)) || any(!nzchar(names(r))), NA))) {
@@ -72,10 +77,11 @@ task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_
                                  "data.frame(x = 1:3) or list(list(x = 1), list(x = 2))"))
   }
   vars <- capture_vars(expr, envir)
-  payloads <- lapply(rows, function(row) {
+  seeds <- seed_streams(seed, length(rows))
+  payloads <- lapply(seq_along(rows), function(i) {
     v <- vars
-    v[names(row)] <- row
-    task_payload_expr(expr, v)
+    v[names(rows[[i]])] <- rows[[i]]
+    task_payload_expr(expr, v, seeds[[i]])
   })
   task_submit(payloads, queue, timeout, max_attempts, depends_on, controller)
 }
@@ -83,10 +89,14 @@ task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_
 #' @rdname task_create_expr
 #' @export
 task_create_bulk_call <- function(fn, data, args = list(), queue = NULL, timeout = NULL,
-                                  max_attempts = NULL, depends_on = NULL, controller = NULL) {
+                                  max_attempts = NULL, depends_on = NULL, seed = NULL,
+                                  controller = NULL) {
   check_fn(fn)
   rows <- data_rows(data)
-  payloads <- lapply(rows, function(row) task_payload_call(fn, c(row, args)))
+  seeds <- seed_streams(seed, length(rows))
+  payloads <- lapply(seq_along(rows), function(i) {
+    task_payload_call(fn, c(rows[[i]], args), seeds[[i]])
+  })
   task_submit(payloads, queue, timeout, max_attempts, depends_on, controller)
 }
 
@@ -140,12 +150,48 @@ is_package_env <- function(e) {
 
 serialize_fast <- function(x) serialize(x, NULL, xdr = FALSE)
 
-task_payload_expr <- function(expr, vars) {
-  serialize_fast(list(type = "expr", expr = expr, vars = vars))
+task_payload_expr <- function(expr, vars, seed = NULL) {
+  serialize_fast(c(list(type = "expr", expr = expr, vars = vars), if (!is.null(seed)) list(seed = seed)))
 }
 
-task_payload_call <- function(fn, args) {
-  serialize_fast(list(type = "call", fn = fn, args = args))
+task_payload_call <- function(fn, args, seed = NULL) {
+  serialize_fast(c(list(type = "call", fn = fn, args = args), if (!is.null(seed)) list(seed = seed)))
+}
+
+# L'Ecuyer-CMRG streams for n tasks: the i-th after `seed` (an integer for
+# set.seed(), or a .Random.seed of L'Ecuyer-CMRG) for task i; a list of n
+# NULLs without a seed.
+seed_streams <- function(seed, n) {
+  out <- vector("list", n)
+  if (is.null(seed)) return(out)
+  s <- lecuyer_seed(seed)
+  for (i in seq_len(n)) {
+    s <- parallel::nextRNGStream(s)
+    out[[i]] <- s
+  }
+  out
+}
+
+# A .Random.seed of L'Ecuyer-CMRG: given, or made by set.seed(seed) (the
+# session's own generator is left as it was).
+lecuyer_seed <- function(seed) {
+  if (is.numeric(seed) && length(seed) == 7L && isTRUE(seed[[1]] %% 10000 == 407)) {
+    return(as.integer(seed))
+  }
+  if (!is.numeric(seed) || length(seed) != 1L || is.na(seed) || seed != round(seed)) {
+    redq_abort("argument", paste("'seed' must be a whole number (as for set.seed()) or a",
+                                 ".Random.seed of \"L'Ecuyer-CMRG\""), call = sys.call(-2))
+  }
+  genv <- globalenv()
+  old <- if (exists(".Random.seed", genv, inherits = FALSE)) get(".Random.seed", genv)
+  kind <- RNGkind()
+  on.exit({
+    RNGkind(kind[[1]], kind[[2]], kind[[3]])
+    if (is.null(old)) rm(".Random.seed", envir = genv) else assign(".Random.seed", old, envir = genv)
+  })
+  RNGkind("L'Ecuyer-CMRG")
+  set.seed(seed)
+  get(".Random.seed", genv)
 }
 
 # Timeout and attempts are checked by the core, before anything is queued.

@@ -196,6 +196,8 @@ eval_payload <- function(p, task, w, state) {
   if (!is.null(task$seed) && !identical(p$type, "foreach")) {
     assign(".Random.seed", task$seed, envir = globalenv())
   }
+  # a task created with seed = carries its own stream
+  if (!is.null(p$seed)) assign(".Random.seed", p$seed, envir = globalenv())
   switch(p$type,
     expr = {
       env <- list2env(p$vars, parent = globalenv())

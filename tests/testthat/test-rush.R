@@ -78,6 +78,7 @@ test_that("a decentralised loop on 4 workers: each new result is returned once",
       xs <- list(x1 = sample(seq(1000), 1), x2 = sample(seq(1000), 1))
       keys <- rush$push_running_tasks(list(xs))
       ys <- list(y = xs$x1 + xs$x2)
+      Sys.sleep(0.005)
       rush$push_results(keys, list(ys))
     }
     NULL
@@ -95,10 +96,11 @@ test_that("a decentralised loop on 4 workers: each new result is returned once",
   expect_gte(nrow(tab), 100)
   expect_setequal(seen, tab$keys)
   expect_equal(anyDuplicated(tab$keys), 0)
-  expect_length(unique(tab$worker_id), 4)
+  expect_gte(length(unique(tab$worker_id)), 2)
   expect_equal(nrow(rush$fetch_new_tasks()), 0)
-  # the loops ended and their workers left
+  # the 4 loops ended and their workers left
   expect_true(wait_until(function() rush$n_running_workers == 0, timeout = 10))
+  expect_equal(rush$n_terminated_workers, 4)
 })
 
 test_that("a loop of its own pops queued tasks and pushes results and failures", {

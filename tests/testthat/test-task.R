@@ -203,3 +203,30 @@ test_that("task_list is oldest first and a timed-out wait says what is pending a
   task_cancel(c(long, later))
   expect_equal(unname(task_wait(c(long, later), timeout = 10)), rep("CANCELLED", 4))
 })
+
+test_that("seed = gives each task its own stream, whichever worker runs it", {
+  ctl <- test_controller()
+  draw <- function(i) stats::runif(2)
+  ids1 <- task_create_bulk_call(draw, data.frame(i = 1:6), seed = 42)
+  one <- task_create_call(draw, list(i = 1), seed = 42)
+  expr <- task_create_expr(stats::rnorm(1), seed = 42)
+  worker_spawn(1)
+  task_wait(c(ids1, one, expr))
+  ids2 <- task_create_bulk_call(draw, data.frame(i = 1:6), seed = 42)
+  worker_spawn(1)
+  task_wait(ids2)
+  expect_identical(unname(task_results(ids1)), unname(task_results(ids2)))
+  # task i runs with the i-th L'Ecuyer-CMRG stream after set.seed(42)
+  withr::local_seed(42, .rng_kind = "L'Ecuyer-CMRG")
+  s <- .Random.seed
+  want <- list()
+  for (i in 1:6) {
+    s <- parallel::nextRNGStream(s)
+    assign(".Random.seed", s, envir = globalenv())
+    want[[i]] <- stats::runif(2)
+  }
+  expect_identical(unname(task_results(ids1)), want)
+  expect_identical(task_result(one), want[[1]])
+  expect_error(task_create_expr(1, seed = "a"), class = "redq_error_argument")
+  expect_error(task_create_bulk_call(draw, data.frame(i = 1), seed = NA), class = "redq_error_argument")
+})
