@@ -36,6 +36,9 @@ rs_controller_data_set <- function(x, key, value) .Call(wrap__rs_controller_data
 # Fetch a user value (NULL if absent).
 rs_controller_data_get <- function(x, key) .Call(wrap__rs_controller_data_get, x, key)
 
+# Fetch several user values (a list: raw vectors, NULL where unset).
+rs_controller_data_mget <- function(x, keys) .Call(wrap__rs_controller_data_mget, x, keys)
+
 # Delete a user value.
 rs_controller_data_delete <- function(x, key) .Call(wrap__rs_controller_data_delete, x, key)
 

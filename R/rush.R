@@ -116,6 +116,8 @@ rush_connect <- function(url, network_id) {
 # Names of the network's records among the namespace's user values.
 RUSH_START <- "rush:start_args"
 RUSH_ON_IDLE <- "rush:terminate_on_idle"
+RUSH_WRITTEN <- "rush:written"
+RUSH_FIELDS <- "rush:fields:"
 
 rush_new_id <- function() {
   h <- substr(paste0(sample(c(0:9, letters[1:6]), 32, TRUE), collapse = ""), 1, 32)
@@ -129,7 +131,8 @@ rush_new_id <- function() {
 rush_rows <- function(ctl, keys) {
   if (!length(keys)) return(list())
   rec <- rs_check(rs_task_records(ctl$ptr, keys))
-  lapply(seq_along(keys), function(i) {
+  written <- rush_written(ctl, keys)
+  rows <- lapply(seq_along(keys), function(i) {
     res <- if (!is.null(rec$result[[i]])) unserialize(rec$result[[i]])
     pay <- if (!is.null(rec$payload[[i]])) unserialize(rec$payload[[i]])
     src <- if (is.list(res) && !inherits(res, "condition")) res else pay
@@ -149,6 +152,21 @@ rush_rows <- function(ctl, keys) {
     }
     row
   })
+  # fields written with write_hashes()
+  for (i in which(!vapply(written, is.null, TRUE))) {
+    extra <- unserialize(written[[i]])
+    rows[[i]][names(extra)] <- extra
+  }
+  rows
+}
+
+# Fields write_hashes() stored for `keys` (a list of raw vectors or NULLs);
+# one round trip to learn that there are none.
+rush_written <- function(ctl, keys) {
+  if (is.null(rs_check(rs_controller_data_get(ctl$ptr, RUSH_WRITTEN)))) {
+    return(vector("list", length(keys)))
+  }
+  rs_check(rs_controller_data_mget(ctl$ptr, paste0(RUSH_FIELDS, keys)))
 }
 
 # One table row of `fields` from a task's fields, as rush flattens them:
@@ -214,6 +232,7 @@ RUSH_STATES <- c("queued", "running", "finished", "failed")
 #' `fetch_running_tasks()`, `fetch_finished_tasks()`, `fetch_failed_tasks()`,
 #' `fetch_tasks()`, `fetch_new_tasks()`, `fetch_tasks_with_state()`,
 #' `wait_for_finished_tasks()`, `wait_for_new_tasks()`, `wait_for_tasks()`,
+#' `write_hashes()` (fields of existing tasks, shown as columns),
 #' `read_hashes()`, `read_hash()`, `is_running_task()`, `is_failed_task()`,
 #' `tasks_with_state()`, `read_log()`, `print_log()`; active bindings
 #' `n_workers`, `n_running_workers`, `n_terminated_workers`,
@@ -343,6 +362,11 @@ Rush <- R6::R6Class("Rush",
       }
       self$processes <- NULL
       ids <- task_list(controller = self$connector)
+      if (!is.null(rs_check(rs_controller_data_get(self$connector$ptr, RUSH_WRITTEN)))) {
+        for (k in c(paste0(RUSH_FIELDS, ids), RUSH_WRITTEN)) {
+          rs_controller_data_delete(self$connector$ptr, k)
+        }
+      }
       if (length(ids)) task_delete(ids, controller = self$connector)
       if (!is.null(private$.job)) try(job_remove(private$.job), silent = TRUE)
       private$.job <- NULL
@@ -408,6 +432,7 @@ Rush <- R6::R6Class("Rush",
 
     push_failed = function(keys, conditions) {
       task_cancel(keys, controller = self$connector)
+      self$write_hashes(condition = conditions, keys = keys)
       invisible(self)
     },
 
@@ -508,6 +533,30 @@ Rush <- R6::R6Class("Rush",
       keys <- if (missing(keys)) self$tasks else keys
       if (length(keys)) task_wait(keys, controller = self$connector)
       invisible(self)
+    },
+
+    write_hashes = function(..., .values = list(), keys = NULL) {
+      values <- c(list(...), .values)
+      values <- values[lengths(values) > 0]
+      if (!length(values)) return(invisible(keys))
+      n <- max(lengths(values))
+      if (is.null(keys) || length(keys) < n) {
+        redq_abort("argument", paste("write_hashes() needs the keys of existing tasks, one per",
+                                     "value (tasks are created with push_tasks())"))
+      }
+      old <- rush_written(self$connector, keys)
+      for (i in seq_along(keys)) {
+        fields <- if (is.null(old[[i]])) list() else unserialize(old[[i]])
+        for (f in names(values)) {
+          v <- values[[f]]
+          fields[[f]] <- v[[(i - 1L) %% length(v) + 1L]]
+        }
+        rs_check(rs_controller_data_set(self$connector$ptr, paste0(RUSH_FIELDS, keys[[i]]),
+                                        serialize_fast(fields)))
+      }
+      rs_check(rs_controller_data_set(self$connector$ptr, RUSH_WRITTEN, as.raw(1)))
+      private$.cache <- list()
+      invisible(keys)
     },
 
     read_hashes = function(keys, fields, flatten = TRUE) {

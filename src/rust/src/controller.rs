@@ -65,6 +65,15 @@ impl Controller {
         self.conn.run(|c| redis::cmd("GET").arg(&k).query(c))
     }
 
+    /// Fetch several user values in one round trip (`None` where unset).
+    pub fn data_get_many(&mut self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if names.is_empty() {
+            return Ok(vec![]);
+        }
+        let ks: Vec<String> = names.iter().map(|n| self.keys.data(n)).collect();
+        self.conn.run(|c| redis::cmd("MGET").arg(&ks).query(c))
+    }
+
     /// Delete a user value.
     pub fn data_delete(&mut self, name: &str) -> Result<()> {
         let k = self.keys.data(name);

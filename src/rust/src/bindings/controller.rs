@@ -100,6 +100,13 @@ fn rs_controller_data_get(x: Robj, key: &str) -> Robj {
     })
 }
 
+/// Fetch several user values (a list: raw vectors, NULL where unset).
+#[extendr]
+fn rs_controller_data_mget(x: Robj, keys: Strings) -> Robj {
+    let names = super::strs(&keys);
+    with_ctl(&x, |c| c.data_get_many(&names).map(|v| super::raw_list(v.iter().map(|b| b.as_ref()))))
+}
+
 /// Delete a user value.
 #[extendr]
 fn rs_controller_data_delete(x: Robj, key: &str) -> Robj {
@@ -115,5 +122,6 @@ extendr_module! {
     fn rs_controller_command;
     fn rs_controller_data_set;
     fn rs_controller_data_get;
+    fn rs_controller_data_mget;
     fn rs_controller_data_delete;
 }
