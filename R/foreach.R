@@ -150,7 +150,15 @@ loop_exports <- function(obj, expr, envir, opts) {
     environment(do.call(make_dots_env, args))
   }, error = function(e) new.env(parent = emptyenv()))
   noexport <- union(obj$noexport, obj$argnames)
-  foreach::getexports(expr, exportenv, envir, bad = noexport)
+  # codetools, which foreach uses to find the variables, warns about
+  # functions that pass `...` on inside closures (plyr's do.ply does); the
+  # warning is about code analysis, not about anything the loop does
+  withCallingHandlers(foreach::getexports(expr, exportenv, envir, bad = noexport),
+    warning = function(w) {
+      if (grepl("may be used in an incorrect context", conditionMessage(w), fixed = TRUE)) {
+        invokeRestart("muffleWarning")
+      }
+    })
   export <- unique(c(obj$export, opts$export))
   for (sym in setdiff(export, noexport)) {
     if (!exists(sym, envir, inherits = TRUE)) {

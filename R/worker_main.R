@@ -247,9 +247,14 @@ snow_exec <- function(p) {
 # top level, so an uncompiled loop in a task runs several times slower.
 # Loop-free expressions are cheaper to evaluate than to compile.
 compile_expr <- function(expr, env) {
-  if (!any(c("for", "while", "repeat") %in% all.names(expr))) {
+  names <- all.names(expr)
+  if (!any(c("for", "while", "repeat") %in% names)) {
     return(expr)
   }
+  # a body that uses the `...` of the function around the loop is left to
+  # the interpreter: the compiler would warn that `...` may be used in an
+  # incorrect context, which the user's code did not cause
+  if ("..." %in% names) return(expr)
   compiler::compile(expr, env, options = list(suppressUndefined = TRUE))
 }
 
