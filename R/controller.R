@@ -139,46 +139,140 @@ worker_detect_lost <- function(controller = NULL) {
              stringsAsFactors = FALSE)
 }
 
-#' Store and fetch values in the namespace
+#' Shared values, as in doRedis
 #'
-#' `redisSet()` and `redisGet()` keep R values in Redis under the
-#' namespace (as doRedis does), so tasks and loops can read shared data
-#' without shipping it with every task.
+#' `redisSet()` stores an R value under the key you name, as doRedis does
+#' (serialized, on the key itself, outside any redq namespace), so other
+#' doRedis processes, `redis-cli` and loop bodies on workers (`redisGet()`)
+#' see it. `redisGet()` returns it, or, for a value that is not a
+#' serialized R object (a counter), the string Redis holds; `NULL` if the
+#' key does not exist. `redisDelete()` deletes keys. `redisIncrBy()` and
+#' `redisDecrBy()` add to (subtract from) a counter and return its new value.
+#' `redisConnect()` chooses the server these use in this session; by
+#' default the registered foreach backend's, else [redq_url()]'s, and on a
+#' worker its own.
 #'
-#' @param key Name of the value.
-#' @param val Any R value.
+#' `value_set()`, `value_get()` and `value_delete()` keep values in redq's
+#' namespace instead, where [redq_destroy()] removes them with the rest.
+#'
+#' @param key Key name(s).
+#' @param val,value Any R value; for `redisIncrBy()`/`redisDecrBy()`, a
+#'   whole number.
+#' @param name Name of a value in the namespace.
+#' @param host,port,password The server, as in doRedis.
+#' @param url A Redis URL instead.
+#' @param ... Ignored (doRedis compatibility).
 #' @param controller A [redq_controller()], or `NULL` for the default.
-#' @return `redisGet()`: the value, or `NULL`. The others: invisibly `NULL`.
+#' @return `redisGet()`, `value_get()`: the value, or `NULL`.
+#'   `redisIncrBy()`/`redisDecrBy()`: the new count. `redisDelete()`:
+#'   invisibly, how many keys were deleted. The others: invisibly `NULL`.
 #' @export
 #' @examples
 #' if (redq_available()) {
 #'   redisSet("answer", 42)
 #'   redisGet("answer")
-#'   redisDelete("answer")
+#'   redisIncrBy("count", 5)
+#'   redisDelete(c("answer", "count"))
+#'   value_set("shared", 1:3)
+#'   value_get("shared")
+#'   value_delete("shared")
 #' }
-redisSet <- function(key, val, controller = NULL) {
+redisSet <- function(key, val) {
   check_string(key, "key")
-  ctl <- get_controller(controller)
-  rs_check(rs_controller_data_set(ctl$ptr, key, serialize(val, NULL, xdr = FALSE)))
+  rs_check(rs_redis_set(redis_controller()$ptr, key, serialize(val, NULL)))
   invisible(NULL)
 }
 
 #' @rdname redisSet
 #' @export
-redisGet <- function(key, controller = NULL) {
+redisGet <- function(key) {
   check_string(key, "key")
+  raw <- rs_check(rs_redis_get(redis_controller()$ptr, key))
+  if (is.null(raw)) return(NULL)
+  if (is_serialized(raw)) unserialize(raw) else rawToChar(raw)
+}
+
+#' @rdname redisSet
+#' @export
+redisDelete <- function(key) {
+  if (!is.character(key) || anyNA(key)) redq_abort("argument", "'key' must be key names")
+  invisible(rs_check(rs_redis_delete(redis_controller()$ptr, key)))
+}
+
+#' @rdname redisSet
+#' @export
+redisIncrBy <- function(key, value = 1) {
+  check_string(key, "key")
+  rs_check(rs_redis_incr_by(redis_controller()$ptr, key, as.numeric(value)))
+}
+
+#' @rdname redisSet
+#' @export
+redisDecrBy <- function(key, value = 1) {
+  check_string(key, "key")
+  rs_check(rs_redis_incr_by(redis_controller()$ptr, key, -as.numeric(value)))
+}
+
+#' @rdname redisSet
+#' @export
+redisConnect <- function(host = "localhost", port = 6379, password, url = NULL, ...) {
+  url <- url %||% doredis_url(NULL, host, port, if (missing(password)) NULL else password, TRUE)
+  redq_env$redis_ctl <- redq_controller("default", url = url, default = FALSE)
+  invisible(NULL)
+}
+
+# The connection of doRedis' data functions: redisConnect()'s, else the
+# registered backend's, else the default controller's (on a worker: its
+# server).
+redis_controller <- function() {
+  ctl <- redq_env$redis_ctl
+  if (!is.null(ctl) && identical(ctl$pid, Sys.getpid())) return(ctl)
+  s <- redq_env$foreach
+  if (!is.null(s) && is.null(redq_env$worker)) return(s$controller)
+  redq_default_controller()
+}
+
+# A serialized R object starts with its format's header.
+is_serialized <- function(raw) {
+  length(raw) >= 2 && raw[[2]] == as.raw(0x0a) && raw[[1]] %in% charToRaw("XAB")
+}
+
+#' @rdname redisSet
+#' @export
+value_set <- function(name, value, controller = NULL) {
+  check_string(name, "name")
   ctl <- get_controller(controller)
-  raw <- rs_check(rs_controller_data_get(ctl$ptr, key))
+  rs_check(rs_controller_data_set(ctl$ptr, name, serialize(value, NULL, xdr = FALSE)))
+  invisible(NULL)
+}
+
+#' @rdname redisSet
+#' @export
+value_get <- function(name, controller = NULL) {
+  check_string(name, "name")
+  ctl <- get_controller(controller)
+  raw <- rs_check(rs_controller_data_get(ctl$ptr, name))
   if (is.null(raw)) NULL else unserialize(raw)
 }
 
 #' @rdname redisSet
 #' @export
-redisDelete <- function(key, controller = NULL) {
-  check_string(key, "key")
+value_delete <- function(name, controller = NULL) {
+  check_string(name, "name")
   ctl <- get_controller(controller)
-  rs_check(rs_controller_data_delete(ctl$ptr, key))
+  rs_check(rs_controller_data_delete(ctl$ptr, name))
   invisible(NULL)
+}
+
+#' @rdname redisSet
+#' @param msg A message.
+#' @details `logger(msg)` writes `@ <time> <host> <pid> <msg>` to standard
+#'   error, as doRedis does: on a worker, to its log.
+#' @export
+logger <- function(msg) {
+  msg <- paste("@", format(Sys.time()), Sys.info()[["nodename"]], Sys.getpid(), msg)
+  cat(msg, "\n", file = stderr())
+  invisible(msg)
 }
 
 # Administrative command (tests, diagnostics): a character vector in, the

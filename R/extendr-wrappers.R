@@ -39,6 +39,21 @@ rs_controller_data_get <- function(x, key) .Call(wrap__rs_controller_data_get, x
 # Fetch several user values (a list: raw vectors, NULL where unset).
 rs_controller_data_mget <- function(x, keys) .Call(wrap__rs_controller_data_mget, x, keys)
 
+# Delete every key of the namespace; returns how many.
+rs_controller_destroy <- function(x) .Call(wrap__rs_controller_destroy, x)
+
+# Set a key the user names (outside the namespace).
+rs_redis_set <- function(x, key, value) .Call(wrap__rs_redis_set, x, key, value)
+
+# Get a key the user names (NULL if absent).
+rs_redis_get <- function(x, key) .Call(wrap__rs_redis_get, x, key)
+
+# INCRBY a key the user names; the new value.
+rs_redis_incr_by <- function(x, key, by) .Call(wrap__rs_redis_incr_by, x, key, by)
+
+# Delete keys the user names; how many there were.
+rs_redis_delete <- function(x, keys) .Call(wrap__rs_redis_delete, x, keys)
+
 # Delete a user value.
 rs_controller_data_delete <- function(x, key) .Call(wrap__rs_controller_data_delete, x, key)
 
@@ -63,6 +78,9 @@ rs_task_records <- function(x, ids) .Call(wrap__rs_task_records, x, ids)
 
 # The table-view state of each task: queued, running, finished or failed.
 rs_task_states <- function(x, ids) .Call(wrap__rs_task_states, x, ids)
+
+# Every status a task can have.
+rs_task_status_words <- function() .Call(wrap__rs_task_status_words)
 
 # Block until the tasks end, in slices, checking for Ctrl+C between
 # slices, running the reaper every `reap_every` seconds and riding out an

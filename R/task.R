@@ -355,7 +355,9 @@ ms_time <- function(ms) {
 #' List, cancel and delete tasks
 #'
 #' `task_list()` gives the ids of tasks created through the task API and
-#' not deleted, oldest first. `task_cancel()` ends `PENDING` and `DEFERRED` tasks at once
+#' not deleted, oldest first; with `status`, only those with one of the
+#' given statuses (e.g. `task_list(status = "ERROR")` to inspect failures
+#' before `task_retry()`). `task_cancel()` ends `PENDING` and `DEFERRED` tasks at once
 #' and interrupts `RUNNING` ones on their workers (which go on serving);
 #' all end `CANCELLED`. `task_retry()` queues tasks that ended without
 #' completing (`ERROR`, `TIMEOUT`, `CANCELLED`, `DIED`, `IMPOSSIBLE`) again,
@@ -365,12 +367,20 @@ ms_time <- function(ms) {
 #'
 #' @param ids Task ids.
 #' @param controller A [redq_controller()], or `NULL` for the default.
+#' @param status Statuses to keep (`NULL`: all).
 #' @return `task_list()`: ids. `task_cancel()`, `task_retry()`: invisibly,
 #'   the status each task had before. `task_delete()`: invisibly `NULL`.
 #' @export
-task_list <- function(controller = NULL) {
+task_list <- function(controller = NULL, status = NULL) {
   ctl <- get_controller(controller)
-  rs_check(rs_task_list(ctl$ptr))
+  ids <- rs_check(rs_task_list(ctl$ptr))
+  if (is.null(status) || !length(ids)) return(ids)
+  known <- rs_task_status_words()
+  if (!is.character(status) || anyNA(status) || !all(status %in% known)) {
+    redq_abort("argument", sprintf("'status' must be task statuses: %s",
+                                   paste(known, collapse = ", ")))
+  }
+  ids[rs_check(rs_task_status(ctl$ptr, ids)) %in% status]
 }
 
 #' @rdname task_list

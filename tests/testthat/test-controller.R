@@ -47,12 +47,30 @@ test_that("with nothing configured, redq uses 127.0.0.1:6379 or starts and stops
   expect_true(wait_until(function() gone(res$pid) && all(vapply(res$workers, gone, NA)), 10))
 })
 
-test_that("redisSet and redisGet keep values in the namespace", {
+test_that("redisSet/redisGet use the key the user names; value_set/value_get the namespace", {
   ctl <- test_controller()
-  redisSet("m", matrix(1:4, 2))
-  expect_equal(redisGet("m"), matrix(1:4, 2))
-  redisDelete("m")
-  expect_null(redisGet("m"))
+  key <- paste0("m-", ctl$namespace)
+  withr::defer(redisDelete(c(key, paste0(key, ":n"))))
+  redisSet(key, matrix(1:4, 2))
+  expect_equal(redisGet(key), matrix(1:4, 2))
+  # the key itself, as doRedis and redis-cli see it
+  expect_equal(redq:::redis_command(c("EXISTS", key), controller = ctl), 1)
+  expect_equal(redisIncrBy(paste0(key, ":n"), 5), 5)
+  expect_equal(redisDecrBy(paste0(key, ":n"), 2), 3)
+  expect_identical(redisGet(paste0(key, ":n")), "3")
+  expect_equal(redisDelete(key), 1)
+  expect_null(redisGet(key))
+  expect_error(redisIncrBy(paste0(key, ":n"), 1.5), class = "redq_error_argument")
+  value_set("m", 1:3)
+  expect_equal(value_get("m"), 1:3)
+  expect_false(any(namespace_keys(ctl) == "m"))
+  value_delete("m")
+  expect_null(value_get("m"))
+  # redisConnect() chooses the server
+  redisConnect(url = test_url())
+  withr::defer(rm("redis_ctl", envir = redq:::redq_env))
+  redisSet(key, "x")
+  expect_equal(redisGet(key), "x")
 })
 
 test_that("the connection survives an error and reconnects after a server restart", {

@@ -65,6 +65,52 @@ impl Controller {
         self.conn.run(|c| redis::cmd("GET").arg(&k).query(c))
     }
 
+    /// doRedis' `redisSet()`: a value under the key the user names, outside
+    /// any namespace.
+    pub fn raw_set(&mut self, key: &str, value: &[u8]) -> Result<()> {
+        self.conn.run(|c| redis::cmd("SET").arg(key).arg(value).query(c))
+    }
+
+    /// doRedis' `redisGet()`.
+    pub fn raw_get(&mut self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.conn.run(|c| redis::cmd("GET").arg(key).query(c))
+    }
+
+    /// doRedis' `redisIncrBy()`/`redisDecrBy()`: the new value.
+    pub fn raw_incr_by(&mut self, key: &str, by: i64) -> Result<i64> {
+        self.conn.run(|c| redis::cmd("INCRBY").arg(key).arg(by).query(c))
+    }
+
+    /// doRedis' `redisDelete()`: how many keys were deleted.
+    pub fn raw_delete(&mut self, keys: &[String]) -> Result<i64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.conn.run(|c| redis::cmd("DEL").arg(keys).query(c))
+    }
+
+    /// Delete every key of the namespace (`redq_destroy()`, once its
+    /// workers are stopped); returns how many. SCAN with the namespace's
+    /// prefix: all of them live in the one slot of its hash tag.
+    pub fn destroy(&mut self) -> Result<u64> {
+        let pattern = format!("{}*", self.keys.prefix().replace('[', "\\[").replace('?', "\\?"));
+        let mut cursor: u64 = 0;
+        let mut n: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self.conn.run(|c| {
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query(c)
+            })?;
+            if !keys.is_empty() {
+                n += keys.len() as u64;
+                self.conn.run(|c| redis::cmd("UNLINK").arg(&keys).query::<()>(c))?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(n);
+            }
+        }
+    }
+
     /// Fetch several user values in one round trip (`None` where unset).
     pub fn data_get_many(&mut self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         if names.is_empty() {

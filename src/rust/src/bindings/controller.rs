@@ -1,6 +1,6 @@
 //! Controller handles: open, close, reaper, raw commands, user data.
 
-use super::{out, strs};
+use super::{err, out, strs};
 use crate::config::Config;
 use crate::controller::Controller;
 use crate::monitor;
@@ -100,6 +100,44 @@ fn rs_controller_data_get(x: Robj, key: &str) -> Robj {
     })
 }
 
+/// Set a key the user names (outside the namespace).
+#[extendr]
+fn rs_redis_set(x: Robj, key: &str, value: Raw) -> Robj {
+    with_ctl(&x, |c| c.raw_set(key, value.as_slice()))
+}
+
+/// Get a key the user names (NULL if absent).
+#[extendr]
+fn rs_redis_get(x: Robj, key: &str) -> Robj {
+    with_ctl(&x, |c| {
+        c.raw_get(key).map(|v| match v {
+            Some(b) => Raw::from_bytes(&b).into(),
+            None => Robj::from(()),
+        })
+    })
+}
+
+/// INCRBY a key the user names; the new value.
+#[extendr]
+fn rs_redis_incr_by(x: Robj, key: &str, by: f64) -> Robj {
+    if !(by.is_finite() && by == by.trunc() && by.abs() < 9.0e15) {
+        return err(&crate::error::Error::Argument("'value' must be a whole number".into()));
+    }
+    with_ctl(&x, |c| c.raw_incr_by(key, by as i64).map(|n| n as f64))
+}
+
+/// Delete keys the user names; how many there were.
+#[extendr]
+fn rs_redis_delete(x: Robj, keys: Strings) -> Robj {
+    with_ctl(&x, |c| c.raw_delete(&strs(&keys)).map(|n| n as f64))
+}
+
+/// Delete every key of the namespace; returns how many.
+#[extendr]
+fn rs_controller_destroy(x: Robj) -> Robj {
+    with_ctl(&x, |c| c.destroy().map(|n| n as f64))
+}
+
 /// Fetch several user values (a list: raw vectors, NULL where unset).
 #[extendr]
 fn rs_controller_data_mget(x: Robj, keys: Strings) -> Robj {
@@ -123,5 +161,10 @@ extendr_module! {
     fn rs_controller_data_set;
     fn rs_controller_data_get;
     fn rs_controller_data_mget;
+    fn rs_controller_destroy;
+    fn rs_redis_set;
+    fn rs_redis_get;
+    fn rs_redis_incr_by;
+    fn rs_redis_delete;
     fn rs_controller_data_delete;
 }

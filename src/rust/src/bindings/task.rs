@@ -59,6 +59,15 @@ fn rs_task_records(x: Robj, ids: Strings) -> Robj {
     })
 }
 
+/// Every status a task can have.
+#[extendr]
+fn rs_task_status_words() -> Robj {
+    let mut v: Vec<&str> = vec![status::DEFERRED, status::PENDING, status::RUNNING];
+    v.extend(status::TERMINAL.iter().copied());
+    v.push(status::MISSING);
+    v.into_iter().collect::<Strings>().into()
+}
+
 /// The table-view state of each task: queued, running, finished or failed.
 #[extendr]
 fn rs_task_states(x: Robj, ids: Strings) -> Robj {
@@ -184,6 +193,7 @@ extendr_module! {
     fn rs_task_results;
     fn rs_task_records;
     fn rs_task_states;
+    fn rs_task_status_words;
     fn rs_task_wait;
     fn rs_task_info;
     fn rs_task_list;
