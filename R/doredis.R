@@ -62,6 +62,8 @@ registerDoRedis <- function(queue, host = "localhost", port = 6379, password,
   settings$export <- character()
   settings$packages <- character()
   redq_env$foreach <- settings
+  removed <- value_get(REMOVED_QUEUES, controller = ctl)
+  if (queue %in% removed) value_set(REMOVED_QUEUES, setdiff(removed, queue), controller = ctl)
   foreach::setDoPar(do_redis, data = settings, info = doredis_info)
   invisible(ctl)
 }
@@ -110,7 +112,12 @@ doredis_settings <- function() {
 loop_options <- function(obj, settings) {
   o <- obj$options$redis %||% list()
   list(queue = settings$queue,
-       chunkSize = if (!is.null(o$chunkSize)) check_count(o$chunkSize, "chunkSize") else settings$chunkSize,
+       # doRedis accepts both spellings
+       chunkSize = if (!is.null(o$chunkSize %||% o$chunksize)) {
+         check_count(o$chunkSize %||% o$chunksize, "chunkSize")
+       } else {
+         settings$chunkSize
+       },
        ftinterval = if (!is.null(o$ftinterval)) {
          check_seconds(o$ftinterval, "ftinterval", zero_ok = FALSE)
        } else {
@@ -180,51 +187,82 @@ setProgress <- function(value = FALSE) {
   invisible(old)
 }
 
-#' Start local doRedis workers
+#' Start doRedis workers on this machine
 #'
 #' doRedis' `startLocalWorkers()`: starts `n` worker processes on this
-#' machine serving `queue`; they end with this R session. A thin layer over
-#' [worker_spawn()].
+#' machine serving `queue`. By default they end with this R session (if it
+#' crashes too); with `outlive = TRUE` they keep serving after it ends, as
+#' doRedis' workers do, until [removeQueue()] removes their queues.
 #'
 #' @param n Number of workers.
 #' @param queue Queue (or queues) to serve.
 #' @param host,port,password Redis server, as in doRedis.
 #' @param iter Each worker exits after this many tasks.
-#' @param linger Ignored: redq workers stop when [removeQueue()] removes
-#'   their only queue, or with [worker_stop()].
-#' @param timeout Seconds to wait for the workers to register.
-#' @param log Ignored unless a directory path: then one log file per worker.
-#' @param Rbin Ignored (workers run this R's `Rscript`).
+#' @param linger Seconds a worker stays once [removeQueue()] has removed
+#'   all its queues (taking what is still queued elsewhere), then leaves.
+#' @param timeout As in old doRedis versions: `linger`, when `linger` is
+#'   not given.
+#' @param log Where the workers' output and messages ([logger()]) go: `NULL`
+#'   (nowhere), `stdout()` or `stderr()` (this session's console), a file
+#'   all workers append to, or a directory (one file per worker).
+#' @param loglevel Above 0, each worker writes a line per task to its log.
+#' @param timelimit Seconds any task may run; one that runs longer ends
+#'   `TIMEOUT` and its worker goes on.
+#' @param Rbin The R executable the workers run (default: this R's
+#'   `Rscript`).
+#' @param outlive Workers outlive this R session.
 #' @param url Redis URL.
 #' @param namespace redq namespace.
 #' @param ... Ignored (doRedis compatibility).
 #' @return Invisibly, the worker ids.
 #' @export
 startLocalWorkers <- function(n, queue, host = "localhost", port = 6379, iter = Inf,
-                              linger = 30, timeout = 30, log = NULL, Rbin = NULL, password,
+                              linger = 30, timeout = NULL, log = NULL, loglevel = 0,
+                              timelimit = 0, Rbin = NULL, password, outlive = FALSE,
                               url = NULL, namespace = "default", ...) {
   ctl <- doredis_controller(url, host, port, if (missing(password)) NULL else password,
                             !missing(host) || !missing(port), namespace)
+  if (missing(linger) && !is.null(timeout)) linger <- timeout
+  d <- doredis_worker_settings(linger, loglevel, timelimit)
+  console <- inherits(log, "connection")
+  if (is.character(log) && !dir.exists(log)) d$log_file <- normalizePath(log, mustWork = FALSE)
+  d$console <- console
+  d$rbin <- Rbin
+  d$outlive <- isTRUE(outlive)
   log <- if (is.character(log) && dir.exists(log)) log else NULL
-  worker_spawn(n, queue = queue, log = log, max_tasks = iter, timeout = timeout,
-               controller = ctl)
+  spawn_workers(n, queue, 30, NULL, NULL, log, iter, ctl, doredis = d)
+}
+
+# linger, loglevel and timelimit as environment variables of the workers.
+doredis_worker_settings <- function(linger, loglevel, timelimit) {
+  linger <- check_seconds(linger, "linger", none_ok = TRUE)
+  timelimit <- if (is.null(timelimit) || identical(timelimit, 0)) Inf else
+    check_seconds(timelimit, "timelimit", zero_ok = FALSE)
+  list(linger = as.character(linger), loglevel = as.character(as.numeric(loglevel)),
+       timelimit = as.character(timelimit))
 }
 
 #' Run a doRedis worker in this R process
 #'
-#' doRedis' `redisWorker()`: serve `queue` until the queue is removed or
-#' `iter` tasks ran. A thin layer over [worker_main()].
+#' doRedis' `redisWorker()`: serve `queue` until [removeQueue()] removes it
+#' (then `linger` seconds more) or `iter` tasks ran. A thin layer over
+#' [worker_main()].
 #'
 #' @inheritParams startLocalWorkers
-#' @param linger Seconds to stay idle (no task) before exiting.
+#' @param log A connection or file the worker's output and messages go to
+#'   (default: standard error, as in doRedis).
+#' @param connected Ignored (doRedis compatibility).
 #' @return Invisibly, the number of tasks run.
 #' @export
-redisWorker <- function(queue, host = "localhost", port = 6379, iter = Inf, linger = Inf,
-                        log = NULL, password, url = NULL, namespace = "default", ...) {
-  url <- doredis_url(url, host, port, if (missing(password)) NULL else password,
-                     !missing(host) || !missing(port))
+redisWorker <- function(queue, host = "localhost", port = 6379, iter = Inf, linger = 30,
+                        log = stderr(), connected = FALSE, password = NULL, loglevel = 0,
+                        timelimit = 0, url = NULL, namespace = "default", ...) {
+  url <- doredis_url(url, host, port, password, !missing(host) || !missing(port))
+  d <- doredis_worker_settings(linger, loglevel, timelimit)
+  if (inherits(log, "terminal")) log <- NULL # already where it would go
   worker_main(namespace = namespace, url = url %||% redq_url(), queue = queue,
-              max_tasks = iter, idle_timeout = linger)
+              max_tasks = iter, linger = as.numeric(d$linger),
+              timelimit = as.numeric(d$timelimit), loglevel = as.numeric(d$loglevel), log = log)
 }
 
 doredis_controller <- function(url, host, port, password, explicit, namespace) {
@@ -238,9 +276,10 @@ doredis_controller <- function(url, host, port, password, explicit, namespace) {
 
 #' Remove a queue
 #'
-#' Cancels the queue's waiting tasks, deletes it, and stops the workers
-#' that served only this queue (doRedis workers end when their queue is
-#' deleted).
+#' Cancels the queue's waiting tasks and deletes it, as doRedis does; a
+#' worker all of whose queues have been removed then leaves (after its
+#' `linger` seconds). Registering the queue again ([registerDoRedis()])
+#' brings it back.
 #'
 #' @param queue Queue name.
 #' @return Invisibly, the number of tasks cancelled.
@@ -249,11 +288,18 @@ removeQueue <- function(queue) {
   check_string(queue, "queue")
   ctl <- foreach_controller(NULL)
   n <- queue_remove(queue, controller = ctl)
+  removed <- union(value_get(REMOVED_QUEUES, controller = ctl), queue)
+  value_set(REMOVED_QUEUES, removed, controller = ctl)
   info <- worker_info(NULL, ctl)
-  only <- names(info)[vapply(info, function(i) identical(i$queues, queue), logical(1))]
-  if (length(only)) worker_stop(only, controller = ctl)
+  gone <- names(info)[vapply(info, function(i) {
+    all(strsplit(i$queues %||% "", ",", fixed = TRUE)[[1]] %in% removed)
+  }, logical(1))]
+  if (length(gone)) worker_stop(gone, wait = 0, controller = ctl)
   invisible(n)
 }
+
+# Queues removeQueue() removed (a queue registered again leaves the list).
+REMOVED_QUEUES <- "doredis:removed_queues"
 
 #' Running foreach jobs and their tasks
 #'

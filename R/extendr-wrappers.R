@@ -163,6 +163,10 @@ rs_worker_deadline <- function(x, seconds) .Call(wrap__rs_worker_deadline, x, se
 # True if the running task's interrupt was a timeout, now handled.
 rs_worker_take_timeout <- function(x) .Call(wrap__rs_worker_take_timeout, x)
 
+# Limit the running task to `seconds` from now (if its own timeout is
+# later or unset).
+rs_worker_cap_deadline <- function(x, seconds) .Call(wrap__rs_worker_cap_deadline, x, seconds)
+
 # A job's environment (NULL if gone).
 rs_worker_job_env <- function(x, job) .Call(wrap__rs_worker_job_env, x, job)
 

@@ -37,7 +37,7 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
 # loop of its own that registers as a worker); `wait`: until they have
 # registered.
 spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, controller,
-                          command = WORKER_COMMAND, wait = TRUE) {
+                          command = WORKER_COMMAND, wait = TRUE, doredis = list()) {
   n <- check_count(n, "n")
   ctl <- get_controller(controller)
   queue <- queue %||% ctl$queue
@@ -58,12 +58,23 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
            REDQ_HEARTBEAT = heartbeat, REDQ_LEASE = lease,
            REDQ_MAX_TASKS = max_tasks,
            R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep))
+  # doRedis' worker settings: linger, timelimit, loglevel, a log file all
+  # workers append to, the console, another R, workers that outlive us
+  d <- doredis
+  env <- c(env, REDQ_LINGER = d$linger, REDQ_TIMELIMIT = d$timelimit,
+           REDQ_LOGLEVEL = d$loglevel, REDQ_LOG = d$log_file)
+  args <- c("--vanilla", "-e", command)
+  if (!is.null(d$rbin)) {
+    rscript <- d$rbin
+    args <- c("--vanilla", "--slave", "-e", command)
+  }
+  outlive <- isTRUE(d$outlive)
   for (id in ids) {
-    out <- if (is.null(log)) NULL else file.path(log, paste0(id, ".log"))
+    out <- if (isTRUE(d$console)) "" else if (is.null(log)) NULL else file.path(log, paste0(id, ".log"))
     proc <- processx::process$new(
-      rscript, c("--vanilla", "-e", command),
-      env = c(env, REDQ_NAME = id), stdout = out, stderr = if (is.null(out)) NULL else "2>&1",
-      supervise = TRUE, cleanup = TRUE)
+      rscript, args, env = c(env, REDQ_NAME = id), stdout = out,
+      stderr = if (is.null(out)) NULL else if (identical(out, "")) "" else "2>&1",
+      supervise = !outlive, cleanup = !outlive)
     redq_env$processes[[id]] <- proc
   }
   if (wait) wait_registered(ctl, ids, timeout)

@@ -27,14 +27,48 @@
 #' @param idle_timeout Exit after this many seconds without a task.
 #' @param max_batch Most tasks claimed in one round trip when the backlog is
 #'   long.
+#' @param linger Seconds a worker asked to stop (by [worker_stop()] or
+#'   [removeQueue()]) goes on taking tasks before it leaves (doRedis';
+#'   default `REDQ_LINGER`, else 0).
+#' @param timelimit Seconds any task may run on this worker; a task that
+#'   runs longer ends `TIMEOUT` (default `REDQ_TIMELIMIT`, else none).
+#' @param loglevel Above 0, a line per task to the log (default
+#'   `REDQ_LOGLEVEL`, else 0).
+#' @param log A file the worker's output and messages are appended to, or
+#'   a connection (default `REDQ_LOG`, else the process's own output).
 #' @return Invisibly, the number of tasks run.
 #' @export
 worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
                         heartbeat = NULL, lease = NULL, max_tasks = NULL,
-                        idle_timeout = Inf, max_batch = 16) {
+                        idle_timeout = Inf, max_batch = 16, linger = NULL, timelimit = NULL,
+                        loglevel = NULL, log = NULL) {
   cfg <- worker_config(namespace, url, queue, name, heartbeat, lease, max_tasks)
   idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
+  env <- function(var, default) {
+    v <- Sys.getenv(var)
+    if (nzchar(v)) suppressWarnings(as.numeric(v)) else default
+  }
+  linger <- check_seconds(linger %||% env("REDQ_LINGER", 0), "linger", none_ok = TRUE)
+  timelimit <- check_seconds(timelimit %||% env("REDQ_TIMELIMIT", Inf), "timelimit",
+                             none_ok = TRUE, zero_ok = FALSE)
+  loglevel <- loglevel %||% env("REDQ_LOGLEVEL", 0)
+  log <- log %||% (if (nzchar(Sys.getenv("REDQ_LOG"))) Sys.getenv("REDQ_LOG"))
+  if (!is.null(log)) {
+    # doRedis' log: a file (appended to: several workers may share it) or
+    # a connection; output and messages (logger()) go there
+    con <- if (is.character(log)) file(log, open = "a") else log
+    sink(con, type = "output")
+    sink(con, type = "message")
+    on.exit({
+      sink(type = "message")
+      sink(type = "output")
+      if (is.character(log)) close(con)
+    }, add = TRUE)
+  }
   worker_serve(cfg, max_batch, function(w, state) {
+    state$linger <- linger
+    state$timelimit <- timelimit
+    state$loglevel <- loglevel
     worker_loop(w, state, cfg$max_tasks, idle_timeout)
   })
 }
@@ -109,19 +143,28 @@ worker_loop <- function(w, state, max_tasks, idle_timeout) {
   idle_since <- Sys.time()
   tryCatch(withCallingHandlers({
     repeat {
-      limit <- if (rs_worker_stop_requested(w)) 0 else max_tasks - n
+      limit <- max_tasks - n
+      if (rs_worker_stop_requested(w)) {
+        # asked to stop: leave now, or (doRedis' linger) after taking what
+        # comes for `linger` seconds
+        state$stop_at <- state$stop_at %||% Sys.time()
+        if (as.numeric(Sys.time() - state$stop_at, units = "secs") >= (state$linger %||% 0)) limit <- 0
+      }
       batch <- rs_check(rs_worker_step(w, limit, 1))
       if (length(batch$id) == 0L) {
         if (limit <= 0 || as.numeric(Sys.time() - idle_since, units = "secs") > idle_timeout) break
+        if (!is.null(state$stop_at)) Sys.sleep(0.1) # a stopping worker's step does not block
         next
       }
       for (i in seq_along(batch$id)) {
         id <- batch$id[[i]]
-        if (i > 1L && rs_worker_stop_requested(w)) break # the rest go back
+        if (i > 1L && rs_worker_stop_requested(w) && is.null(state$stop_at)) break # the rest go back
         if (!rs_worker_begin(w, id)) {
           rs_worker_end(w, id, OUTCOME_INTERRUPTED, raw()) # cancelled before it began
           next
         }
+        if (is.finite(state$timelimit %||% Inf)) rs_worker_cap_deadline(w, state$timelimit)
+        if ((state$loglevel %||% 0) > 0) cat("Processing task(s)", id, "\n")
         out <- if (!is.na(batch$refused[[i]])) {
           # never unserialized: its signature did not verify, or its record
           # holds something this worker cannot use

@@ -71,7 +71,7 @@ case_foreach_redq <- function() {
   queue <- "bench-fe"
   registerDoRedis(queue, namespace = "bench-fe")
   on.exit(foreach::registerDoSEQ(), add = TRUE)
-  t <- elapsed(startLocalWorkers(2, queue, namespace = "bench-fe"))
+  t <- elapsed(startLocalWorkers(2, queue, namespace = "bench-fe", linger = 0))
   on.exit(removeQueue(queue), add = TRUE, after = FALSE)
   progress(sprintf("  redq: 2 workers registered in %.3f s", t))
   stopifnot(foreach::getDoParWorkers() == 2L)

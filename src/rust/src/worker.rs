@@ -182,6 +182,17 @@ impl Worker {
         cur.deadline = d.and_then(|d| Instant::now().checked_add(d));
     }
 
+    /// Bring the running task's deadline forward to `d` from now, if it
+    /// is later or unset (a worker's own limit on every task).
+    pub fn cap_deadline(&self, d: Duration) {
+        let mut cur = self.shared.current.lock();
+        if let Some(at) = Instant::now().checked_add(d) {
+            if cur.deadline.map_or(true, |old| at < old) {
+                cur.deadline = Some(at);
+            }
+        }
+    }
+
     /// True if the side thread's interrupt of the running task was a
     /// timeout, which the R code has now handled: the interruption is
     /// forgotten (no grace-period exit) and the task goes on.

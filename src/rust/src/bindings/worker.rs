@@ -161,6 +161,21 @@ fn rs_worker_deadline(x: Robj, seconds: Robj) -> Robj {
     }
 }
 
+/// Limit the running task to `seconds` from now (if its own timeout is
+/// later or unset).
+#[extendr]
+fn rs_worker_cap_deadline(x: Robj, seconds: Robj) -> Robj {
+    let w = wkr!(x);
+    match number(&seconds, "timelimit").and_then(|v| protocol::seconds("timelimit", v.unwrap_or(f64::INFINITY), true, false)) {
+        Ok(Some(d)) => {
+            w.cap_deadline(d);
+            Robj::from(())
+        }
+        Ok(None) => Robj::from(()),
+        Err(e) => err(&e),
+    }
+}
+
 /// True if the running task's interrupt was a timeout, now handled.
 #[extendr]
 fn rs_worker_take_timeout(x: Robj) -> Robj {
@@ -228,6 +243,7 @@ extendr_module! {
     fn rs_worker_signals;
     fn rs_worker_deadline;
     fn rs_worker_take_timeout;
+    fn rs_worker_cap_deadline;
     fn rs_worker_job_env;
     fn rs_worker_exit;
     fn rs_worker_list;
