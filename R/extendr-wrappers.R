@@ -113,6 +113,9 @@ rs_task_failure <- function(x, id) .Call(wrap__rs_task_failure, x, id)
 # PENDING tasks of a queue.
 rs_queue_length <- function(x, queue) .Call(wrap__rs_queue_length, x, queue)
 
+# Ids waiting in a queue, next first.
+rs_queue_tasks <- function(x, queue) .Call(wrap__rs_queue_tasks, x, queue)
+
 # Known queue names.
 rs_queue_list <- function(x) .Call(wrap__rs_queue_list, x)
 

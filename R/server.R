@@ -1,6 +1,8 @@
 # Where Redis is: an explicit URL, else REDIS_URL, else a server answering on
-# 127.0.0.1:6379, else a private redis-server started for this session (the
-# embedded default), stopped when the session ends.
+# 127.0.0.1:6379, else the user's own redis-server (shared by the user's
+# sessions and left running, so that tasks outlive the session that made
+# them), or, with option redq.server = "session", a private server for this
+# session, stopped when it ends.
 
 redq_env <- new.env(parent = emptyenv())
 
@@ -9,10 +11,18 @@ DEFAULT_LOCAL_URL <- "redis://127.0.0.1:6379/0"
 #' Which Redis server redq uses
 #'
 #' `redq_url()` resolves the server: `url` if given, else the `REDIS_URL`
-#' environment variable, else a server answering on 127.0.0.1:6379, else a
-#' private `redis-server` from `PATH` that redq starts on a free loopback
-#' port without persistence, uses for this session and the workers it
-#' spawns, and stops when the session ends (the *embedded* server).
+#' environment variable, else a server answering on 127.0.0.1:6379, else
+#' the *embedded* server: a `redis-server` from `PATH` that redq starts for
+#' you. By default that is your own server, shared by all your R sessions
+#' on this machine and left running, so that tasks created in one session
+#' can be run by workers of a second and collected in a third: it listens
+#' on a loopback port with a generated password (kept, with its address,
+#' in a file readable only by you in `tools::R_user_dir("redq", "cache")`),
+#' and keeps its data with append-only persistence in
+#' `tools::R_user_dir("redq", "data")`. `redq_server_stop()` ends it. With
+#' `options(redq.server = "session")` (or `REDQ_SERVER=session`) redq
+#' instead starts a private server without persistence for this session
+#' and stops it when the session ends.
 #'
 #' URLs have the form `redis://[user:password@]host:port/db`. Passwords are
 #' never printed; workers receive the URL through their environment, never
@@ -43,7 +53,78 @@ redq_url <- function(url = NULL) {
   if (redq_env$local_default) {
     return(DEFAULT_LOCAL_URL)
   }
-  server_start()$url
+  if (identical(server_mode(), "session")) server_start()$url else user_server()
+}
+
+server_mode <- function() {
+  mode <- getOption("redq.server", Sys.getenv("REDQ_SERVER", "user"))
+  if (!mode %in% c("user", "session")) {
+    redq_abort("argument", sprintf("option redq.server is '%s'; use \"user\" or \"session\"", mode))
+  }
+  mode
+}
+
+user_server_files <- function() {
+  cache <- tools::R_user_dir("redq", "cache")
+  list(cache = cache, data = tools::R_user_dir("redq", "data"),
+       state = file.path(cache, "server-url"), lock = file.path(cache, "server.lock"),
+       conf = file.path(cache, "redis.conf"), log = file.path(cache, "redis.log"))
+}
+
+user_server_url <- function(f) {
+  if (!file.exists(f$state)) return(NULL)
+  url <- readLines(f$state, n = 1L, warn = FALSE)
+  if (length(url) == 1L && server_answers(url)) url else NULL
+}
+
+# The user's own server: the one the state file names if it answers, else
+# a new one (under a lock, as another session may be starting it too).
+user_server <- function() {
+  f <- user_server_files()
+  url <- user_server_url(f)
+  if (!is.null(url)) return(url)
+  bin <- Sys.which("redis-server")
+  if (!nzchar(bin)) server_missing()
+  for (d in c(f$cache, f$data)) dir.create(d, recursive = TRUE, showWarnings = FALSE, mode = "0700")
+  deadline <- Sys.time() + 20
+  while (!dir.create(f$lock, showWarnings = FALSE)) {
+    url <- user_server_url(f)
+    if (!is.null(url)) return(url)
+    if (Sys.time() > deadline) unlink(f$lock, recursive = TRUE) # left by a crash
+    Sys.sleep(0.05)
+  }
+  on.exit(unlink(f$lock, recursive = TRUE), add = TRUE)
+  url <- user_server_url(f)
+  if (!is.null(url)) return(url)
+  password <- paste(sample(c(letters, LETTERS, 0:9), 40, TRUE), collapse = "")
+  port <- free_port()
+  # the password goes in a file only the user reads, not on a command line
+  writeLines(c(sprintf("port %d", port), "bind 127.0.0.1", sprintf("requirepass %s", password),
+               "appendonly yes", "save \"\"", sprintf("dir %s", f$data),
+               sprintf("logfile %s", f$log), "loglevel warning", "daemonize no"), f$conf)
+  Sys.chmod(f$conf, "0600")
+  processx::process$new(bin, f$conf, stdout = NULL, stderr = NULL, supervise = FALSE,
+                        cleanup = FALSE)
+  url <- sprintf("redis://:%s@127.0.0.1:%d/0", password, port)
+  deadline <- Sys.time() + 10
+  while (!server_answers(url)) {
+    if (Sys.time() > deadline) {
+      redq_abort("server", sprintf("redis-server did not start; see %s", f$log))
+    }
+    Sys.sleep(0.02)
+  }
+  tmp <- paste0(f$state, ".tmp")
+  writeLines(url, tmp)
+  Sys.chmod(tmp, "0600")
+  file.rename(tmp, f$state)
+  url
+}
+
+server_missing <- function() {
+  redq_abort("server",
+    paste("no Redis server found: set REDIS_URL to a server's URL,",
+          "start one on 127.0.0.1:6379, or install redis-server",
+          "(Debian/Ubuntu: apt install redis-server) so redq can start its own"))
 }
 
 #' @rdname redq_url
@@ -60,10 +141,17 @@ redq_available <- function() {
 redq_server_stop <- function() {
   srv <- redq_env$server
   redq_env$server <- NULL
-  if (is.null(srv)) {
-    return(invisible(FALSE))
+  if (!is.null(srv)) {
+    server_kill(srv)
+    return(invisible(TRUE))
   }
-  server_kill(srv)
+  f <- user_server_files()
+  url <- user_server_url(f)
+  if (is.null(url)) return(invisible(FALSE))
+  # SHUTDOWN writes the append-only file and ends the server
+  try(rs_controller_command(rs_check(rs_controller_open(url, "default")), "SHUTDOWN"),
+      silent = TRUE)
+  unlink(f$state)
   invisible(TRUE)
 }
 
@@ -84,12 +172,7 @@ free_port <- function() {
 # killed by a finalizer at exit.
 server_start <- function() {
   bin <- Sys.which("redis-server")
-  if (!nzchar(bin)) {
-    redq_abort("server",
-      paste("no Redis server found: set REDIS_URL to a server's URL,",
-            "start one on 127.0.0.1:6379, or install redis-server",
-            "(Debian/Ubuntu: apt install redis-server) so redq can start its own"))
-  }
+  if (!nzchar(bin)) server_missing()
   srv <- server_launch(bin)
   redq_env$server <- srv
   srv

@@ -410,3 +410,72 @@ task_delete <- function(ids, controller = NULL) {
   rs_check(rs_task_delete(ctl$ptr, ids))
   invisible(NULL)
 }
+
+#' Questions about tasks
+#'
+#' As in rrq: `task_exists()` tells whether the server knows each task;
+#' `task_position()` gives each task's place in its queue (1: next; 0 when
+#' it is not waiting in a queue); `task_times()` the times each was
+#' created, started and finished; `task_overview()` counts the tasks of
+#' the task list by status.
+#'
+#' @param ids Task ids.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return `task_exists()`: logical. `task_position()`: integer.
+#'   `task_times()`: a data frame (`id`, `created`, `started`,
+#'   `finished`). `task_overview()`: a named integer vector.
+#' @export
+#' @examples
+#' if (redq_available()) {
+#'   ids <- task_create_bulk_call(sqrt, list(1, 4, 9), queue = "later")
+#'   task_exists(c(ids, "nope"))
+#'   task_position(ids)
+#'   task_overview()
+#'   task_delete(ids)
+#' }
+task_exists <- function(ids, controller = NULL) {
+  ids <- check_ids(ids)
+  ctl <- get_controller(controller)
+  if (!length(ids)) return(logical(0))
+  rs_check(rs_task_results(ctl$ptr, ids))$exists
+}
+
+#' @rdname task_exists
+#' @export
+task_position <- function(ids, controller = NULL) {
+  ids <- check_ids(ids)
+  ctl <- get_controller(controller)
+  out <- integer(length(ids))
+  for (q in unique(vapply(ids, function(id) task_info_safe(id, ctl)$queue %||% "", ""))) {
+    if (!nzchar(q)) next
+    waiting <- rs_check(rs_queue_tasks(ctl$ptr, q))
+    at <- match(ids, waiting)
+    out[!is.na(at)] <- at[!is.na(at)]
+  }
+  stats::setNames(out, ids)
+}
+
+#' @rdname task_exists
+#' @export
+task_times <- function(ids, controller = NULL) {
+  ids <- check_ids(ids)
+  ctl <- get_controller(controller)
+  info <- lapply(ids, task_info_safe, ctl = ctl)
+  time <- function(f) do.call(c, lapply(info, function(i) i[[f]] %||% as.POSIXct(NA)))
+  data.frame(id = ids, created = time("created"), started = time("started"),
+             finished = time("finished"))
+}
+
+#' @rdname task_exists
+#' @export
+task_overview <- function(controller = NULL) {
+  ctl <- get_controller(controller)
+  ids <- rs_check(rs_task_list(ctl$ptr))
+  words <- rs_task_status_words()
+  st <- if (length(ids)) rs_check(rs_task_status(ctl$ptr, ids)) else character()
+  stats::setNames(vapply(words, function(w) sum(st == w), 1L), words)
+}
+
+task_info_safe <- function(id, ctl) {
+  tryCatch(task_info(id, controller = ctl), redq_error_not_found = function(e) list())
+}

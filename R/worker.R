@@ -215,3 +215,43 @@ worker_script <- function(path) {
   Sys.chmod(path, "0755")
   invisible(path)
 }
+
+#' Wait for workers; remove a namespace
+#'
+#' `worker_wait()` waits until `n` live workers serve `queue` (any queue
+#' with `NULL`), for workers started elsewhere (a scheduler, another
+#' machine). `redq_destroy()` stops every worker of the namespace (killing
+#' what they run) and deletes all its keys: tasks, results, queues, values
+#' and records.
+#'
+#' @param n Number of workers.
+#' @param queue Queue they must serve, or `NULL`.
+#' @param timeout Seconds to wait.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return `worker_wait()`: invisibly, the ids of the live workers.
+#'   `redq_destroy()`: invisibly, the number of keys deleted.
+#' @export
+worker_wait <- function(n = 1, queue = NULL, timeout = 60, controller = NULL) {
+  n <- check_count(n, "n")
+  timeout <- check_seconds(timeout, "timeout")
+  ctl <- get_controller(controller)
+  deadline <- Sys.time() + timeout
+  repeat {
+    ids <- if (is.null(queue)) worker_list(ctl) else serving_workers(ctl, queue)
+    if (length(ids) >= n) return(invisible(ids))
+    if (Sys.time() > deadline) {
+      redq_abort("timeout", sprintf("%d of %d worker(s) registered within %g s", length(ids), n,
+                                    timeout))
+    }
+    Sys.sleep(0.05)
+  }
+}
+
+#' @rdname worker_wait
+#' @export
+redq_destroy <- function(controller = NULL) {
+  ctl <- get_controller(controller)
+  ids <- worker_list(ctl)
+  if (length(ids)) worker_stop(ids, type = "kill", wait = 5, controller = ctl)
+  invisible(rs_check(rs_controller_destroy(ctl$ptr)))
+}

@@ -2,6 +2,9 @@
 # by redq when nothing else is configured), a foreach loop and a few queued
 # tasks.
 suppressPackageStartupMessages(library(redq))
+# a private server for this demo, stopped when it ends (by default redq
+# starts your own server and leaves it running for later sessions)
+options(redq.server = "session")
 
 url <- redq_url()
 cat("Redis server:", sub("//.*@", "//***@", url),

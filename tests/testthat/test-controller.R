@@ -20,7 +20,7 @@ test_that("passwords never appear in printed output", {
   expect_false(grepl("s3cret", out))
 })
 
-test_that("with nothing configured, redq uses 127.0.0.1:6379 or starts and stops its own server", {
+test_that("with nothing configured and a private server asked for, redq uses 127.0.0.1:6379 or starts and stops its own", {
   local_default <- redq:::server_answers(redq:::DEFAULT_LOCAL_URL)
   res <- callr::r(function() {
     library(redq)
@@ -32,7 +32,7 @@ test_that("with nothing configured, redq uses 127.0.0.1:6379 or starts and stops
     list(url = url, value = task_result(id),
          pid = if (is.null(srv)) NA_integer_ else srv$process$get_pid(),
          workers = vapply(redq:::redq_env$processes, function(p) p$get_pid(), 1L))
-  }, env = c(REDIS_URL = ""))
+  }, env = c(REDIS_URL = "", REDQ_SERVER = "session"))
   expect_equal(res$value, 42)
   gone <- function(pid) is.na(pid) || !tools::pskill(pid, 0)
   if (local_default) {

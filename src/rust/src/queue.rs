@@ -290,6 +290,13 @@ pub fn queue_length(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<u
     conn.run(|c| redis::cmd("LLEN").arg(keys.queue(queue)).query(c))
 }
 
+/// Ids waiting in a queue, next first.
+pub fn queue_tasks(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<Vec<String>> {
+    let mut v: Vec<String> = conn.run(|c| redis::cmd("LRANGE").arg(keys.queue(queue)).arg(0).arg(-1).query(c))?;
+    v.reverse();
+    Ok(v)
+}
+
 /// Names of queues that ever received a task.
 pub fn queue_list(conn: &mut Connection, keys: &Keys) -> Result<Vec<String>> {
     let mut v: Vec<String> = conn.run(|c| redis::cmd("SMEMBERS").arg(keys.queues()).query(c))?;

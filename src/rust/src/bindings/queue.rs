@@ -10,6 +10,12 @@ fn rs_queue_length(x: Robj, queue: &str) -> Robj {
     with_ctl(&x, |c| queue::queue_length(&mut c.conn, &c.keys, queue).map(|n| n as f64))
 }
 
+/// Ids waiting in a queue, next first.
+#[extendr]
+fn rs_queue_tasks(x: Robj, queue: &str) -> Robj {
+    with_ctl(&x, |c| queue::queue_tasks(&mut c.conn, &c.keys, queue).map(|v| v.into_iter().collect::<Strings>()))
+}
+
 /// Known queue names.
 #[extendr]
 fn rs_queue_list(x: Robj) -> Robj {
@@ -25,6 +31,7 @@ fn rs_queue_remove(x: Robj, queue: &str) -> Robj {
 extendr_module! {
     mod queue;
     fn rs_queue_length;
+    fn rs_queue_tasks;
     fn rs_queue_list;
     fn rs_queue_remove;
 }

@@ -1,0 +1,48 @@
+# The embedded default server: with no REDIS_URL, a user's sessions share
+# one server that outlives them (tasks are made, run and collected by three
+# separate Rscripts), until redq_server_stop().
+
+test_that("with no REDIS_URL, a task made by one Rscript is run by a second and read by a third", {
+  home <- withr::local_tempdir()
+  env <- c(callr::rcmd_safe_env(), REDIS_URL = "", REDQ_SERVER = "user",
+           R_USER_CACHE_DIR = file.path(home, "cache"), R_USER_DATA_DIR = file.path(home, "data"))
+  stop_server <- function() callr::r(function() redq::redq_server_stop(), env = env)
+  withr::defer(try(stop_server(), silent = TRUE))
+  id <- callr::r(function() {
+    suppressPackageStartupMessages(library(redq))
+    task_create_expr(6 * 7)
+  }, env = env)
+  expect_match(id, "^[A-Za-z0-9]+$")
+  state <- list.files(file.path(home, "cache"), "server-url", recursive = TRUE, full.names = TRUE)
+  expect_length(state, 1)
+  url <- readLines(state)
+  expect_match(url, "^redis://:[A-Za-z0-9]{40}@127\\.0\\.0\\.1:[0-9]+/0$")
+  expect_equal(file.info(state)$mode, as.octmode("600"))
+  # the server runs on after the first Rscript ended
+  status <- callr::r(function(id) {
+    suppressPackageStartupMessages(library(redq))
+    worker_spawn(1)
+    task_wait(id, timeout = 30)
+  }, list(id), env = env)
+  expect_equal(unname(status), "COMPLETE")
+  got <- callr::r(function(id) {
+    suppressPackageStartupMessages(library(redq))
+    task_result(id)
+  }, list(id), env = env)
+  expect_equal(got, 42)
+  # its data is kept on disk (append-only file) in the user's data directory
+  expect_true(length(list.files(file.path(home, "data"), recursive = TRUE)) > 0)
+  expect_true(stop_server())
+  expect_false(redq:::server_answers(url))
+  expect_false(stop_server())
+})
+
+test_that("a bad redq.server option is a classed error", {
+  withr::local_options(redq.server = "cluster")
+  withr::local_envvar(REDIS_URL = "")
+  e <- redq:::redq_env
+  old <- e$local_default
+  e$local_default <- FALSE
+  withr::defer(e$local_default <- old)
+  expect_error(redq_url(), class = "redq_error_argument")
+})
