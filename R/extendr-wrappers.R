@@ -42,6 +42,12 @@ rs_controller_data_mget <- function(x, keys) .Call(wrap__rs_controller_data_mget
 # Delete every key of the namespace; returns how many.
 rs_controller_destroy <- function(x) .Call(wrap__rs_controller_destroy, x)
 
+# Send a message to workers; returns its id.
+rs_message_send <- function(x, workers, command, args) .Call(wrap__rs_message_send, x, workers, command, args)
+
+# Replies to a message so far: list(worker, reply) (replies raw).
+rs_message_responses <- function(x, mid) .Call(wrap__rs_message_responses, x, mid)
+
 # Set a key the user names (outside the namespace).
 rs_redis_set <- function(x, key, value) .Call(wrap__rs_redis_set, x, key, value)
 
@@ -169,6 +175,15 @@ rs_worker_take_timeout <- function(x) .Call(wrap__rs_worker_take_timeout, x)
 # Limit the running task to `seconds` from now (if its own timeout is
 # later or unset).
 rs_worker_cap_deadline <- function(x, seconds) .Call(wrap__rs_worker_cap_deadline, x, seconds)
+
+# Messages waiting for this R thread: list(id, command, args).
+rs_worker_messages <- function(x) .Call(wrap__rs_worker_messages, x)
+
+# Reply to a message (an R serialization).
+rs_worker_respond <- function(x, mid, reply) .Call(wrap__rs_worker_respond, x, mid, reply)
+
+# A PAUSE message holds this worker.
+rs_worker_paused <- function(x) .Call(wrap__rs_worker_paused, x)
 
 # A job's environment (NULL if gone).
 rs_worker_job_env <- function(x, job) .Call(wrap__rs_worker_job_env, x, job)

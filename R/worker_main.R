@@ -69,7 +69,8 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
     state$linger <- linger
     state$timelimit <- timelimit
     state$loglevel <- loglevel
-    worker_loop(w, state, cfg$max_tasks, idle_timeout)
+    state$idle_timeout <- idle_timeout
+    worker_loop(w, state, cfg$max_tasks)
   })
 }
 
@@ -116,6 +117,10 @@ worker_serve <- function(cfg, max_batch, run) {
   state$jobs <- list()
   state$signals_handled <- 0
   on.exit(rs_worker_exit(w), add = TRUE)
+  loaded <- worker_envir_load()
+  if (inherits(loaded, "error")) {
+    message("redq worker ", id, ": the worker environment failed to load: ", conditionMessage(loaded))
+  }
   n <- run(w, state)
   message(sprintf("redq worker %s exiting after %d task(s)", id, as.integer(n %||% 0)))
   invisible(n)
@@ -138,12 +143,15 @@ OUTCOME_INTERRUPTED <- 2L
 # run_task() turns it into the task's end. Any other interrupt is a user's
 # Ctrl+C: the worker reports what it finished and leaves; the task it was
 # running, and those of its batch it had not begun, go back to their queue.
-worker_loop <- function(w, state, max_tasks, idle_timeout) {
+worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %||% Inf) {
   n <- 0
   idle_since <- Sys.time()
+  state$idle_timeout <- idle_timeout
+  state$n <- 0
   tryCatch(withCallingHandlers({
     repeat {
-      limit <- max_tasks - n
+      worker_answer_messages(w, state)
+      limit <- if (rs_worker_paused(w)) 0 else max_tasks - n
       if (rs_worker_stop_requested(w)) {
         # asked to stop: leave now, or (doRedis' linger) after taking what
         # comes for `linger` seconds
@@ -152,7 +160,12 @@ worker_loop <- function(w, state, max_tasks, idle_timeout) {
       }
       batch <- rs_check(rs_worker_step(w, limit, 1))
       if (length(batch$id) == 0L) {
-        if (limit <= 0 || as.numeric(Sys.time() - idle_since, units = "secs") > idle_timeout) break
+        if (rs_worker_paused(w) && is.null(state$stop_at)) {
+          Sys.sleep(0.05) # paused: answer messages, take no task
+          idle_since <- Sys.time()
+          next
+        }
+        if (limit <= 0 || as.numeric(Sys.time() - idle_since, units = "secs") > state$idle_timeout) break
         if (!is.null(state$stop_at)) Sys.sleep(0.1) # a stopping worker's step does not block
         next
       }
@@ -175,6 +188,7 @@ worker_loop <- function(w, state, max_tasks, idle_timeout) {
         }
         rs_worker_end(w, id, out$outcome, out$result)
         n <- n + 1
+        state$n <- n
       }
       idle_since <- Sys.time()
     }
@@ -186,6 +200,35 @@ worker_loop <- function(w, state, max_tasks, idle_timeout) {
   # the worker exits
   rs_check(rs_worker_step(w, 0, 0))
   n
+}
+
+# Messages the side thread left for the R thread (EVAL, REFRESH, INFO,
+# TIMEOUT_SET, TIMEOUT_GET), answered between tasks.
+worker_answer_messages <- function(w, state) {
+  m <- rs_worker_messages(w)
+  for (i in seq_along(m$id)) {
+    args <- m$args[[i]]
+    reply <- tryCatch(switch(m$command[[i]],
+      EVAL = {
+        expr <- unserialize(args)
+        if (is.character(expr)) expr <- parse(text = expr)
+        eval(expr, envir = globalenv())
+      },
+      REFRESH = worker_envir_load(),
+      INFO = list(worker = rs_worker_id(w), host = Sys.info()[["nodename"]], pid = Sys.getpid(),
+                  r_version = as.character(getRversion()),
+                  redq_version = as.character(utils::packageVersion("redq")),
+                  tasks = state$n %||% 0, idle_timeout = state$idle_timeout),
+      TIMEOUT_SET = {
+        state$idle_timeout <- check_seconds(as.numeric(rawToChar(args)), "timeout",
+                                            none_ok = TRUE)
+        "OK"
+      },
+      TIMEOUT_GET = state$idle_timeout,
+      simpleError(sprintf("unknown message '%s'", m$command[[i]]))),
+      error = function(e) e)
+    rs_check(rs_worker_respond(w, m$id[[i]], serialize(reply, NULL, xdr = FALSE)))
+  }
 }
 
 # An interrupt is ours if the side thread sent more SIGINTs than we have

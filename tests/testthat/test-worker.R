@@ -85,3 +85,59 @@ test_that("a second worker with a live worker's name is refused", {
   }, list(test_url(), ctl$namespace, id))
   expect_true("redq_error_argument" %in% out)
 })
+
+list2 <- function(name, value) stats::setNames(list(value), name)
+
+test_that("messages: PING answered by every idle worker within 100 ms, EVAL, PAUSE/RESUME, TIMEOUT_SET", {
+  ctl <- test_controller()
+  ids <- worker_spawn(2)
+  pids <- vapply(ids, worker_pid, 1L, ctl = ctl)
+  Sys.sleep(0.5) # idle: waiting for work
+  t0 <- Sys.time()
+  r <- worker_message_send_and_wait("PING", timeout = 5)
+  expect_lt(as.numeric(Sys.time() - t0, units = "secs"), 0.1)
+  expect_identical(r, stats::setNames(list("PONG", "PONG"), ids))
+  expect_equal(worker_message_send_and_wait("ECHO", "hello", worker_ids = ids[1]), list2(ids[1], "hello"))
+  got <- worker_message_send_and_wait("EVAL", quote(Sys.getpid()))
+  expect_setequal(unname(unlist(got)), unname(pids))
+  expect_equal(worker_message_send_and_wait("EVAL", "1 + 1", worker_ids = ids[1])[[1]], 2)
+  expect_s3_class(worker_message_send_and_wait("EVAL", "stop('no')", worker_ids = ids[1])[[1]], "error")
+  info <- worker_message_send_and_wait("INFO", worker_ids = ids[2])[[1]]
+  expect_equal(info$pid, pids[[2]])
+  # PAUSE: no task is taken until RESUME; PING is still answered
+  worker_message_send_and_wait("PAUSE")
+  id <- task_create_expr(6 * 7)
+  Sys.sleep(1)
+  expect_equal(unname(task_status(id)), "PENDING")
+  expect_length(unlist(worker_message_send_and_wait("PING", timeout = 2)), 2)
+  worker_message_send_and_wait("RESUME")
+  task_wait(id, timeout = 10)
+  expect_equal(task_result(id), 42)
+  # TIMEOUT_SET: the worker leaves after that long idle
+  expect_equal(worker_message_send_and_wait("TIMEOUT_GET", worker_ids = ids[1])[[1]], Inf)
+  worker_message_send_and_wait("TIMEOUT_SET", 1, worker_ids = ids[1])
+  expect_equal(worker_message_send_and_wait("TIMEOUT_GET", worker_ids = ids[1])[[1]], 1)
+  expect_true(wait_until(function() !ids[1] %in% worker_list(ctl), timeout = 5))
+  expect_true(ids[2] %in% worker_list(ctl))
+  expect_error(worker_message_send("DANCE"), class = "redq_error_argument")
+})
+
+test_that("worker_envir_set reaches running workers and workers started later", {
+  ctl <- test_controller()
+  dir <- withr::local_tempdir()
+  src <- file.path(dir, "helpers.R")
+  writeLines("helper <- function(x) x * 1000", src)
+  first <- worker_spawn(1)
+  worker_envir_set(packages = "stats4", sources = src,
+                   init = function() assign("initialised", TRUE, envir = globalenv()))
+  later <- worker_spawn(1)
+  got <- worker_message_send_and_wait("EVAL", quote(list(exists("mle"), helper(2), initialised)))
+  expect_named(got, c(first, later), ignore.order = TRUE)
+  for (g in got) expect_equal(g, list(TRUE, 2000, TRUE))
+  # and tasks see them
+  ids <- task_create_bulk_expr(helper(x) + is.function(mle), data.frame(x = 1:4))
+  task_wait(ids)
+  expect_equal(unname(unlist(task_results(ids))), (1:4) * 1000 + 1)
+  expect_error(worker_envir_set(sources = file.path(dir, "nope.R")), class = "redq_error_argument")
+  expect_equal(worker_envir_get()$packages, "stats4")
+})

@@ -65,6 +65,30 @@ impl Controller {
         self.conn.run(|c| redis::cmd("GET").arg(&k).query(c))
     }
 
+    /// Send a message to workers: returns its id, under which their
+    /// replies arrive (`responses`).
+    pub fn message_send(&mut self, workers: &[String], command: &str, args: &[u8]) -> Result<String> {
+        let mid = crate::task::new_id();
+        let mk = self.keys.message(&mid);
+        let ttl = crate::protocol::CONTROL_TTL_S as i64;
+        let mut p = redis::pipe();
+        p.hset_multiple(&mk, &[("command", command.as_bytes()), ("args", args)]).ignore();
+        p.expire(&mk, ttl).ignore();
+        for w in workers {
+            let ck = self.keys.worker_control(w);
+            p.rpush(&ck, format!("{} {}", crate::status::CONTROL_MESSAGE, mid)).ignore();
+            p.expire(&ck, ttl).ignore();
+        }
+        self.conn.pipe::<()>(&p)?;
+        Ok(mid)
+    }
+
+    /// Replies to message `mid` so far: (worker, reply).
+    pub fn message_responses(&mut self, mid: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let k = self.keys.response(mid);
+        self.conn.run(|c| redis::cmd("HGETALL").arg(&k).query(c))
+    }
+
     /// doRedis' `redisSet()`: a value under the key the user names, outside
     /// any namespace.
     pub fn raw_set(&mut self, key: &str, value: &[u8]) -> Result<()> {

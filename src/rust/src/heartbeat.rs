@@ -17,6 +17,7 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::monitor;
+use crate::protocol;
 use crate::registry::{register, Registration};
 use crate::scripts::{self, invocation};
 use crate::status;
@@ -84,6 +85,10 @@ pub struct Shared {
     /// Work arrived on the worker's own queue since the R thread last
     /// looked at its queues.
     pub woken: AtomicBool,
+    /// Messages the R thread answers between tasks: (id, command, args).
+    pub messages: Mutex<Vec<(String, String, Vec<u8>)>>,
+    /// PAUSE arrived (and no RESUME since): take no task.
+    pub paused: AtomicBool,
 }
 
 /// Timing of the side thread.
@@ -247,7 +252,66 @@ fn handle_control(conn: &mut Connection, keys: &Keys, wid: &str, msg: &str, shar
             }
         }
         (status::CONTROL_WAKE, _) => wake_r_thread(conn, shared),
+        (status::CONTROL_MESSAGE, mid) => handle_message(conn, keys, wid, mid, shared),
         _ => {} // a message from a newer version: ignore
+    }
+}
+
+/// A reply to message `mid`: `s` and a string, or `r` and an R
+/// serialization (from the R thread).
+pub fn respond(conn: &mut Connection, keys: &Keys, wid: &str, mid: &str, reply: &[u8]) -> Result<()> {
+    let k = keys.response(mid);
+    conn.run(|c| {
+        redis::pipe()
+            .hset(&k, wid, reply)
+            .ignore()
+            .expire(&k, protocol::CONTROL_TTL_S as i64)
+            .ignore()
+            .query::<()>(c)
+    })
+}
+
+fn reply_str(s: &str) -> Vec<u8> {
+    let mut v = b"s".to_vec();
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// A message: PING, ECHO, PAUSE and RESUME are answered here at once,
+/// even while a task runs; the others (EVAL, REFRESH, INFO, TIMEOUT_SET,
+/// TIMEOUT_GET, ...) wait for the R thread, woken if it waits for work.
+fn handle_message(conn: &mut Connection, keys: &Keys, wid: &str, mid: &str, shared: &Shared) {
+    let got: Result<(Option<String>, Option<Vec<u8>>)> =
+        conn.run(|c| redis::cmd("HMGET").arg(keys.message(mid)).arg("command").arg("args").query(c));
+    let Ok((Some(command), args)) = got else { return };
+    let args = args.unwrap_or_default();
+    let reply = match command.as_str() {
+        "PING" => Some(reply_str("PONG")),
+        "ECHO" => Some(reply_str(&String::from_utf8_lossy(&args))),
+        "PAUSE" => {
+            // end a wait for work, so that the R thread looks again (and
+            // takes nothing) before the sender hears back
+            shared.paused.store(true, Ordering::SeqCst);
+            wake_r_thread(conn, shared);
+            Some(reply_str("OK"))
+        }
+        "RESUME" => {
+            shared.paused.store(false, Ordering::SeqCst);
+            wake_r_thread(conn, shared);
+            Some(reply_str("OK"))
+        }
+        _ => None,
+    };
+    match reply {
+        Some(r) => {
+            if let Err(e) = respond(conn, keys, wid, mid, &r) {
+                note_error(shared, wid, "answering a message", &e);
+            }
+        }
+        None => {
+            shared.messages.lock().push((mid.to_string(), command, args));
+            wake_r_thread(conn, shared);
+        }
     }
 }
 

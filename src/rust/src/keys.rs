@@ -110,8 +110,13 @@ keys! {
     worker_alive(w) => ["worker", w, "alive"];
     /// Ids the worker has claimed (the reliable-queue list).
     worker_running(w) => ["worker", w, "running"];
-    /// Control messages for the worker (list: STOP, KILL, CANCEL <id>, WAKE).
+    /// Control messages for the worker (list: STOP, KILL, CANCEL <id>, WAKE,
+    /// MSG <id>).
     worker_control(w) => ["worker", w, "control"];
+    /// A message to workers (hash: command, args).
+    message(m) => ["message", m];
+    /// Replies to a message (hash: worker id -> reply).
+    response(m) => ["response", m];
     /// Listed jobs: job id -> description (hash).
     jobs() => ["jobs"];
     /// Serialized environment of a job (a foreach loop's).

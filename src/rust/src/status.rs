@@ -104,6 +104,9 @@ pub const CONTROL_CANCEL: &str = "CANCEL";
 /// Wake the worker: its side thread is leaving, or a task was queued on
 /// the worker's own queue while it waited on another.
 pub const CONTROL_WAKE: &str = "WAKE";
+/// `MSG <id>`: a message for the worker (`worker_message_send()`), kept
+/// under `message(id)`; the reply goes to `response(id)`.
+pub const CONTROL_MESSAGE: &str = "MSG";
 
 /// A queue named `@<worker id>` is that worker's own: it serves it before
 /// its other queues, and what waits there when it leaves ends `DIED`, as

@@ -193,6 +193,23 @@ impl Worker {
         }
     }
 
+    /// Messages waiting for the R thread: (id, command, args).
+    pub fn take_messages(&self) -> Vec<(String, String, Vec<u8>)> {
+        std::mem::take(&mut *self.shared.messages.lock())
+    }
+
+    /// Reply to message `mid` (an R serialization).
+    pub fn respond(&mut self, mid: &str, reply: &[u8]) -> Result<()> {
+        let mut v = b"r".to_vec();
+        v.extend_from_slice(reply);
+        crate::heartbeat::respond(&mut self.conn, &self.reg.keys, &self.reg.id, mid, &v)
+    }
+
+    /// A PAUSE message arrived (and no RESUME since).
+    pub fn paused(&self) -> bool {
+        self.shared.paused.load(Ordering::SeqCst)
+    }
+
     /// True if the side thread's interrupt of the running task was a
     /// timeout, which the R code has now handled: the interruption is
     /// forgotten (no grace-period exit) and the task goes on.
@@ -295,7 +312,9 @@ impl Worker {
     /// the tasks started, for the R loop to `begin` and `end` in order.
     pub fn step(&mut self, limit: usize, wait: Duration) -> Result<(Vec<bool>, Vec<Task>)> {
         self.set_current(None);
-        let want = limit.min(self.batch_size());
+        // a paused worker (PAUSE message) reports what it finished and
+        // takes nothing
+        let want = if self.paused() { 0 } else { limit.min(self.batch_size()) };
         let patience = Duration::from_secs(3600);
         let deadline = Instant::now() + patience;
         let mut accepted = Vec::new();
@@ -310,7 +329,7 @@ impl Worker {
                         self.batch = tasks.iter().map(|t| (t.id.clone(), t.timeout, t.job.clone())).collect();
                         return Ok((accepted, tasks));
                     }
-                    if want == 0 || self.stop_requested() || wait.is_zero() {
+                    if want == 0 || self.stop_requested() || self.paused() || wait.is_zero() {
                         return Ok((accepted, vec![]));
                     }
                     // nothing queued: block on the first shared queue (work

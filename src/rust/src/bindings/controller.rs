@@ -132,6 +132,26 @@ fn rs_redis_delete(x: Robj, keys: Strings) -> Robj {
     with_ctl(&x, |c| c.raw_delete(&strs(&keys)).map(|n| n as f64))
 }
 
+/// Send a message to workers; returns its id.
+#[extendr]
+fn rs_message_send(x: Robj, workers: Strings, command: &str, args: Raw) -> Robj {
+    with_ctl(&x, |c| c.message_send(&strs(&workers), command, args.as_slice()))
+}
+
+/// Replies to a message so far: list(worker, reply) (replies raw).
+#[extendr]
+fn rs_message_responses(x: Robj, mid: &str) -> Robj {
+    with_ctl(&x, |c| {
+        c.message_responses(mid).map(|v| -> Robj {
+            list!(
+                worker = v.iter().map(|(w, _)| w.as_str()).collect::<Strings>(),
+                reply = super::raw_list(v.iter().map(|(_, r)| Some(r)))
+            )
+            .into()
+        })
+    })
+}
+
 /// Delete every key of the namespace; returns how many.
 #[extendr]
 fn rs_controller_destroy(x: Robj) -> Robj {
@@ -162,6 +182,8 @@ extendr_module! {
     fn rs_controller_data_get;
     fn rs_controller_data_mget;
     fn rs_controller_destroy;
+    fn rs_message_send;
+    fn rs_message_responses;
     fn rs_redis_set;
     fn rs_redis_get;
     fn rs_redis_incr_by;

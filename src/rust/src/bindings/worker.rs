@@ -176,6 +176,33 @@ fn rs_worker_cap_deadline(x: Robj, seconds: Robj) -> Robj {
     }
 }
 
+/// Messages waiting for this R thread: list(id, command, args).
+#[extendr]
+fn rs_worker_messages(x: Robj) -> Robj {
+    let w = wkr!(x);
+    let m = w.take_messages();
+    list!(
+        id = m.iter().map(|(i, _, _)| i.as_str()).collect::<Strings>(),
+        command = m.iter().map(|(_, c, _)| c.as_str()).collect::<Strings>(),
+        args = super::raw_list(m.iter().map(|(_, _, a)| Some(a)))
+    )
+    .into()
+}
+
+/// Reply to a message (an R serialization).
+#[extendr]
+fn rs_worker_respond(x: Robj, mid: &str, reply: Raw) -> Robj {
+    let mut w = wkr!(x);
+    out(w.as_mut().respond(mid, reply.as_slice()))
+}
+
+/// A PAUSE message holds this worker.
+#[extendr]
+fn rs_worker_paused(x: Robj) -> Robj {
+    let w = wkr!(x);
+    w.paused().into()
+}
+
 /// True if the running task's interrupt was a timeout, now handled.
 #[extendr]
 fn rs_worker_take_timeout(x: Robj) -> Robj {
@@ -244,6 +271,9 @@ extendr_module! {
     fn rs_worker_deadline;
     fn rs_worker_take_timeout;
     fn rs_worker_cap_deadline;
+    fn rs_worker_messages;
+    fn rs_worker_respond;
+    fn rs_worker_paused;
     fn rs_worker_job_env;
     fn rs_worker_exit;
     fn rs_worker_list;
