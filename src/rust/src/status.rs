@@ -149,6 +149,23 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn table_states() {
+        use super::*;
+        assert_eq!(phase(PENDING), "queued");
+        assert_eq!(phase(DEFERRED), "queued");
+        assert_eq!(phase(RUNNING), "running");
+        assert_eq!(phase(COMPLETE), "finished");
+        for s in [ERROR, TIMEOUT, CANCELLED, DIED, IMPOSSIBLE, MISSING] {
+            assert_eq!(phase(s), "failed");
+        }
+        assert_eq!(worker_phase(WORKER_IDLE, "", true), "running");
+        assert_eq!(worker_phase(WORKER_BUSY, "", false), "lost");
+        assert_eq!(worker_phase(WORKER_LOST, "", false), "lost");
+        assert_eq!(worker_phase(WORKER_EXITED, EXIT_KILLED, false), "killed");
+        assert_eq!(worker_phase(WORKER_EXITED, EXIT_NORMAL, false), "terminated");
+    }
+
+    #[test]
     fn done_statuses() {
         assert!(super::is_done(super::COMPLETE));
         assert!(super::is_done(super::MISSING));
