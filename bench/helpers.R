@@ -29,7 +29,7 @@ progress <- function(...) {
 }
 
 note <- function(...) {
-  bench$notes <- c(bench$notes, paste0(...))
+  bench$notes <- unique(c(bench$notes, paste0(...)))
 }
 
 # Repetition count: `full` normally, `quick` in quick mode.
