@@ -20,6 +20,10 @@
 #'   write one log file per worker.
 #' @param max_tasks Each worker exits after this many tasks.
 #' @param controller A [redq_controller()], or `NULL` for the default.
+#' @param idle_timeout Each worker exits after this many seconds without a
+#'   task.
+#' @param config The name of a configuration saved with
+#'   [worker_config_save()]: it fills in the settings not given here.
 #' @return Invisibly, the new workers' ids.
 #' @export
 #' @examples
@@ -29,8 +33,21 @@
 #'   worker_stop(ids)
 #' }
 worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, lease = NULL,
-                         log = NULL, max_tasks = Inf, controller = NULL) {
-  spawn_workers(n, queue, timeout, heartbeat, lease, log, max_tasks, controller)
+                         log = NULL, max_tasks = Inf, controller = NULL, idle_timeout = Inf,
+                         config = NULL) {
+  ctl <- get_controller(controller)
+  if (!is.null(config)) {
+    # a saved configuration fills in what the call does not give
+    cfg <- worker_config_read(config, controller = ctl)
+    given <- names(match.call())[-1]
+    for (f in intersect(names(cfg), c("queue", "heartbeat", "lease", "max_tasks", "idle_timeout"))) {
+      if (!f %in% given) assign(f, cfg[[f]])
+    }
+  }
+  idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
+  ids <- spawn_workers(n, queue, timeout, heartbeat, lease, log, max_tasks, ctl,
+                       doredis = list(idle_timeout = as.character(idle_timeout)))
+  invisible(ids)
 }
 
 # worker_spawn(), running `command` in each process (a worker_main() or a
@@ -62,7 +79,7 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
   # workers append to, the console, another R, workers that outlive us
   d <- doredis
   env <- c(env, REDQ_LINGER = d$linger, REDQ_TIMELIMIT = d$timelimit,
-           REDQ_LOGLEVEL = d$loglevel, REDQ_LOG = d$log_file)
+           REDQ_LOGLEVEL = d$loglevel, REDQ_LOG = d$log_file, REDQ_IDLE_TIMEOUT = d$idle_timeout)
   args <- c("--vanilla", "-e", command)
   if (!is.null(d$rbin)) {
     rscript <- d$rbin
@@ -399,3 +416,64 @@ worker_envir_load <- function() {
     TRUE
   }, error = function(err) err)
 }
+
+#' Named worker configurations
+#'
+#' As rrq's: `worker_config_save()` stores settings for workers under a
+#' name, in the namespace, so that workers started anywhere use the same
+#' ones: `worker_spawn(config = name)` and the launcher's `--config name`
+#' take what they are not given from it. `worker_config_read()` returns
+#' one, `worker_config_list()` the names.
+#'
+#' @param name Configuration name.
+#' @param queue,heartbeat,lease,max_tasks,idle_timeout As for
+#'   [worker_spawn()] and [worker_main()].
+#' @param overwrite Replace a configuration of that name.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return `worker_config_save()`: invisibly, the configuration.
+#'   `worker_config_read()`: a list. `worker_config_list()`: names.
+#' @export
+worker_config_save <- function(name, queue = NULL, heartbeat = NULL, lease = NULL,
+                               max_tasks = NULL, idle_timeout = NULL, overwrite = TRUE,
+                               controller = NULL) {
+  check_string(name, "name")
+  ctl <- get_controller(controller)
+  if (!is.null(queue)) for (q in queue) check_string(q, "queue")
+  cfg <- list(queue = queue,
+              heartbeat = if (!is.null(heartbeat)) check_seconds(heartbeat, "heartbeat", zero_ok = FALSE),
+              lease = if (!is.null(lease)) check_seconds(lease, "lease", zero_ok = FALSE),
+              max_tasks = if (!is.null(max_tasks)) check_count(max_tasks, "max_tasks", none_ok = TRUE),
+              idle_timeout = if (!is.null(idle_timeout)) {
+                check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
+              })
+  if (!is.null(cfg$heartbeat) && !is.null(cfg$lease)) check_lease(cfg$heartbeat, cfg$lease)
+  cfg <- cfg[!vapply(cfg, is.null, logical(1))]
+  names <- worker_config_list(ctl)
+  if (name %in% names && !overwrite) {
+    redq_abort("argument", sprintf("a worker configuration '%s' exists; use overwrite = TRUE", name))
+  }
+  value_set(paste0(WORKER_CONFIG, name), cfg, controller = ctl)
+  value_set(WORKER_CONFIGS, union(names, name), controller = ctl)
+  invisible(cfg)
+}
+
+#' @rdname worker_config_save
+#' @export
+worker_config_read <- function(name, controller = NULL) {
+  check_string(name, "name")
+  cfg <- value_get(paste0(WORKER_CONFIG, name), controller = controller)
+  if (is.null(cfg)) {
+    redq_abort("not_found", sprintf("no worker configuration '%s'; save one with worker_config_save()",
+                                    name))
+  }
+  cfg
+}
+
+#' @rdname worker_config_save
+#' @export
+worker_config_list <- function(controller = NULL) {
+  value_get(WORKER_CONFIGS, controller = controller) %||% character()
+}
+
+WORKER_CONFIG <- "redq.worker_config."
+WORKER_CONFIGS <- "redq.worker_configs"

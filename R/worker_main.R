@@ -36,18 +36,32 @@
 #'   `REDQ_LOGLEVEL`, else 0).
 #' @param log A file the worker's output and messages are appended to, or
 #'   a connection (default `REDQ_LOG`, else the process's own output).
+#' @param config A configuration saved with [worker_config_save()]: it
+#'   fills in the settings not given.
 #' @return Invisibly, the number of tasks run.
 #' @export
 worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
                         heartbeat = NULL, lease = NULL, max_tasks = NULL,
                         idle_timeout = Inf, max_batch = 16, linger = NULL, timelimit = NULL,
-                        loglevel = NULL, log = NULL) {
-  cfg <- worker_config(namespace, url, queue, name, heartbeat, lease, max_tasks)
-  idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
+                        loglevel = NULL, log = NULL, config = NULL) {
   env <- function(var, default) {
     v <- Sys.getenv(var)
     if (nzchar(v)) suppressWarnings(as.numeric(v)) else default
   }
+  if (!is.null(config)) {
+    # a saved configuration fills in what is not given
+    saved <- worker_config_read(config, controller = redq_controller(
+      namespace %||% Sys.getenv("REDQ_NAMESPACE", "default"),
+      url = url %||% Sys.getenv("REDIS_URL", DEFAULT_LOCAL_URL), default = FALSE))
+    queue <- queue %||% saved$queue
+    heartbeat <- heartbeat %||% saved$heartbeat
+    lease <- lease %||% saved$lease
+    max_tasks <- max_tasks %||% saved$max_tasks
+    if (missing(idle_timeout) && !is.null(saved$idle_timeout)) idle_timeout <- saved$idle_timeout
+  }
+  cfg <- worker_config(namespace, url, queue, name, heartbeat, lease, max_tasks)
+  if (missing(idle_timeout) && is.null(config)) idle_timeout <- env("REDQ_IDLE_TIMEOUT", Inf)
+  idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
   linger <- check_seconds(linger %||% env("REDQ_LINGER", 0), "linger", none_ok = TRUE)
   timelimit <- check_seconds(timelimit %||% env("REDQ_TIMELIMIT", Inf), "timelimit",
                              none_ok = TRUE, zero_ok = FALSE)

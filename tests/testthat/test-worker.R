@@ -141,3 +141,38 @@ test_that("worker_envir_set reaches running workers and workers started later", 
   expect_error(worker_envir_set(sources = file.path(dir, "nope.R")), class = "redq_error_argument")
   expect_equal(worker_envir_get()$packages, "stats4")
 })
+
+test_that("named worker configurations: worker_spawn(config =) and the launcher's --config", {
+  ctl <- test_controller()
+  worker_config_save("one-shot", queue = "cfg", max_tasks = 1, heartbeat = 0.2, lease = 1)
+  expect_equal(worker_config_list(), "one-shot")
+  expect_equal(worker_config_read("one-shot")$queue, "cfg")
+  expect_error(worker_config_read("nope"), class = "redq_error_not_found")
+  expect_error(worker_config_save("one-shot", overwrite = FALSE), class = "redq_error_argument")
+  expect_error(worker_config_save("bad", lease = -1), class = "redq_error_argument")
+  id <- worker_spawn(config = "one-shot")
+  expect_equal(worker_info(id)[[id]]$queues, "cfg")
+  t1 <- task_create_expr(1, queue = "cfg")
+  task_wait(t1, timeout = 10)
+  # max_tasks = 1 from the configuration: the worker has left
+  expect_true(wait_until(function() !id %in% worker_list(ctl), timeout = 5))
+  script <- worker_script(tempdir())
+  withr::defer(unlink(script))
+  p <- processx::process$new(script, c("--config", "one-shot", ctl$namespace),
+                             env = c("current", REDIS_URL = test_url(),
+                                     R_LIBS = paste(.libPaths(), collapse = ":")),
+                             supervise = TRUE, cleanup = TRUE)
+  withr::defer(p$kill())
+  t2 <- task_create_expr(Sys.getpid(), queue = "cfg")
+  task_wait(t2, timeout = 20)
+  expect_equal(task_result(t2), p$get_pid())
+  expect_true(wait_until(function() !p$is_alive(), timeout = 10))
+})
+
+test_that("worker_spawn(idle_timeout =): a worker leaves after that long without a task", {
+  ctl <- test_controller()
+  id <- worker_spawn(1, idle_timeout = 1)
+  expect_true(id %in% worker_list(ctl))
+  expect_true(wait_until(function() !id %in% worker_list(ctl), timeout = 6))
+  expect_error(worker_spawn(1, idle_timeout = -1), class = "redq_error_argument")
+})
