@@ -88,6 +88,10 @@ rs_task_states <- function(x, ids) .Call(wrap__rs_task_states, x, ids)
 # Every status a task can have.
 rs_task_status_words <- function() .Call(wrap__rs_task_status_words)
 
+# The progress each task last reported: a list of raw vectors (NULL
+# where none).
+rs_task_progress <- function(x, ids) .Call(wrap__rs_task_progress, x, ids)
+
 # Block until the tasks end, in slices, checking for Ctrl+C between
 # slices, running the reaper every `reap_every` seconds and riding out an
 # unreachable server for `patience` seconds; `progress` is NULL or a
@@ -178,6 +182,9 @@ rs_worker_cap_deadline <- function(x, seconds) .Call(wrap__rs_worker_cap_deadlin
 
 # Messages waiting for this R thread: list(id, command, args).
 rs_worker_messages <- function(x) .Call(wrap__rs_worker_messages, x)
+
+# Record the running task's progress; FALSE when no task runs.
+rs_worker_progress <- function(x, value) .Call(wrap__rs_worker_progress, x, value)
 
 # Reply to a message (an R serialization).
 rs_worker_respond <- function(x, mid, reply) .Call(wrap__rs_worker_respond, x, mid, reply)

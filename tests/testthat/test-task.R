@@ -244,7 +244,9 @@ test_that("rrq's questions: task_exists, task_position, task_times, task_overvie
   task_wait(ids)
   expect_equal(unname(task_position(ids)), c(0L, 0L, 0L))
   tt <- task_times(ids)
-  expect_named(tt, c("id", "created", "started", "finished"))
+  expect_named(tt, c("id", "queue", "worker", "attempt", "created", "started", "finished", "status"))
+  expect_equal(tt$queue, rep("later", 3))
+  expect_equal(tt$status, rep("COMPLETE", 3))
   expect_true(all(tt$created <= tt$started & tt$started <= tt$finished))
   expect_equal(task_list(status = "COMPLETE"), ids)
   expect_length(task_list(status = c("ERROR", "DIED")), 0)
@@ -267,4 +269,56 @@ test_that("worker_wait waits for workers started elsewhere; redq_destroy leaves 
   redq_destroy()
   expect_length(namespace_keys(ctl), 0)
   expect_true(wait_until(function() !bg$is_alive(), timeout = 10))
+})
+
+test_that("task_progress_update from a running task is read by another session", {
+  ctl <- test_controller()
+  worker_spawn(1)
+  id <- task_create_expr({
+    task_progress_update(0.5)
+    Sys.sleep(3)
+    task_progress_update(list(done = 1, note = "finished"))
+  })
+  seen <- callr::r(function(url, ns, id) {
+    ctl <- redq::redq_controller(ns, url = url)
+    deadline <- Sys.time() + 10
+    repeat {
+      p <- redq::task_progress(id)[[1]]
+      if (!is.null(p) || Sys.time() > deadline) return(list(p, redq::task_status(id)[[1]]))
+      Sys.sleep(0.05)
+    }
+  }, list(test_url(), ctl$namespace, id))
+  expect_equal(seen[[1]], 0.5)
+  expect_equal(seen[[2]], "RUNNING")
+  task_wait(id)
+  expect_equal(task_progress(id)[[id]], list(done = 1, note = "finished"))
+  expect_false(task_progress_update(1)) # not on a worker: nothing recorded
+})
+
+test_that("plot(task_times()) draws a timeline that marks a lost worker and the retry", {
+  ctl <- test_controller()
+  dir <- withr::local_tempdir()
+  ws <- worker_spawn(4)
+  ids <- task_create_bulk_call(function(i, dir) {
+    if (i == 30 && !file.exists(file.path(dir, "killed"))) {
+      file.create(file.path(dir, "killed"))
+      tools::pskill(Sys.getpid(), tools::SIGKILL)
+    }
+    Sys.sleep(0.01)
+    i
+  }, lapply(1:200, function(i) list(i = i)), args = list(dir = dir))
+  suppressWarnings(task_wait(ids, timeout = 60))
+  tt <- task_times(ids)
+  expect_equal(nrow(tt), 200)
+  expect_true(all(tt$status == "COMPLETE"))
+  a <- attr(tt, "attempts")
+  expect_equal(nrow(a), 1)
+  expect_equal(a$outcome, "LOST")
+  expect_false(a$worker == tt$worker[tt$id == a$id])
+  png <- file.path(dir, "timeline.png")
+  grDevices::png(png, width = 900, height = 400)
+  plot(tt)
+  grDevices::dev.off()
+  expect_gt(file.size(png), 5000)
+  file.copy(png, file.path(tempdir(), "redq-timeline.png"), overwrite = TRUE)
 })

@@ -290,6 +290,15 @@ pub fn queue_length(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<u
     conn.run(|c| redis::cmd("LLEN").arg(keys.queue(queue)).query(c))
 }
 
+/// The progress each task's code last reported (`task_progress_update()`).
+pub fn progress(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    let mut p = redis::pipe();
+    for id in ids {
+        p.hget(keys.task(id), "progress");
+    }
+    conn.pipe(&p)
+}
+
 /// Ids waiting in a queue, next first.
 pub fn queue_tasks(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<Vec<String>> {
     let mut v: Vec<String> = conn.run(|c| redis::cmd("LRANGE").arg(keys.queue(queue)).arg(0).arg(-1).query(c))?;

@@ -259,6 +259,16 @@ impl Worker {
         true
     }
 
+    /// Record the running task's progress (a serialized R value) in its
+    /// record, where any session reads it (`task_progress()`). False when
+    /// no task is running.
+    pub fn progress(&mut self, value: &[u8]) -> Result<bool> {
+        let Some((id, _)) = self.relay_to.clone() else { return Ok(false) };
+        let k = self.reg.keys.task(&id);
+        self.conn.run(|c| redis::cmd("HSET").arg(&k).arg("progress").arg(value).query::<()>(c))?;
+        Ok(true)
+    }
+
     /// Send a message from the running task to whoever waits for it (a
     /// serialized condition: progress, a message): it goes to the task's
     /// job's completion list as "<id> @<bytes>", where the waiting engine

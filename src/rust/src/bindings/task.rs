@@ -59,6 +59,13 @@ fn rs_task_records(x: Robj, ids: Strings) -> Robj {
     })
 }
 
+/// The progress each task last reported: a list of raw vectors (NULL
+/// where none).
+#[extendr]
+fn rs_task_progress(x: Robj, ids: Strings) -> Robj {
+    with_ctl(&x, |c| queue::progress(&mut c.conn, &c.keys, &strs(&ids)).map(|v| raw_list(v.iter().map(|b| b.as_ref()))))
+}
+
 /// Every status a task can have.
 #[extendr]
 fn rs_task_status_words() -> Robj {
@@ -194,6 +201,7 @@ extendr_module! {
     fn rs_task_records;
     fn rs_task_states;
     fn rs_task_status_words;
+    fn rs_task_progress;
     fn rs_task_wait;
     fn rs_task_info;
     fn rs_task_list;

@@ -176,6 +176,16 @@ fn rs_worker_cap_deadline(x: Robj, seconds: Robj) -> Robj {
     }
 }
 
+/// Record the running task's progress; FALSE when no task runs.
+#[extendr]
+fn rs_worker_progress(x: Robj, value: Raw) -> Robj {
+    let mut w = wkr!(x);
+    match w.as_mut().progress(value.as_slice()) {
+        Ok(b) => b.into(),
+        Err(e) => err(&e),
+    }
+}
+
 /// Messages waiting for this R thread: list(id, command, args).
 #[extendr]
 fn rs_worker_messages(x: Robj) -> Robj {
@@ -272,6 +282,7 @@ extendr_module! {
     fn rs_worker_take_timeout;
     fn rs_worker_cap_deadline;
     fn rs_worker_messages;
+    fn rs_worker_progress;
     fn rs_worker_respond;
     fn rs_worker_paused;
     fn rs_worker_job_env;
