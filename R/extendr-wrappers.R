@@ -92,6 +92,9 @@ rs_task_status_words <- function() .Call(wrap__rs_task_status_words)
 # where none).
 rs_task_progress <- function(x, ids) .Call(wrap__rs_task_progress, x, ids)
 
+# What each task printed (character; NA where nothing was kept).
+rs_task_logs <- function(x, ids) .Call(wrap__rs_task_logs, x, ids)
+
 # Block until the tasks end, in slices, checking for Ctrl+C between
 # slices, running the reaper every `reap_every` seconds and riding out an
 # unreachable server for `patience` seconds; `progress` is NULL or a
@@ -185,6 +188,9 @@ rs_worker_messages <- function(x) .Call(wrap__rs_worker_messages, x)
 
 # Record the running task's progress; FALSE when no task runs.
 rs_worker_progress <- function(x, value) .Call(wrap__rs_worker_progress, x, value)
+
+# Record what the running task printed; FALSE when no task runs.
+rs_worker_log <- function(x, text) .Call(wrap__rs_worker_log, x, text)
 
 # Reply to a message (an R serialization).
 rs_worker_respond <- function(x, mid, reply) .Call(wrap__rs_worker_respond, x, mid, reply)

@@ -601,3 +601,22 @@ task_progress <- function(ids, controller = NULL) {
   raw <- if (length(ids)) rs_check(rs_task_progress(ctl$ptr, ids)) else list()
   stats::setNames(lapply(raw, function(r) if (is.null(r)) NULL else unserialize(r)), ids)
 }
+
+#' What a task printed
+#'
+#' Workers started with `task_log = TRUE` ([worker_spawn()],
+#' [worker_main()], the launcher's `--task-log`) keep what each task prints
+#' (output, messages, warnings; the last 64 KB) in Redis; `task_log()`
+#' reads it from any session, whichever machine ran the task.
+#'
+#' @param ids Task ids.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return A character vector named by id: the text, or `NA` where none
+#'   was kept.
+#' @export
+task_log <- function(ids, controller = NULL) {
+  ids <- check_ids(ids)
+  ctl <- get_controller(controller)
+  if (!length(ids)) return(character())
+  stats::setNames(rs_check(rs_task_logs(ctl$ptr, ids)), ids)
+}

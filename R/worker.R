@@ -24,6 +24,7 @@
 #'   task.
 #' @param config The name of a configuration saved with
 #'   [worker_config_save()]: it fills in the settings not given here.
+#' @param task_log Keep what each task prints in Redis ([task_log()]).
 #' @return Invisibly, the new workers' ids.
 #' @export
 #' @examples
@@ -34,7 +35,7 @@
 #' }
 worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, lease = NULL,
                          log = NULL, max_tasks = Inf, controller = NULL, idle_timeout = Inf,
-                         config = NULL) {
+                         config = NULL, task_log = FALSE) {
   ctl <- get_controller(controller)
   if (!is.null(config)) {
     # a saved configuration fills in what the call does not give
@@ -46,7 +47,8 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
   }
   idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
   ids <- spawn_workers(n, queue, timeout, heartbeat, lease, log, max_tasks, ctl,
-                       doredis = list(idle_timeout = as.character(idle_timeout)))
+                       doredis = list(idle_timeout = as.character(idle_timeout),
+                                      task_log = if (isTRUE(task_log)) "1"))
   invisible(ids)
 }
 
@@ -79,7 +81,8 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
   # workers append to, the console, another R, workers that outlive us
   d <- doredis
   env <- c(env, REDQ_LINGER = d$linger, REDQ_TIMELIMIT = d$timelimit,
-           REDQ_LOGLEVEL = d$loglevel, REDQ_LOG = d$log_file, REDQ_IDLE_TIMEOUT = d$idle_timeout)
+           REDQ_LOGLEVEL = d$loglevel, REDQ_LOG = d$log_file, REDQ_IDLE_TIMEOUT = d$idle_timeout,
+           REDQ_TASK_LOG = d$task_log)
   args <- c("--vanilla", "-e", command)
   if (!is.null(d$rbin)) {
     rscript <- d$rbin

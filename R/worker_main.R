@@ -38,12 +38,15 @@
 #'   a connection (default `REDQ_LOG`, else the process's own output).
 #' @param config A configuration saved with [worker_config_save()]: it
 #'   fills in the settings not given.
+#' @param task_log Keep what each task prints (output, messages, warnings;
+#'   the last 64 KB) in Redis for [task_log()] (default `REDQ_TASK_LOG`,
+#'   else off: then it costs nothing).
 #' @return Invisibly, the number of tasks run.
 #' @export
 worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
                         heartbeat = NULL, lease = NULL, max_tasks = NULL,
                         idle_timeout = Inf, max_batch = 16, linger = NULL, timelimit = NULL,
-                        loglevel = NULL, log = NULL, config = NULL) {
+                        loglevel = NULL, log = NULL, config = NULL, task_log = NULL) {
   env <- function(var, default) {
     v <- Sys.getenv(var)
     if (nzchar(v)) suppressWarnings(as.numeric(v)) else default
@@ -66,6 +69,7 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
   timelimit <- check_seconds(timelimit %||% env("REDQ_TIMELIMIT", Inf), "timelimit",
                              none_ok = TRUE, zero_ok = FALSE)
   loglevel <- loglevel %||% env("REDQ_LOGLEVEL", 0)
+  task_log <- isTRUE(task_log %||% (env("REDQ_TASK_LOG", 0) > 0))
   log <- log %||% (if (nzchar(Sys.getenv("REDQ_LOG"))) Sys.getenv("REDQ_LOG"))
   if (!is.null(log)) {
     # doRedis' log: a file (appended to: several workers may share it) or
@@ -84,6 +88,7 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
     state$timelimit <- timelimit
     state$loglevel <- loglevel
     state$idle_timeout <- idle_timeout
+    state$task_log <- task_log
     worker_loop(w, state, cfg$max_tasks)
   })
 }
@@ -262,12 +267,14 @@ own_interrupt <- function(w, state) {
 # redq_interrupted that ends the task; a user's Ctrl+C is left to the
 # worker loop, which leaves.
 run_task <- function(w, task, state) {
+  if (isTRUE(state$task_log)) return(run_task_logged(w, task, state))
   warnings <- character()
   value <- tryCatch(
     withCallingHandlers(
       eval_payload(unserialize(task$payload), task, w, state),
       warning = function(cnd) {
         warnings <<- c(warnings, conditionMessage(cnd))
+        if (isTRUE(state$logging)) cat("Warning message:\n", conditionMessage(cnd), "\n", sep = "")
         invokeRestart("muffleWarning")
       },
       interrupt = function(cnd) {
@@ -287,6 +294,26 @@ run_task <- function(w, task, state) {
   }
   outcome <- if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE
   list(outcome = outcome, result = serialize_fast(value))
+}
+
+# run_task(), keeping what the task prints (output, messages, warnings) in
+# its record for task_log().
+run_task_logged <- function(w, task, state) {
+  con <- rawConnection(raw(0), "w")
+  sink(con)
+  sink(con, type = "message")
+  state$task_log <- FALSE
+  state$logging <- TRUE
+  out <- tryCatch(run_task(w, task, state), finally = {
+    sink(type = "message")
+    sink()
+    state$task_log <- TRUE
+    state$logging <- FALSE
+  })
+  text <- rawConnectionValue(con)
+  close(con)
+  rs_check(rs_worker_log(w, text))
+  out
 }
 
 INTERRUPTED <- structure(class = c("redq_interrupted", "error", "condition"),

@@ -176,3 +176,33 @@ test_that("worker_spawn(idle_timeout =): a worker leaves after that long without
   expect_true(wait_until(function() !id %in% worker_list(ctl), timeout = 6))
   expect_error(worker_spawn(1, idle_timeout = -1), class = "redq_error_argument")
 })
+
+test_that("task_log: what a task prints on a launcher's worker, read from this session", {
+  ctl <- test_controller()
+  script <- worker_script(tempdir())
+  withr::defer(unlink(script))
+  elsewhere <- withr::local_tempdir()
+  p <- processx::process$new(script, c("--task-log", "--queue", "logged", ctl$namespace),
+                             wd = elsewhere,
+                             env = c("current", REDIS_URL = test_url(),
+                                     R_LIBS = paste(.libPaths(), collapse = ":")),
+                             supervise = TRUE, cleanup = TRUE)
+  withr::defer(p$kill())
+  id <- task_create_expr({
+    cat("printed by cat\n")
+    message("a message")
+    warning("a warning")
+    6 * 7
+  }, queue = "logged")
+  task_wait(id, timeout = 20)
+  expect_equal(task_result(id), 42)
+  log <- task_log(id)[[id]]
+  expect_match(log, "printed by cat")
+  expect_match(log, "a message")
+  expect_match(log, "a warning")
+  # a worker that does not keep logs keeps none
+  worker_spawn(1, queue = "plain")
+  id2 <- task_create_expr(cat("not kept\n"), queue = "plain")
+  task_wait(id2, timeout = 20)
+  expect_true(is.na(task_log(id2)[[id2]]))
+})

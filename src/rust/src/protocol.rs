@@ -152,3 +152,6 @@ mod tests {
         assert_eq!(check_version("0").unwrap_err().kind(), "version");
     }
 }
+
+/// Most bytes of a task's captured output kept in its record (the end).
+pub const TASK_LOG_LIMIT: usize = 64 * 1024;

@@ -292,9 +292,18 @@ pub fn queue_length(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<u
 
 /// The progress each task's code last reported (`task_progress_update()`).
 pub fn progress(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    field(conn, keys, ids, "progress")
+}
+
+/// What each task printed, if its worker kept it (`task_log()`).
+pub fn logs(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    field(conn, keys, ids, "log")
+}
+
+fn field(conn: &mut Connection, keys: &Keys, ids: &[String], name: &str) -> Result<Vec<Option<Vec<u8>>>> {
     let mut p = redis::pipe();
     for id in ids {
-        p.hget(keys.task(id), "progress");
+        p.hget(keys.task(id), name);
     }
     conn.pipe(&p)
 }

@@ -263,9 +263,20 @@ impl Worker {
     /// record, where any session reads it (`task_progress()`). False when
     /// no task is running.
     pub fn progress(&mut self, value: &[u8]) -> Result<bool> {
+        self.record("progress", value)
+    }
+
+    /// Record what the running task printed (stdout, messages, warnings),
+    /// at most `TASK_LOG_LIMIT` bytes (the end is kept), for `task_log()`.
+    pub fn log(&mut self, text: &[u8]) -> Result<bool> {
+        let text = if text.len() > protocol::TASK_LOG_LIMIT { &text[text.len() - protocol::TASK_LOG_LIMIT..] } else { text };
+        self.record("log", text)
+    }
+
+    fn record(&mut self, field: &'static str, value: &[u8]) -> Result<bool> {
         let Some((id, _)) = self.relay_to.clone() else { return Ok(false) };
         let k = self.reg.keys.task(&id);
-        self.conn.run(|c| redis::cmd("HSET").arg(&k).arg("progress").arg(value).query::<()>(c))?;
+        self.conn.run(|c| redis::cmd("HSET").arg(&k).arg(field).arg(value).query::<()>(c))?;
         Ok(true)
     }
 

@@ -66,6 +66,21 @@ fn rs_task_progress(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| queue::progress(&mut c.conn, &c.keys, &strs(&ids)).map(|v| raw_list(v.iter().map(|b| b.as_ref()))))
 }
 
+/// What each task printed (character; NA where nothing was kept).
+#[extendr]
+fn rs_task_logs(x: Robj, ids: Strings) -> Robj {
+    with_ctl(&x, |c| {
+        queue::logs(&mut c.conn, &c.keys, &strs(&ids)).map(|v| {
+            v.iter()
+                .map(|b| match b {
+                    Some(b) => Rstr::from(String::from_utf8_lossy(b).as_ref()),
+                    None => Rstr::na(),
+                })
+                .collect::<Strings>()
+        })
+    })
+}
+
 /// Every status a task can have.
 #[extendr]
 fn rs_task_status_words() -> Robj {
@@ -202,6 +217,7 @@ extendr_module! {
     fn rs_task_states;
     fn rs_task_status_words;
     fn rs_task_progress;
+    fn rs_task_logs;
     fn rs_task_wait;
     fn rs_task_info;
     fn rs_task_list;

@@ -186,6 +186,16 @@ fn rs_worker_progress(x: Robj, value: Raw) -> Robj {
     }
 }
 
+/// Record what the running task printed; FALSE when no task runs.
+#[extendr]
+fn rs_worker_log(x: Robj, text: Raw) -> Robj {
+    let mut w = wkr!(x);
+    match w.as_mut().log(text.as_slice()) {
+        Ok(b) => b.into(),
+        Err(e) => err(&e),
+    }
+}
+
 /// Messages waiting for this R thread: list(id, command, args).
 #[extendr]
 fn rs_worker_messages(x: Robj) -> Robj {
@@ -283,6 +293,7 @@ extendr_module! {
     fn rs_worker_cap_deadline;
     fn rs_worker_messages;
     fn rs_worker_progress;
+    fn rs_worker_log;
     fn rs_worker_respond;
     fn rs_worker_paused;
     fn rs_worker_job_env;
