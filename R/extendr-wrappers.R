@@ -201,6 +201,9 @@ rs_worker_paused <- function(x) .Call(wrap__rs_worker_paused, x)
 # A job's environment (NULL if gone).
 rs_worker_job_env <- function(x, job) .Call(wrap__rs_worker_job_env, x, job)
 
+# A value of the namespace (NULL if unset), on the worker's connection.
+rs_worker_data_get <- function(x, name) .Call(wrap__rs_worker_data_get, x, name)
+
 # Leave the namespace.
 rs_worker_exit <- function(x) .Call(wrap__rs_worker_exit, x)
 

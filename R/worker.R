@@ -405,9 +405,11 @@ worker_envir_get <- function(controller = NULL) value_get(WORKER_ENVIR, controll
 WORKER_ENVIR <- "redq.worker_envir"
 
 # On a worker: load the stored worker environment (TRUE, or the error).
-worker_envir_load <- function() {
+worker_envir_load <- function(w = redq_env$worker) {
   tryCatch({
-    e <- value_get(WORKER_ENVIR)
+    # on a worker, through its own connection (no second one at start-up)
+    raw <- if (is.null(w)) NULL else rs_check(rs_worker_data_get(w, WORKER_ENVIR))
+    e <- if (is.null(w)) value_get(WORKER_ENVIR) else if (!is.null(raw)) unserialize(raw)
     if (!is.null(e)) {
       for (p in e$packages) suppressPackageStartupMessages(library(p, character.only = TRUE))
       for (code in e$code) eval(parse(text = code, keep.source = FALSE), envir = globalenv())

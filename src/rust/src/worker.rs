@@ -507,6 +507,13 @@ impl Worker {
         env.map(|e| signature::open(secret.as_deref(), e)).transpose()
     }
 
+    /// A value of the namespace (`value_get()`), read on the worker's own
+    /// connection.
+    pub fn data_get(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.reg.keys.data(name);
+        self.conn.run(|c| redis::cmd("GET").arg(&key).query(c))
+    }
+
     /// Leave: stop the side thread, give back unstarted claims, unregister.
     /// `how` is recorded on the worker's record (`status::EXIT_*`).
     pub fn exit(&mut self, how: &str) -> Result<()> {

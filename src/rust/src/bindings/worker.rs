@@ -230,6 +230,16 @@ fn rs_worker_take_timeout(x: Robj) -> Robj {
     w.take_timeout().into()
 }
 
+/// A value of the namespace (NULL if unset), on the worker's connection.
+#[extendr]
+fn rs_worker_data_get(x: Robj, name: &str) -> Robj {
+    let mut w = wkr!(x);
+    out(w.as_mut().data_get(name).map(|v| match v {
+        Some(b) => Raw::from_bytes(&b).into(),
+        None => Robj::from(()),
+    }))
+}
+
 /// A job's environment (NULL if gone).
 #[extendr]
 fn rs_worker_job_env(x: Robj, job: &str) -> Robj {
@@ -297,6 +307,7 @@ extendr_module! {
     fn rs_worker_respond;
     fn rs_worker_paused;
     fn rs_worker_job_env;
+    fn rs_worker_data_get;
     fn rs_worker_exit;
     fn rs_worker_list;
     fn rs_worker_info;
