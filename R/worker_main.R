@@ -170,7 +170,8 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
   tryCatch(withCallingHandlers({
     repeat {
       worker_answer_messages(w, state)
-      limit <- if (rs_worker_paused(w)) 0 else max_tasks - n
+      paused <- rs_worker_paused(w)
+      limit <- if (paused) 0 else max_tasks - n
       if (rs_worker_stop_requested(w)) {
         # asked to stop: leave now, or (doRedis' linger) after taking what
         # comes for `linger` seconds
@@ -179,7 +180,7 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
       }
       batch <- rs_check(rs_worker_step(w, limit, 1))
       if (length(batch$id) == 0L) {
-        if (rs_worker_paused(w) && is.null(state$stop_at)) {
+        if (paused && is.null(state$stop_at)) {
           Sys.sleep(0.05) # paused: answer messages, take no task
           idle_since <- Sys.time()
           next
