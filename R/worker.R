@@ -290,7 +290,8 @@ redq_destroy <- function(controller = NULL) {
 #'   worker's global environment; the reply is its value), `INFO` (the
 #'   worker's process, R and redq versions, tasks run), `REFRESH` (load the
 #'   worker environment again, see [worker_envir_set()]), `TIMEOUT_SET`
-#'   (`args` seconds idle before the worker leaves; `Inf` for never) and
+#'   (`args` seconds idle, counted from now, before the worker leaves; `Inf`
+#'   for never) and
 #'   `TIMEOUT_GET`: answered by the worker between tasks, at once when it is
 #'   idle.
 #'

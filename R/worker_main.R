@@ -164,7 +164,7 @@ OUTCOME_INTERRUPTED <- 2L
 # running, and those of its batch it had not begun, go back to their queue.
 worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %||% Inf) {
   n <- 0
-  idle_since <- Sys.time()
+  state$idle_since <- Sys.time()
   state$idle_timeout <- idle_timeout
   state$n <- 0
   tryCatch(withCallingHandlers({
@@ -182,10 +182,10 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
       if (length(batch$id) == 0L) {
         if (paused && is.null(state$stop_at)) {
           Sys.sleep(0.05) # paused: answer messages, take no task
-          idle_since <- Sys.time()
+          state$idle_since <- Sys.time()
           next
         }
-        if (limit <= 0 || as.numeric(Sys.time() - idle_since, units = "secs") > state$idle_timeout) break
+        if (limit <= 0 || as.numeric(Sys.time() - state$idle_since, units = "secs") > state$idle_timeout) break
         if (!is.null(state$stop_at)) Sys.sleep(0.1) # a stopping worker's step does not block
         next
       }
@@ -210,7 +210,7 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
         n <- n + 1
         state$n <- n
       }
-      idle_since <- Sys.time()
+      state$idle_since <- Sys.time()
     }
   }, interrupt = function(cnd) {
     # inside a task, run_task()'s own handler sees the interrupt first
@@ -242,6 +242,7 @@ worker_answer_messages <- function(w, state) {
       TIMEOUT_SET = {
         state$idle_timeout <- check_seconds(as.numeric(rawToChar(args)), "timeout",
                                             none_ok = TRUE)
+        state$idle_since <- Sys.time() # the new timeout counts from now
         "OK"
       },
       TIMEOUT_GET = state$idle_timeout,
