@@ -620,3 +620,51 @@ task_log <- function(ids, controller = NULL) {
   if (!length(ids)) return(character())
   stats::setNames(rs_check(rs_task_logs(ctl$ptr, ids)), ids)
 }
+
+#' What a task was given; what waits before it
+#'
+#' As in rrq: `task_data()` returns what a task was created with (its
+#' expression and captured variables, or its function and arguments), as
+#' long as it is kept (until it completes, or for a task that ended
+#' otherwise until it is deleted). `task_preceeding()` gives the ids queued
+#' before a task, next first. `deferred_list()` lists the tasks waiting for
+#' others (`DEFERRED`) with the ids each still waits for.
+#'
+#' @param id A task id.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return `task_data()`: a list (`expr` and `vars`, or `fn` and `args`), or
+#'   `NULL` once its payload is gone. `task_preceeding()`: ids.
+#'   `deferred_list()`: a named list of the ids each deferred task depends
+#'   on.
+#' @export
+task_data <- function(id, controller = NULL) {
+  check_string(id, "id")
+  ctl <- get_controller(controller)
+  raw <- rs_check(rs_task_records(ctl$ptr, id))$payload[[1]]
+  if (is.null(raw)) return(NULL)
+  p <- unserialize(raw)
+  p[setdiff(names(p), c("type", "seed"))]
+}
+
+#' @rdname task_data
+#' @export
+task_preceeding <- function(id, controller = NULL) {
+  check_string(id, "id")
+  ctl <- get_controller(controller)
+  q <- task_info_safe(id, ctl)$queue
+  if (is.null(q)) return(character())
+  waiting <- rs_check(rs_queue_tasks(ctl$ptr, q))
+  at <- match(id, waiting)
+  if (is.na(at)) character() else waiting[seq_len(at - 1L)]
+}
+
+#' @rdname task_data
+#' @export
+deferred_list <- function(controller = NULL) {
+  ctl <- get_controller(controller)
+  ids <- rs_check(rs_task_list(ctl$ptr))
+  if (!length(ids)) return(list())
+  # the task list's first status word is DEFERRED (see rs_task_status_words)
+  deferred <- ids[rs_check(rs_task_status(ctl$ptr, ids)) == rs_task_status_words()[[1]]]
+  stats::setNames(lapply(deferred, function(id) task_info(id, controller = ctl)$depends_on), deferred)
+}

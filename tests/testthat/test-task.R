@@ -322,3 +322,23 @@ test_that("plot(task_times()) draws a timeline that marks a lost worker and the 
   expect_gt(file.size(png), 5000)
   file.copy(png, file.path(tempdir(), "redq-timeline.png"), overwrite = TRUE)
 })
+
+test_that("task_data, task_preceeding and deferred_list answer as rrq's do", {
+  ctl <- test_controller()
+  k <- 3
+  a <- task_create_expr(k + 1, queue = "later")
+  b <- task_create_call(function(x, y) x + y, list(1, 2), queue = "later")
+  c <- task_create_expr(2, depends_on = a, queue = "later")
+  expect_equal(task_data(a)$expr, quote(k + 1))
+  expect_equal(task_data(a)$vars, list(k = 3))
+  expect_equal(task_data(b)$args, list(1, 2))
+  expect_equal(task_preceeding(b), a)
+  expect_equal(task_preceeding(a), character())
+  d <- deferred_list()
+  expect_named(d, c)
+  expect_true(a %in% unlist(d[[c]]))
+  worker_spawn(1, queue = "later")
+  task_wait(c(a, b, c))
+  expect_null(task_data(a)) # completed: its payload is gone
+  expect_length(deferred_list(), 0)
+})
