@@ -183,7 +183,7 @@ rs_worker_take_timeout <- function(x) .Call(wrap__rs_worker_take_timeout, x)
 # later or unset).
 rs_worker_cap_deadline <- function(x, seconds) .Call(wrap__rs_worker_cap_deadline, x, seconds)
 
-# Messages waiting for this R thread: list(id, command, args).
+# Messages waiting for this R thread: list(id, command, args), or NULL.
 rs_worker_messages <- function(x) .Call(wrap__rs_worker_messages, x)
 
 # Record the running task's progress; FALSE when no task runs.

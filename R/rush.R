@@ -815,7 +815,7 @@ RUSH_WORKER_COMMAND <- "suppressPackageStartupMessages(library(redq)); redq:::ru
 # packages and set its globals, then serve: redq's own loop for
 # worker_loop_default, else the user's loop given a RushWorker.
 rush_worker_main <- function(network_id = NULL, url = NULL, name = NULL) {
-  cfg <- worker_config(namespace = network_id, url = url, name = name)
+  cfg <- worker_settings(namespace = network_id, url = url, name = name)
   ctl <- redq_controller(cfg$namespace, url = cfg$url, default = FALSE)
   start <- NULL
   repeat {
@@ -870,12 +870,9 @@ RushWorker <- R6::R6Class("RushWorker", inherit = Rush,
       self$remote <- remote
       w <- redq_env$worker
       if (is.null(w) || !identical(redq_env$worker_namespace, self$network_id)) {
-        cfg <- worker_config(namespace = self$network_id, url = self$config, name = worker_id,
+        cfg <- worker_settings(namespace = self$network_id, url = self$config, name = worker_id,
                              heartbeat = heartbeat_period, lease = heartbeat_expire)
-        w <- rs_check(rs_worker_start(cfg$url, cfg$namespace, cfg$queue, cfg$name, cfg$heartbeat,
-                                      cfg$lease, getOption("redq.grace", 3), 1,
-                                      c(host = Sys.info()[["nodename"]],
-                                        pid = as.character(Sys.getpid()))))
+        w <- worker_register(cfg, 1)
         private$.own <- w
         reg.finalizer(environment(), function(e) try(rs_worker_exit(w), silent = TRUE),
                       onexit = TRUE)

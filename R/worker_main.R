@@ -62,7 +62,7 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
     max_tasks <- max_tasks %||% saved$max_tasks
     if (missing(idle_timeout) && !is.null(saved$idle_timeout)) idle_timeout <- saved$idle_timeout
   }
-  cfg <- worker_config(namespace, url, queue, name, heartbeat, lease, max_tasks)
+  cfg <- worker_settings(namespace, url, queue, name, heartbeat, lease, max_tasks)
   if (missing(idle_timeout) && is.null(config)) idle_timeout <- env("REDQ_IDLE_TIMEOUT", Inf)
   idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
   linger <- check_seconds(linger %||% env("REDQ_LINGER", 0), "linger", none_ok = TRUE)
@@ -95,7 +95,7 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
 
 # A worker's settings: arguments, else the REDQ_* environment variables,
 # checked like arguments.
-worker_config <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
+worker_settings <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
                           heartbeat = NULL, lease = NULL, max_tasks = NULL) {
   env <- function(var, default = NULL) {
     v <- Sys.getenv(var)
@@ -114,17 +114,22 @@ worker_config <- function(namespace = NULL, url = NULL, queue = NULL, name = NUL
                             none_ok = TRUE))
 }
 
-# Register a worker with the settings `cfg`, run `run(w, state)` (the loop
-# that claims and ends tasks), and leave: what it claimed and did not end
-# goes back. Returns what `run` returns (the number of tasks run).
-worker_serve <- function(cfg, max_batch, run) {
-  grace <- getOption("redq.grace", 3)
+# Register a worker with the settings `cfg` (its side thread starts) and
+# return its handle; what it records about itself shows in worker_info().
+worker_register <- function(cfg, max_batch) {
   info <- c(host = Sys.info()[["nodename"]], pid = as.character(Sys.getpid()),
             r_version = as.character(getRversion()),
             redq_version = as.character(utils::packageVersion("redq")),
             started = format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"))
-  w <- rs_check(rs_worker_start(cfg$url, cfg$namespace, cfg$queue, cfg$name, cfg$heartbeat,
-                                cfg$lease, grace, max_batch, info))
+  rs_check(rs_worker_start(cfg$url, cfg$namespace, cfg$queue, cfg$name, cfg$heartbeat,
+                           cfg$lease, getOption("redq.grace", 3), max_batch, info))
+}
+
+# Register a worker with the settings `cfg`, run `run(w, state)` (the loop
+# that claims and ends tasks), and leave: what it claimed and did not end
+# goes back. Returns what `run` returns (the number of tasks run).
+worker_serve <- function(cfg, max_batch, run) {
+  w <- worker_register(cfg, max_batch)
   redq_env$worker_url <- cfg$url
   redq_env$worker <- w
   on.exit(redq_env$worker <- NULL, add = TRUE)
@@ -226,6 +231,7 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
 # TIMEOUT_SET, TIMEOUT_GET), answered between tasks.
 worker_answer_messages <- function(w, state) {
   m <- rs_worker_messages(w)
+  if (is.null(m)) return(invisible())
   for (i in seq_along(m$id)) {
     args <- m$args[[i]]
     reply <- tryCatch(switch(m$command[[i]],

@@ -93,10 +93,7 @@ fn rs_controller_data_set(x: Robj, key: &str, value: Raw) -> Robj {
 #[extendr]
 fn rs_controller_data_get(x: Robj, key: &str) -> Robj {
     with_ctl(&x, |c| {
-        c.data_get(key).map(|v| match v {
-            Some(b) => Raw::from_bytes(&b).into(),
-            None => Robj::from(()),
-        })
+        c.data_get(key).map(super::raw_or_null)
     })
 }
 
@@ -110,10 +107,7 @@ fn rs_redis_set(x: Robj, key: &str, value: Raw) -> Robj {
 #[extendr]
 fn rs_redis_get(x: Robj, key: &str) -> Robj {
     with_ctl(&x, |c| {
-        c.raw_get(key).map(|v| match v {
-            Some(b) => Raw::from_bytes(&b).into(),
-            None => Robj::from(()),
-        })
+        c.raw_get(key).map(super::raw_or_null)
     })
 }
 

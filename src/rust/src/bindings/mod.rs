@@ -26,6 +26,14 @@ pub(crate) fn out<T: Into<Robj>>(r: Result<T>) -> Robj {
     }
 }
 
+/// An optional byte string as R sees it: a raw vector, or NULL.
+pub(crate) fn raw_or_null(v: Option<Vec<u8>>) -> Robj {
+    match v {
+        Some(b) => Raw::from_bytes(&b).into(),
+        None => Robj::from(()),
+    }
+}
+
 /// A core error as the `redq_rs_error` value R expects.
 pub(crate) fn err(e: &Error) -> Robj {
     let mut l = list!(kind = e.kind(), message = e.to_string());

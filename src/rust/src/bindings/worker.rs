@@ -180,27 +180,24 @@ fn rs_worker_cap_deadline(x: Robj, seconds: Robj) -> Robj {
 #[extendr]
 fn rs_worker_progress(x: Robj, value: Raw) -> Robj {
     let mut w = wkr!(x);
-    match w.as_mut().progress(value.as_slice()) {
-        Ok(b) => b.into(),
-        Err(e) => err(&e),
-    }
+    out(w.as_mut().progress(value.as_slice()))
 }
 
 /// Record what the running task printed; FALSE when no task runs.
 #[extendr]
 fn rs_worker_log(x: Robj, text: Raw) -> Robj {
     let mut w = wkr!(x);
-    match w.as_mut().log(text.as_slice()) {
-        Ok(b) => b.into(),
-        Err(e) => err(&e),
-    }
+    out(w.as_mut().log(text.as_slice()))
 }
 
-/// Messages waiting for this R thread: list(id, command, args).
+/// Messages waiting for this R thread: list(id, command, args), or NULL.
 #[extendr]
 fn rs_worker_messages(x: Robj) -> Robj {
     let w = wkr!(x);
     let m = w.take_messages();
+    if m.is_empty() {
+        return Robj::from(()); // the common case: nothing to build
+    }
     list!(
         id = m.iter().map(|(i, _, _)| i.as_str()).collect::<Strings>(),
         command = m.iter().map(|(_, c, _)| c.as_str()).collect::<Strings>(),
@@ -234,20 +231,14 @@ fn rs_worker_take_timeout(x: Robj) -> Robj {
 #[extendr]
 fn rs_worker_data_get(x: Robj, name: &str) -> Robj {
     let mut w = wkr!(x);
-    out(w.as_mut().data_get(name).map(|v| match v {
-        Some(b) => Raw::from_bytes(&b).into(),
-        None => Robj::from(()),
-    }))
+    out(w.as_mut().data_get(name).map(super::raw_or_null))
 }
 
 /// A job's environment (NULL if gone).
 #[extendr]
 fn rs_worker_job_env(x: Robj, job: &str) -> Robj {
     let mut w = wkr!(x);
-    out(w.as_mut().job_env(job).map(|v| match v {
-        Some(b) => Raw::from_bytes(&b).into(),
-        None => Robj::from(()),
-    }))
+    out(w.as_mut().job_env(job).map(super::raw_or_null))
 }
 
 /// Leave the namespace.
