@@ -230,7 +230,7 @@ startLocalWorkers <- function(n, queue, host = "localhost", port = 6379, iter = 
   d$rbin <- Rbin
   d$outlive <- isTRUE(outlive)
   log <- if (is.character(log) && dir.exists(log)) log else NULL
-  spawn_workers(n, queue, 30, NULL, NULL, log, iter, ctl, doredis = d)
+  spawn_workers(n, queue, 30, NULL, NULL, log, iter, ctl, settings = d)
 }
 
 # linger, loglevel and timelimit as environment variables of the workers.

@@ -47,7 +47,7 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
   }
   idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
   ids <- spawn_workers(n, queue, timeout, heartbeat, lease, log, max_tasks, ctl,
-                       doredis = list(idle_timeout = as.character(idle_timeout),
+                       settings = list(idle_timeout = as.character(idle_timeout),
                                       task_log = if (isTRUE(task_log)) "1"))
   invisible(ids)
 }
@@ -56,7 +56,7 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
 # loop of its own that registers as a worker); `wait`: until they have
 # registered.
 spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, controller,
-                          command = WORKER_COMMAND, wait = TRUE, doredis = list()) {
+                          command = WORKER_COMMAND, wait = TRUE, settings = list()) {
   n <- check_count(n, "n")
   ctl <- get_controller(controller)
   queue <- queue %||% ctl$queue
@@ -77,9 +77,10 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
            REDQ_HEARTBEAT = heartbeat, REDQ_LEASE = lease,
            REDQ_MAX_TASKS = max_tasks,
            R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep))
-  # doRedis' worker settings: linger, timelimit, loglevel, a log file all
+  # settings passed to the workers: linger, timelimit, loglevel, idle
+  # timeout, task logs, a log file all
   # workers append to, the console, another R, workers that outlive us
-  d <- doredis
+  d <- settings
   env <- c(env, REDQ_LINGER = d$linger, REDQ_TIMELIMIT = d$timelimit,
            REDQ_LOGLEVEL = d$loglevel, REDQ_LOG = d$log_file, REDQ_IDLE_TIMEOUT = d$idle_timeout,
            REDQ_TASK_LOG = d$task_log)
