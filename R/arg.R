@@ -14,6 +14,7 @@ check_string <- function(x, name, null_ok = FALSE) {
 }
 
 check_ids <- function(ids) {
+  if (inherits(ids, "redq_workers")) ids <- ids$id
   if (!is.character(ids) || anyNA(ids)) {
     redq_abort("argument", "task ids must be a character vector without NA (as returned by task_create_expr())",
                call = sys.call(-1))

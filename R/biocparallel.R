@@ -308,7 +308,7 @@ rp_start <- function(x) {
   if (isTRUE(x$state$up)) redq_abort("state", "this RedisParam is already started; bpstop() it first")
   ctl <- rp_controller(x)
   if (is.na(x$is.worker)) {
-    x$state$workers <- worker_spawn(x$workers, queue = x$jobname, controller = ctl)
+    x$state$workers <- worker_spawn(x$workers, queue = x$jobname, controller = ctl)$id
   }
   x$state$up <- TRUE
   BiocParallel::.bpstart_impl(x)

@@ -71,7 +71,7 @@ redq_cluster <- function(n = NULL, namespace = "default", queue = NULL, url = NU
   st$max_attempts <- max_attempts
   st$timeout <- timeout
   if (st$local) {
-    st$nodes <- worker_spawn(n, queue = queue, timeout = timeout, controller = ctl)
+    st$nodes <- worker_spawn(n, queue = queue, timeout = timeout, controller = ctl)$id
   } else {
     st$nodes <- serving_workers(ctl, queue)
     if (!length(st$nodes)) {
@@ -252,7 +252,7 @@ cluster_can_replace <- function(st) {
 cluster_replace <- function(st, k) {
   old <- st$nodes[[k]]
   new <- if (st$local) {
-    worker_spawn(1, queue = st$queue, timeout = st$timeout, controller = st$ctl)
+    worker_spawn(1, queue = st$queue, timeout = st$timeout, controller = st$ctl)$id
   } else {
     setdiff(serving_workers(st$ctl, st$queue), st$nodes)[1]
   }

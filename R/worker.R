@@ -16,8 +16,9 @@
 #' @param heartbeat,lease Heartbeat period and lease length in seconds
 #'   (defaults: options `redq.heartbeat`, 1, and `redq.lease`, 5). A worker
 #'   silent for `lease` seconds is declared lost and its tasks run elsewhere.
-#' @param log `NULL` to discard the workers' output, or a directory to
-#'   write one log file per worker.
+#' @param log Where each worker's output goes: `NULL` for a file in this
+#'   session's temporary directory (read with the handle's `logs()`),
+#'   `FALSE` to discard it, or a directory for one file per worker.
 #' @param max_tasks Each worker exits after this many tasks.
 #' @param controller A [redq_controller()], or `NULL` for the default.
 #' @param idle_timeout Each worker exits after this many seconds without a
@@ -25,13 +26,20 @@
 #' @param config The name of a configuration saved with
 #'   [worker_config_save()]: it fills in the settings not given here.
 #' @param task_log Keep what each task prints in Redis ([task_log()]).
-#' @return Invisibly, the new workers' ids.
+#' @return Invisibly, a handle on the new workers (as rrq's worker
+#'   manager): `$id` holds their ids, and `$stop(worker_id = NULL, type =
+#'   "graceful")`, `$kill(worker_id = NULL)` (the process, by signal),
+#'   `$is_alive(worker_id = NULL)` and `$logs(worker_id)` (the lines the
+#'   worker printed) act on all of them or on the ids given. Every
+#'   function that takes worker ids also takes the handle.
 #' @export
 #' @examples
 #' if (redq_available()) {
-#'   ids <- worker_spawn(2)
-#'   worker_status(ids)
-#'   worker_stop(ids)
+#'   w <- worker_spawn(2)
+#'   w$id
+#'   worker_status(w)
+#'   w$is_alive()
+#'   w$stop()
 #' }
 worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, lease = NULL,
                          log = NULL, max_tasks = Inf, controller = NULL, idle_timeout = Inf,
@@ -49,8 +57,62 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
   ids <- spawn_workers(n, queue, timeout, heartbeat, lease, log, max_tasks, ctl,
                        settings = list(idle_timeout = as.character(idle_timeout),
                                       task_log = if (isTRUE(task_log)) "1"))
-  invisible(ids)
+  invisible(worker_handle(ids, ctl))
 }
+
+# What worker_spawn() returns: the ids and the functions that act on them.
+worker_handle <- function(ids, ctl) {
+  pick <- function(worker_id) {
+    if (is.null(worker_id)) return(ids)
+    worker_id <- check_ids(worker_id)
+    bad <- setdiff(worker_id, ids)
+    if (length(bad)) {
+      redq_abort("argument", sprintf("%s: not started by this handle (its workers are in $id)",
+                                     paste(bad, collapse = ", ")))
+    }
+    worker_id
+  }
+  procs <- function(worker_id) redq_env$processes[pick(worker_id)]
+  h <- list(
+    id = ids,
+    stop = function(worker_id = NULL, type = c("graceful", "kill"), wait = 10) {
+      worker_stop(pick(worker_id), type = type, wait = wait, controller = ctl)
+    },
+    kill = function(worker_id = NULL) {
+      # the process itself, as the operating system sees it: for a worker
+      # that no longer answers its control list
+      for (p in procs(worker_id)) if (!is.null(p) && p$is_alive()) p$kill()
+      invisible(pick(worker_id))
+    },
+    is_alive = function(worker_id = NULL) {
+      vapply(procs(worker_id), function(p) !is.null(p) && p$is_alive(), TRUE)
+    },
+    logs = function(worker_id) {
+      worker_id <- pick(worker_id)
+      if (length(worker_id) != 1L) {
+        redq_abort("argument", "'worker_id' must be one worker id (one of $id)")
+      }
+      path <- redq_env$logs[[worker_id]]
+      if (is.null(path)) {
+        redq_abort("argument", sprintf(
+          "worker %s was started with log = FALSE or to the console: its output was not kept",
+          worker_id))
+      }
+      if (file.exists(path)) readLines(path, warn = FALSE) else character()
+    })
+  structure(h, class = "redq_workers")
+}
+
+#' @export
+print.redq_workers <- function(x, ...) {
+  alive <- x$is_alive()
+  cat(sprintf("<redq workers: %d started, %d running>\n", length(x$id), sum(alive)))
+  for (i in seq_along(x$id)) cat(sprintf("  %s%s\n", x$id[[i]], if (alive[[i]]) "" else " (exited)"))
+  invisible(x)
+}
+
+#' @export
+as.character.redq_workers <- function(x, ...) x$id
 
 # worker_spawn(), running `command` in each process (a worker_main() or a
 # loop of its own that registers as a worker); `wait`: until they have
@@ -91,7 +153,9 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
   }
   outlive <- isTRUE(d$outlive)
   for (id in ids) {
-    out <- if (isTRUE(d$console)) "" else if (is.null(log)) NULL else file.path(log, paste0(id, ".log"))
+    out <- if (isTRUE(d$console)) "" else if (isFALSE(log)) NULL else
+      file.path(log %||% session_log_dir(), paste0(id, ".log"))
+    redq_env$logs[[id]] <- out
     proc <- processx::process$new(
       rscript, args, env = c(env, REDQ_NAME = id), stdout = out,
       stderr = if (is.null(out)) NULL else if (identical(out, "")) "" else "2>&1",
@@ -100,6 +164,14 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
   }
   if (wait) wait_registered(ctl, ids, timeout)
   invisible(ids)
+}
+
+# Where workers started without a log directory write: removed with the
+# session's temporary directory.
+session_log_dir <- function() {
+  dir <- file.path(tempdir(), "redq-workers")
+  dir.create(dir, showWarnings = FALSE, mode = "0700")
+  dir
 }
 
 # Workers attach redq, as doRedis workers attach doRedis, so that tasks can

@@ -1,6 +1,7 @@
 .onLoad <- function(libname, pkgname) {
   redq_env$loaded <- TRUE
   redq_env$processes <- list()
+  redq_env$logs <- list()
   invisible()
 }
 

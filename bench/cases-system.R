@@ -19,7 +19,7 @@ case_startup <- function(ctl) {
 case_recovery <- function(ctl, heartbeat = 0.2, lease = 1, task_s = 1) {
   to_result <- to_restart <- numeric()
   for (i in seq_len(reps(3, 1))) {
-    ids <- worker_spawn(2, heartbeat = heartbeat, lease = lease, controller = ctl)
+    ids <- worker_spawn(2, heartbeat = heartbeat, lease = lease, controller = ctl)$id
     on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl))
     id <- task_create_expr({Sys.sleep(task_s); 1}, controller = ctl)
     busy <- wait_busy(ctl, ids, id)
@@ -62,7 +62,7 @@ wait_busy <- function(ctl, ids, task, timeout = 10) {
 # Resident memory of a freshly started worker that has not run anything
 # (one that has run tasks is measured in the throughput case).
 case_worker_memory <- function(ctl) {
-  ids <- worker_spawn(2, controller = ctl)
+  ids <- worker_spawn(2, controller = ctl)$id
   on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl), add = TRUE)
   Sys.sleep(1) # past start-up
   rss <- vapply(worker_info(ids, ctl), function(w) proc_status_mb(w$pid), 0)

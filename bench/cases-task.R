@@ -7,7 +7,7 @@
 # Tasks from one bulk submission until every result is back in R, with the
 # two workers already idle and warm. `label` names the setting (signed).
 case_task_throughput <- function(ctl, label = "") {
-  ids <- worker_spawn(2, controller = ctl)
+  ids <- worker_spawn(2, controller = ctl)$id
   on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl), add = TRUE)
   warm_up(ctl)
 
@@ -39,7 +39,7 @@ case_task_throughput <- function(ctl, label = "") {
 
 # Latency of one task: create, wait, fetch, with two idle workers.
 case_round_trip <- function(ctl, label = "") {
-  ids <- worker_spawn(2, controller = ctl)
+  ids <- worker_spawn(2, controller = ctl)$id
   on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl), add = TRUE)
   warm_up(ctl)
   one <- function() {
@@ -102,7 +102,7 @@ case_scale <- function(ctl, n_big = if (isTRUE(bench$quick)) 20000L else 100000L
   # per-task cost at small sizes: workers on a separate queue, so the big
   # backlog stays untouched until its own run
   small_q <- "bench-scale-small"
-  ids <- worker_spawn(2, queue = small_q, controller = ctl)
+  ids <- worker_spawn(2, queue = small_q, controller = ctl)$id
   on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl), add = TRUE)
   warm_up(ctl, queue = small_q)
   cost <- list()
@@ -129,7 +129,7 @@ case_scale <- function(ctl, n_big = if (isTRUE(bench$quick)) 20000L else 100000L
                  if (isTRUE(bench$quick)) "quick mode" else "over budget", projected))
   } else {
     # the backlog is already queued: its cost is submission + drain + fetch
-    ids <- worker_spawn(2, queue = queue, controller = ctl)
+    ids <- worker_spawn(2, queue = queue, controller = ctl)$id
     on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl), add = TRUE)
     t_run <- elapsed({
       task_wait(big, timeout = 2 * budget, progress = FALSE, controller = ctl)

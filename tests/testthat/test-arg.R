@@ -13,7 +13,7 @@ expect_refused <- function(expr, what) {
 
 test_that("bad durations and counts are refused at once and the pool serves on", {
   ctl <- test_controller()
-  workers <- worker_spawn(2)
+  workers <- worker_spawn(2)$id
   queued <- task_create_expr("queued before")
   id <- task_create_expr(1)
   task_wait(id, timeout = 20)

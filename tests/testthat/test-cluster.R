@@ -95,7 +95,7 @@ test_that("an error on a node is signalled as parallel signals it, and the clust
 
 test_that("a cluster of the workers already serving a queue", {
   ctl <- test_controller(queue = "shared")
-  ids <- worker_spawn(2, queue = "shared")
+  ids <- worker_spawn(2, queue = "shared")$id
   cl <- redq_cluster(namespace = ctl$namespace, url = test_url(), queue = "shared")
   expect_length(cl, 2)
   expect_setequal(unlist(parallel::clusterCall(cl, Sys.getpid)), node_pids(ctl))

@@ -25,7 +25,7 @@ test_that("a job hands results back as they arrive, with their tags", {
 
 test_that("a job sees its task's worker gone, cancels it, and leaves no keys", {
   ctl <- test_controller()
-  w <- worker_spawn(1)
+  w <- worker_spawn(1)$id
   job <- redq:::job_open(ctl)
   long <- redq:::job_submit(job, "default", list(redq:::task_payload_call(Sys.sleep, list(30))))
   expect_true(wait_until(function() redq:::job_task_workers(ctl, long)$worker == w, timeout = 20))

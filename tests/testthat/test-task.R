@@ -36,7 +36,7 @@ test_that("task_create_call and the bulk forms run every task", {
 
 test_that("a failing task ends ERROR with its message and the worker goes on", {
   ctl <- test_controller()
-  w <- worker_spawn(1)
+  w <- worker_spawn(1)$id
   id <- task_create_expr({
     warning("careful")
     stop("boom")
@@ -108,7 +108,7 @@ test_that("task_wait in one process sees tasks created in another", {
 
 test_that("task_info reports times, worker and attempts", {
   ctl <- test_controller()
-  w <- worker_spawn(1)
+  w <- worker_spawn(1)$id
   id <- task_create_expr(Sys.sleep(0.1))
   task_wait(id, timeout = 20)
   info <- task_info(id)
@@ -298,7 +298,7 @@ test_that("task_progress_update from a running task is read by another session",
 test_that("plot(task_times()) draws a timeline that marks a lost worker and the retry", {
   ctl <- test_controller()
   dir <- withr::local_tempdir()
-  ws <- worker_spawn(4)
+  ws <- worker_spawn(4)$id
   ids <- task_create_bulk_call(function(i, dir) {
     if (i == 30 && !file.exists(file.path(dir, "killed"))) {
       file.create(file.path(dir, "killed"))

@@ -1,6 +1,6 @@
 test_that("worker_spawn registers workers that report their info", {
   ctl <- test_controller()
-  ids <- worker_spawn(2)
+  ids <- worker_spawn(2)$id
   expect_length(ids, 2)
   expect_setequal(worker_list(), ids)
   st <- worker_status(ids)
@@ -10,6 +10,32 @@ test_that("worker_spawn registers workers that report their info", {
   expect_true(info[[1]]$alive)
   expect_equal(info[[1]]$queues, "default")
   expect_equal(info[[1]]$r_version, as.character(getRversion()))
+})
+
+test_that("worker_spawn's handle stops, kills, and reads the logs of its workers", {
+  ctl <- test_controller()
+  w <- worker_spawn(2)
+  expect_s3_class(w, "redq_workers")
+  expect_setequal(worker_list(), w$id)
+  expect_equal(unname(w$is_alive()), c(TRUE, TRUE))
+  expect_output(print(w), "2 started, 2 running")
+  # the handle stands for its ids wherever ids are taken
+  expect_equal(names(worker_status(w)), w$id)
+  id <- task_create_expr({
+    cat("hello from the task\n")
+    1
+  })
+  task_wait(id, timeout = 20)
+  runner <- task_info(id)$worker
+  expect_true(wait_until(function() any(grepl("hello from the task", w$logs(runner))), timeout = 5))
+  expect_error(w$logs("somebody-else"), class = "redq_error_argument")
+  w$kill(w$id[1])
+  expect_true(wait_until(function() !w$is_alive(w$id[1]), timeout = 5))
+  expect_true(w$is_alive(w$id[2]))
+  w$stop(w$id[2])
+  expect_equal(unname(worker_status(w$id[2])), "EXITED")
+  expect_true(wait_until(function() !any(w$is_alive()), timeout = 5))
+  expect_output(print(w), "0 running")
 })
 
 test_that("worker_info and worker_status cope with no workers", {
@@ -23,7 +49,7 @@ test_that("a worker serves its queues in priority order", {
   ctl <- test_controller()
   low <- task_create_expr("low", queue = "low")
   high <- task_create_expr("high", queue = "high")
-  w <- worker_spawn(1, queue = c("high", "low"))
+  w <- worker_spawn(1, queue = c("high", "low"))$id
   task_wait(c(low, high), timeout = 20)
   expect_lt(task_info(high)$started, task_info(low)$started + 0.001)
   expect_setequal(queue_list(), c("high", "low"))
@@ -31,7 +57,7 @@ test_that("a worker serves its queues in priority order", {
 
 test_that("a graceful stop unregisters the worker and ends its process", {
   ctl <- test_controller()
-  id <- worker_spawn(1)
+  id <- worker_spawn(1)$id
   worker_stop(id)
   expect_equal(worker_list(), character())
   expect_equal(unname(worker_status(id)), "EXITED")
@@ -41,7 +67,7 @@ test_that("a graceful stop unregisters the worker and ends its process", {
 
 test_that("max_tasks ends a worker after that many tasks", {
   ctl <- test_controller()
-  id <- worker_spawn(1, max_tasks = 2)
+  id <- worker_spawn(1, max_tasks = 2)$id
   ids <- task_create_bulk_expr(x, data.frame(x = 1:3))
   expect_true(wait_until(function() sum(task_status(ids) == "COMPLETE") == 2, timeout = 20))
   expect_true(wait_until(function() length(worker_list()) == 0, timeout = 10))
@@ -78,7 +104,7 @@ test_that("the launcher script serves tasks from a shell, password via REDIS_URL
 
 test_that("a second worker with a live worker's name is refused", {
   ctl <- test_controller()
-  id <- worker_spawn(1)
+  id <- worker_spawn(1)$id
   out <- callr::r(function(url, ns, id) {
     library(redq)
     tryCatch(worker_main(namespace = ns, url = url, name = id), error = function(e) class(e))
@@ -90,7 +116,7 @@ list2 <- function(name, value) stats::setNames(list(value), name)
 
 test_that("messages: PING answered by every idle worker within 100 ms, EVAL, PAUSE/RESUME, TIMEOUT_SET", {
   ctl <- test_controller()
-  ids <- worker_spawn(2)
+  ids <- worker_spawn(2)$id
   pids <- vapply(ids, worker_pid, 1L, ctl = ctl)
   Sys.sleep(0.5) # idle: waiting for work
   t0 <- Sys.time()
@@ -127,10 +153,10 @@ test_that("worker_envir_set reaches running workers and workers started later", 
   dir <- withr::local_tempdir()
   src <- file.path(dir, "helpers.R")
   writeLines("helper <- function(x) x * 1000", src)
-  first <- worker_spawn(1)
+  first <- worker_spawn(1)$id
   worker_envir_set(packages = "stats4", sources = src,
                    init = function() assign("initialised", TRUE, envir = globalenv()))
-  later <- worker_spawn(1)
+  later <- worker_spawn(1)$id
   got <- worker_message_send_and_wait("EVAL", quote(list(exists("mle"), helper(2), initialised)))
   expect_named(got, c(first, later), ignore.order = TRUE)
   for (g in got) expect_equal(g, list(TRUE, 2000, TRUE))
@@ -150,7 +176,7 @@ test_that("named worker configurations: worker_spawn(config =) and the launcher'
   expect_error(worker_config_read("nope"), class = "redq_error_not_found")
   expect_error(worker_config_save("one-shot", overwrite = FALSE), class = "redq_error_argument")
   expect_error(worker_config_save("bad", lease = -1), class = "redq_error_argument")
-  id <- worker_spawn(config = "one-shot")
+  id <- worker_spawn(config = "one-shot")$id
   expect_equal(worker_info(id)[[id]]$queues, "cfg")
   t1 <- task_create_expr(1, queue = "cfg")
   task_wait(t1, timeout = 10)
@@ -171,7 +197,7 @@ test_that("named worker configurations: worker_spawn(config =) and the launcher'
 
 test_that("worker_spawn(idle_timeout =): a worker leaves after that long without a task", {
   ctl <- test_controller()
-  id <- worker_spawn(1, idle_timeout = 1)
+  id <- worker_spawn(1, idle_timeout = 1)$id
   expect_true(id %in% worker_list(ctl))
   expect_true(wait_until(function() !id %in% worker_list(ctl), timeout = 6))
   expect_error(worker_spawn(1, idle_timeout = -1), class = "redq_error_argument")

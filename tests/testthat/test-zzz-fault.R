@@ -20,13 +20,13 @@ kill_worker <- function(id, ctl) {
 # Worker w1 busy with task `id` (sleeps, then returns its worker's pid),
 # and an idle worker w2 ready to take over.
 busy_and_spare <- function(ctl, seconds = 1) {
-  w1 <- worker_spawn(1)
+  w1 <- worker_spawn(1)$id
   id <- task_create_expr({
     Sys.sleep(seconds)
     Sys.getpid()
   })
   expect_equal(busy_worker(ctl, id), w1)
-  list(w1 = w1, w2 = worker_spawn(1), id = id)
+  list(w1 = w1, w2 = worker_spawn(1)$id, id = id)
 }
 
 test_that("a task whose worker is killed runs again elsewhere, with one result", {
@@ -61,7 +61,7 @@ test_that("a task that kills its worker every time ends DIED and the queue moves
 
 test_that("timeout ends a long task as TIMEOUT and the worker serves the next", {
   ctl <- test_controller()
-  w <- worker_spawn(1)
+  w <- worker_spawn(1)$id
   t0 <- Sys.time()
   id <- task_create_expr(Sys.sleep(30), timeout = 1)
   task_wait(id, timeout = 20)
@@ -77,7 +77,7 @@ test_that("timeout ends a long task as TIMEOUT and the worker serves the next", 
 
 test_that("task_cancel interrupts a running task and the worker goes on", {
   ctl <- test_controller()
-  w <- worker_spawn(1)
+  w <- worker_spawn(1)$id
   id <- task_create_expr(Sys.sleep(30))
   busy_worker(ctl, id)
   t0 <- Sys.time()
@@ -93,7 +93,7 @@ test_that("task_cancel interrupts a running task and the worker goes on", {
 
 test_that("a task stuck where interrupts cannot reach ends TIMEOUT and its worker exits", {
   ctl <- test_controller()
-  w <- worker_spawn(1)
+  w <- worker_spawn(1)$id
   # interrupts are held off for ever: only ending the process stops it
   id <- task_create_expr(suspendInterrupts(while (TRUE) NULL), timeout = 0.5)
   task_wait(id, timeout = 20)

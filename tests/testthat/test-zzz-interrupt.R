@@ -69,7 +69,7 @@ test_that("Ctrl+C in task_wait returns promptly and leaves the tasks and connect
 
 test_that("Ctrl+C stops a worker cleanly and its task goes back to the queue", {
   ctl <- test_controller()
-  w1 <- worker_spawn(1)
+  w1 <- worker_spawn(1)$id
   id <- task_create_expr({
     Sys.sleep(2)
     Sys.getpid()
@@ -80,7 +80,7 @@ test_that("Ctrl+C stops a worker cleanly and its task goes back to the queue", {
   expect_true(wait_until(function() !proc$is_alive(), timeout = 10))
   expect_equal(unname(worker_status(w1)), "EXITED")
   expect_equal(unname(task_status(id)), "PENDING")
-  w2 <- worker_spawn(1)
+  w2 <- worker_spawn(1)$id
   task_wait(id, timeout = 20)
   expect_equal(task_result(id), worker_pid(w2, ctl))
   expect_equal(task_info(id)$attempts$worker, c(w1, w2))
