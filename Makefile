@@ -8,7 +8,8 @@ R_PKGS = r-base-dev redis-server libssl-dev pkg-config openssl r-cran-foreach r-
          r-cran-testthat r-cran-withr r-cran-callr r-cran-doparallel r-cran-dorng \
          r-cran-knitr r-cran-rmarkdown r-cran-future r-cran-future.apply r-cran-furrr \
          r-cran-progressr r-bioc-biocparallel r-bioc-biocneighbors \
-         r-cran-r6 r-cran-data.table r-cran-plyr
+         r-cran-r6 r-cran-data.table r-cran-plyr \
+         r-cran-cli r-cran-httpuv r-cran-jsonlite chromium
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 LIB ?= $(CURDIR)/.lib
 

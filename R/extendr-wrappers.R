@@ -42,6 +42,12 @@ rs_controller_data_mget <- function(x, keys) .Call(wrap__rs_controller_data_mget
 # Delete every key of the namespace; returns how many.
 rs_controller_destroy <- function(x) .Call(wrap__rs_controller_destroy, x)
 
+# The dashboard's picture of the namespace (`Controller::snapshot`).
+rs_controller_snapshot <- function(x, recent, failures) .Call(wrap__rs_controller_snapshot, x, recent, failures)
+
+# The last `n` events of each worker's log (a list of character vectors).
+rs_worker_log_tail <- function(x, ids, n) .Call(wrap__rs_worker_log_tail, x, ids, n)
+
 # Send a message to workers; returns its id.
 rs_message_send <- function(x, workers, command, args) .Call(wrap__rs_message_send, x, workers, command, args)
 
@@ -87,6 +93,9 @@ rs_task_states <- function(x, ids) .Call(wrap__rs_task_states, x, ids)
 
 # Every status a task can have.
 rs_task_status_words <- function() .Call(wrap__rs_task_status_words)
+
+# The statuses a task ends with, in the order of `rs_task_status_words()`.
+rs_task_terminal_words <- function() .Call(wrap__rs_task_terminal_words)
 
 # The progress each task last reported: a list of raw vectors (NULL
 # where none).
@@ -191,6 +200,9 @@ rs_worker_progress <- function(x, value) .Call(wrap__rs_worker_progress, x, valu
 
 # Record what the running task printed; FALSE when no task runs.
 rs_worker_log <- function(x, text) .Call(wrap__rs_worker_log, x, text)
+
+# Add an event to this worker's log.
+rs_worker_event <- function(x, text) .Call(wrap__rs_worker_event, x, text)
 
 # Reply to a message (an R serialization).
 rs_worker_respond <- function(x, mid, reply) .Call(wrap__rs_worker_respond, x, mid, reply)

@@ -249,6 +249,49 @@ worker_info <- function(ids = NULL, controller = NULL) {
   stats::setNames(out, ids)
 }
 
+#' A worker's event log
+#'
+#' Each worker keeps a log of what happened to it in Redis, readable from
+#' any session (as rrq's `rrq_worker_log_tail()`): when it started, lost
+#' and regained its connection, was registered again after the server lost
+#' its record, was declared lost, and stopped. Workers started with
+#' `task_log = TRUE` also log when each task began and ended. A log keeps
+#' the newest 1000 events and expires a day after its worker left.
+#'
+#' @param ids Worker ids (or a [worker_spawn()] handle); `NULL` for all
+#'   live workers.
+#' @param n The last `n` events of each worker.
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return A data frame, oldest event first: `worker_id`, `time`
+#'   (POSIXct), `event` (its first word: `started`, `began`, `ended`,
+#'   `reconnected`, `registered`, `lost`, `stopped`) and `detail`.
+#' @export
+#' @examples
+#' if (redq_available()) {
+#'   w <- worker_spawn(1, task_log = TRUE)
+#'   task_wait(task_create_expr(1 + 1))
+#'   w$stop()
+#'   worker_log_tail(w)
+#' }
+worker_log_tail <- function(ids = NULL, n = 10, controller = NULL) {
+  ctl <- get_controller(controller)
+  ids <- check_ids(ids %||% worker_list(ctl))
+  n <- check_count(n, "n")
+  lines <- rs_check(rs_worker_log_tail(ctl$ptr, ids, n))
+  who <- rep(ids, lengths(lines))
+  lines <- unlist(lines) %||% character()
+  ms <- as.numeric(sub(" .*", "", lines))
+  text <- sub("^[0-9]+ ", "", lines)
+  out <- data.frame(worker_id = who,
+                    time = as.POSIXct(ms / 1000, origin = "1970-01-01"),
+                    event = sub("[ ,:;].*", "", text),
+                    detail = trimws(sub("^[^ ,:;]*[,:;]? ?", "", text)),
+                    stringsAsFactors = FALSE)
+  out <- out[order(out$time), , drop = FALSE]
+  rownames(out) <- NULL
+  out
+}
+
 #' Stop workers
 #'
 #' `type = "graceful"` lets each worker finish its current task, then exit.

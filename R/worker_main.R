@@ -305,8 +305,11 @@ run_task <- function(w, task, state) {
 }
 
 # run_task(), keeping what the task prints (output, messages, warnings) in
-# its record for task_log().
+# its record for task_log(), and when it began and ended in the worker's
+# event log.
 run_task_logged <- function(w, task, state) {
+  t0 <- Sys.time()
+  rs_check(rs_worker_event(w, paste("began", task$id)))
   con <- rawConnection(raw(0), "w")
   sink(con)
   sink(con, type = "message")
@@ -321,6 +324,9 @@ run_task_logged <- function(w, task, state) {
   text <- rawConnectionValue(con)
   close(con)
   rs_check(rs_worker_log(w, text))
+  how <- c("a value", "an error", "interrupted")[match(out$outcome, c(OUTCOME_VALUE, OUTCOME_ERROR, OUTCOME_INTERRUPTED))]
+  rs_check(rs_worker_event(w, sprintf("ended %s after %.3f s: %s", task$id,
+                                      as.numeric(Sys.time() - t0, units = "secs"), how)))
   out
 }
 

@@ -28,11 +28,11 @@ test_that("RedisParam's user guide runs: local workers, bplapply, bpstart/bpstop
   expect_false(Sys.getpid() %in% pids)
   # the workers were started for the call and stopped after it
   expect_true(wait_until(function() length(worker_list(dflt)) == 0, timeout = 5))
-  # what is left: the namespace's own records, and the stopped workers'
-  # records, which expire
+  # what is left: the namespace's own records (queues, running totals),
+  # and the stopped workers' records and logs, which expire
   left <- namespace_keys(dflt)
   ttl <- vapply(left, function(k) as.numeric(redq:::redis_command(c("PTTL", k), controller = dflt)), 1)
-  expect_true(all(sub(".*:", "", left[ttl < 0]) %in% c("queues", "version")))
+  expect_true(all(sub(".*:", "", left[ttl < 0]) %in% c("queues", "version", "counts", "failures")))
   expect_length(queue_list(dflt), 0)
 
   q <- local_param(ctl, workers = 2)

@@ -38,6 +38,33 @@ test_that("worker_spawn's handle stops, kills, and reads the logs of its workers
   expect_output(print(w), "0 running")
 })
 
+test_that("worker_log_tail reads each worker's events from any session", {
+  ctl <- test_controller()
+  quiet <- worker_spawn(1)
+  logged <- worker_spawn(1, task_log = TRUE, queue = "logged")
+  a <- task_create_expr(1)
+  b <- task_create_expr(stop("no"), queue = "logged")
+  task_wait(c(a, b), timeout = 20)
+  quiet$stop()
+  logged$stop()
+  log <- worker_log_tail(c(quiet$id, logged$id), n = 10)
+  expect_named(log, c("worker_id", "time", "event", "detail"))
+  expect_s3_class(log$time, "POSIXct")
+  # a worker without task logs logs only its own life; one with them, each task too
+  expect_equal(log$event[log$worker_id == quiet$id], c("started", "stopped"))
+  expect_equal(log$event[log$worker_id == logged$id], c("started", "began", "ended", "stopped"))
+  expect_equal(log$detail[log$worker_id == logged$id][2], b)
+  expect_match(log$detail[log$worker_id == logged$id][3], paste(b, "after .* s: an error"))
+  expect_match(log$detail[log$worker_id == quiet$id][1], "serving default")
+  # read from another R process; n takes the newest
+  other <- callr::r(function(url, ns, id) {
+    library(redq)
+    worker_log_tail(id, n = 2, controller = redq_controller(ns, url = url))$event
+  }, list(test_url(), ctl$namespace, logged$id))
+  expect_equal(other, c("ended", "stopped"))
+  expect_error(worker_log_tail(n = -1), class = "redq_error_argument")
+})
+
 test_that("worker_info and worker_status cope with no workers", {
   ctl <- test_controller()
   expect_equal(worker_list(), character())

@@ -44,6 +44,9 @@ test_that("a task whose worker is killed runs again elsewhere, with one result",
   expect_equal(info$attempts$worker, c(w1, w2))
   expect_equal(worker_status(w1, controller = ctl)[[1]], "LOST")
   expect_equal(worker_detect_lost()$worker, character())
+  log <- worker_log_tail(w1, controller = ctl)
+  expect_equal(log$event, c("started", "lost"))
+  expect_match(log$detail[[2]], "1 task(s) requeued", fixed = TRUE)
 })
 
 test_that("a task that kills its worker every time ends DIED and the queue moves on", {
@@ -212,11 +215,18 @@ loop_survives <- function(ns, fault, envir = parent.frame(), run = loop_in_backg
 }
 
 test_that("a foreach loop survives a redis-server restart", {
-  loop_survives("restart", function(srv, ctl) {
+  ctl <- loop_survives("restart", function(srv, ctl) {
     srv$process$kill()
     Sys.sleep(0.5)
     redq:::server_launch(port = srv$port)
   })
+  # each worker's event log tells what happened to it (read by a new
+  # session: ctl's connection went with the old server)
+  ctl <- redq_controller(ctl$namespace, url = ctl$url, default = FALSE)
+  log <- worker_log_tail(controller = ctl, n = 20)
+  expect_setequal(unique(log$worker_id[log$event == "reconnected"]), worker_list(ctl))
+  expect_setequal(unique(log$worker_id[log$event == "registered"]), worker_list(ctl))
+  expect_match(log$detail[log$event == "reconnected"], "connection was lost")
 })
 
 test_that("a foreach loop survives FLUSHALL", {
@@ -224,8 +234,10 @@ test_that("a foreach loop survives FLUSHALL", {
     redq:::redis_command("FLUSHALL", controller = ctl)
     NULL
   })
-  # the workers registered again
+  # the workers registered again, and say so in their event logs
   expect_true(wait_until(function() length(worker_list(ctl)) == 2, timeout = 10))
+  log <- worker_log_tail(controller = ctl)
+  expect_setequal(log$worker_id[log$event == "registered"], worker_list(ctl))
 })
 
 test_that("bplapply survives FLUSHALL and a redis-server restart", {

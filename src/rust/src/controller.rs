@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::keys::Keys;
 use crate::protocol::check_version;
 use crate::task::new_id;
+use crate::scripts;
 
 /// Connection, namespace keys, and this controller's id.
 pub struct Controller {
@@ -133,6 +134,28 @@ impl Controller {
                 return Ok(n);
             }
         }
+    }
+
+    /// The dashboard's picture of the namespace, in one read-only script
+    /// (see `lua/snapshot.lua`): {now, queues, workers, counts, failures,
+    /// recent tasks}, nested as the script returns it.
+    pub fn snapshot(&mut self, recent: usize, failures: usize) -> Result<redis::Value> {
+        let mut inv = scripts::invocation(scripts::snapshot(), &self.keys);
+        inv.arg(recent).arg(failures);
+        self.conn.run(|c| inv.invoke(c))
+    }
+
+    /// The last `n` events of each worker's log, oldest first, in one
+    /// round trip.
+    pub fn worker_log(&mut self, ids: &[String], n: usize) -> Result<Vec<Vec<String>>> {
+        if ids.is_empty() || n == 0 {
+            return Ok(vec![vec![]; ids.len()]);
+        }
+        let mut p = redis::pipe();
+        for id in ids {
+            p.lrange(self.keys.worker_log(id), -(n as isize), -1);
+        }
+        self.conn.run(|c| p.query(c))
     }
 
     /// Fetch several user values in one round trip (`None` where unset).

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::monitor;
 use crate::protocol;
-use crate::registry::{register, Registration};
+use crate::registry::{self, register, Registration};
 use crate::scripts::{self, invocation};
 use crate::status;
 use parking_lot::Mutex;
@@ -179,6 +179,9 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
     let lease_ms = t.lease.as_millis() as u64;
     let mut next_beat = Instant::now() + t.period;
     let mut beats: u32 = 0;
+    // when the lease could first not be renewed, and why: logged as one
+    // event once the server answers again
+    let mut down_since: Option<(u64, String)> = None;
     while !shared.shutdown.load(Ordering::SeqCst) {
         let now = Instant::now();
         let mut until = next_beat;
@@ -220,10 +223,23 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
                 Ok(0) => {
                     if let Err(e) = register(&mut conn, &reg, t.lease) {
                         note_error(&shared, &reg.id, "registering again", &e);
+                    } else {
+                        let _ = registry::event(&mut conn, &keys, &reg.id, "registered again: the server had lost its record");
                     }
                 }
                 Ok(_) => {}
-                Err(e) => note_error(&shared, &reg.id, "renewing the lease", &e),
+                Err(ref e) => {
+                    if down_since.is_none() {
+                        down_since = Some((scripts::now_ms(), e.to_string()));
+                    }
+                    note_error(&shared, &reg.id, "renewing the lease", e);
+                }
+            }
+            if let (Ok(_), Some((since, why))) = (&alive, &down_since) {
+                let text = format!("reconnected; the connection was lost at {since} ms: {why}");
+                if registry::event(&mut conn, &keys, &reg.id, &text).is_ok() {
+                    down_since = None;
+                }
             }
             if t.reap_every > 0 && beats % t.reap_every == 0 {
                 if let Err(e) = monitor::reap(&mut conn, &keys) {

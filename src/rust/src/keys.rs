@@ -110,6 +110,9 @@ keys! {
     worker_alive(w) => ["worker", w, "alive"];
     /// Ids the worker has claimed (the reliable-queue list).
     worker_running(w) => ["worker", w, "running"];
+    /// The worker's event log: "<ms> <event> <detail>" lines, newest last,
+    /// capped (list).
+    worker_log(w) => ["worker", w, "log"];
     /// Control messages for the worker (list: STOP, KILL, CANCEL <id>, WAKE,
     /// MSG <id>).
     worker_control(w) => ["worker", w, "control"];
@@ -128,6 +131,13 @@ keys! {
     data(name) => ["data", name];
     /// Lost-worker reports for waiting controllers (stream, capped).
     events() => ["events"];
+    /// Running totals: tasks ended by status; the seconds workers spent on
+    /// the tasks whose results they reported (`seconds`) and how many
+    /// those were (`timed`) (hash).
+    counts() => ["counts"];
+    /// Ids of the latest tasks that ended other than COMPLETE, newest first
+    /// (list, capped).
+    failures() => ["failures"];
 }
 
 #[cfg(test)]

@@ -30,6 +30,12 @@ pub const CONTROL_TTL_S: u64 = 86400;
 /// Approximate length the lost-worker event stream is capped at.
 pub const EVENTS_MAXLEN: u64 = 1000;
 
+/// Events kept in a worker's event log (the newest).
+pub const WORKER_LOG_LIMIT: u64 = 1000;
+
+/// Failed tasks listed for the dashboard (the newest).
+pub const FAILURES_LIMIT: u64 = 50;
+
 /// Longest duration accepted anywhere (about 31 years): long enough for
 /// any real timeout, short enough that adding it to a clock cannot overflow.
 pub const MAX_SECONDS: f64 = 1e9;

@@ -5,7 +5,7 @@
 use crate::connection::Connection;
 use crate::error::Result;
 use crate::keys::Keys;
-use crate::protocol::{check_version, CONTROL_TTL_S, SCHEMA_VERSION};
+use crate::protocol::{check_version, CONTROL_TTL_S, SCHEMA_VERSION, WORKER_LOG_LIMIT};
 use crate::scripts;
 use crate::status::{self, CONTROL_KILL, CONTROL_STOP};
 use std::time::Duration;
@@ -55,6 +55,24 @@ pub fn register(conn: &mut Connection, reg: &Registration, lease: Duration) -> R
             .query(c)
     })?;
     check_version(&version)
+}
+
+/// Add an event to a worker's log, which keeps the newest
+/// `WORKER_LOG_LIMIT` (as `worker_event` in `lua/common.lua`, for the
+/// events scripts record).
+pub fn event(conn: &mut Connection, keys: &Keys, wid: &str, text: &str) -> Result<()> {
+    let k = keys.worker_log(wid);
+    let line = format!("{} {}", scripts::now_ms(), text);
+    conn.run(|c| {
+        redis::pipe()
+            .rpush(&k, &line)
+            .ignore()
+            .ltrim(&k, -(WORKER_LOG_LIMIT as isize), -1)
+            .ignore()
+            .persist(&k)
+            .ignore()
+            .query::<()>(c)
+    })
 }
 
 /// Registered (live or not yet reaped) worker ids, sorted.

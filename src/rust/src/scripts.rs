@@ -37,6 +37,8 @@ fn constants() -> Vec<(&'static str, String)> {
         ("NOTIFY_TTL_MS", protocol::NOTIFY_TTL_MS.to_string()),
         ("WORKER_TTL_S", protocol::WORKER_TTL_S.to_string()),
         ("EVENTS_MAXLEN", protocol::EVENTS_MAXLEN.to_string()),
+        ("WORKER_LOG_LIMIT", protocol::WORKER_LOG_LIMIT.to_string()),
+        ("FAILURES_LIMIT", protocol::FAILURES_LIMIT.to_string()),
     ]
 }
 
@@ -94,6 +96,7 @@ script!(collect, "collect.lua");
 script!(remove_job, "remove_job.lua");
 script!(cancel_job, "cancel_job.lua");
 script!(task_workers, "task_workers.lua");
+script!(snapshot, "snapshot.lua");
 
 /// Source of `lua/link_deps.lua` with the preamble: sent with EVAL inside
 /// a submission's MULTI/EXEC (EVALSHA there could fail on an empty script

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::heartbeat::{Heartbeat, Reason, Shared, Timing};
 use crate::keys::Keys;
 use crate::protocol;
-use crate::registry::{register, Registration};
+use crate::registry::{self, register, Registration};
 use crate::rng::Stream;
 use crate::scripts::{self, invocation};
 use crate::signature;
@@ -123,6 +123,7 @@ impl Worker {
         info.push(("lease".into(), format!("{}", t.lease.as_secs_f64())));
         let reg = Registration { keys, id, info };
         register(&mut conn, &reg, t.lease)?;
+        registry::event(&mut conn, &reg.keys, &reg.id, &format!("started, serving {}", opts.queues.join(",")))?;
         let shared = Arc::new(Shared::default());
         *shared.r_thread.lock() = Some(unsafe { libc::pthread_self() });
         let started = Connection::open(cfg)
@@ -271,6 +272,11 @@ impl Worker {
     pub fn log(&mut self, text: &[u8]) -> Result<bool> {
         let text = if text.len() > protocol::TASK_LOG_LIMIT { &text[text.len() - protocol::TASK_LOG_LIMIT..] } else { text };
         self.record("log", text)
+    }
+
+    /// Add an event to this worker's log (`worker_log_tail()`).
+    pub fn event(&mut self, text: &str) -> Result<()> {
+        registry::event(&mut self.conn, &self.reg.keys, &self.reg.id, text)
     }
 
     fn record(&mut self, field: &'static str, value: &[u8]) -> Result<bool> {

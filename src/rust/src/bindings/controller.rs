@@ -152,6 +152,37 @@ fn rs_controller_destroy(x: Robj) -> Robj {
     with_ctl(&x, |c| c.destroy().map(|n| n as f64))
 }
 
+/// Nested Redis replies as R values: arrays become lists, integers
+/// numbers, text character strings and anything else (serialized R) raw
+/// vectors.
+fn value_robj(v: &redis::Value) -> Robj {
+    match v {
+        redis::Value::Array(items) => List::from_values(items.iter().map(value_robj)).into(),
+        redis::Value::Int(i) => (*i as f64).into(),
+        redis::Value::BulkString(b) => match std::str::from_utf8(b) {
+            Ok(s) if !b.contains(&0) => s.into(),
+            _ => Raw::from_bytes(b).into(),
+        },
+        redis::Value::SimpleString(s) => s.as_str().into(),
+        _ => ().into(),
+    }
+}
+
+/// The dashboard's picture of the namespace (`Controller::snapshot`).
+#[extendr]
+fn rs_controller_snapshot(x: Robj, recent: f64, failures: f64) -> Robj {
+    with_ctl(&x, |c| c.snapshot(recent as usize, failures as usize).map(|v| value_robj(&v)))
+}
+
+/// The last `n` events of each worker's log (a list of character vectors).
+#[extendr]
+fn rs_worker_log_tail(x: Robj, ids: Strings, n: f64) -> Robj {
+    let ids = super::strs(&ids);
+    with_ctl(&x, |c| {
+        c.worker_log(&ids, n as usize).map(|v| List::from_values(v.iter().map(|l| l.iter().map(|s| s.as_str()).collect::<Strings>())))
+    })
+}
+
 /// Fetch several user values (a list: raw vectors, NULL where unset).
 #[extendr]
 fn rs_controller_data_mget(x: Robj, keys: Strings) -> Robj {
@@ -176,6 +207,8 @@ extendr_module! {
     fn rs_controller_data_get;
     fn rs_controller_data_mget;
     fn rs_controller_destroy;
+    fn rs_controller_snapshot;
+    fn rs_worker_log_tail;
     fn rs_message_send;
     fn rs_message_responses;
     fn rs_redis_set;

@@ -90,6 +90,12 @@ fn rs_task_status_words() -> Robj {
     v.into_iter().collect::<Strings>().into()
 }
 
+/// The statuses a task ends with, in the order of `rs_task_status_words()`.
+#[extendr]
+fn rs_task_terminal_words() -> Robj {
+    status::TERMINAL.iter().copied().collect::<Strings>().into()
+}
+
 /// The table-view state of each task: queued, running, finished or failed.
 #[extendr]
 fn rs_task_states(x: Robj, ids: Strings) -> Robj {
@@ -216,6 +222,7 @@ extendr_module! {
     fn rs_task_records;
     fn rs_task_states;
     fn rs_task_status_words;
+    fn rs_task_terminal_words;
     fn rs_task_progress;
     fn rs_task_logs;
     fn rs_task_wait;

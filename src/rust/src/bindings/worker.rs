@@ -190,6 +190,13 @@ fn rs_worker_log(x: Robj, text: Raw) -> Robj {
     out(w.as_mut().log(text.as_slice()))
 }
 
+/// Add an event to this worker's log.
+#[extendr]
+fn rs_worker_event(x: Robj, text: &str) -> Robj {
+    let mut w = wkr!(x);
+    out(w.as_mut().event(text))
+}
+
 /// Messages waiting for this R thread: list(id, command, args), or NULL.
 #[extendr]
 fn rs_worker_messages(x: Robj) -> Robj {
@@ -295,6 +302,7 @@ extendr_module! {
     fn rs_worker_messages;
     fn rs_worker_progress;
     fn rs_worker_log;
+    fn rs_worker_event;
     fn rs_worker_respond;
     fn rs_worker_paused;
     fn rs_worker_job_env;

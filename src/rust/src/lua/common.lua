@@ -90,6 +90,11 @@ end
 -- run it again.
 local function finish(tk, id, t, status, extra)
   redis.call('HSET', tk, 'status', status, 'finished', NOW, unpack(extra or {}))
+  redis.call('HINCRBY', K.counts(), status, 1)
+  if status ~= COMPLETE then
+    redis.call('LPUSH', K.failures(), id)
+    redis.call('LTRIM', K.failures(), 0, FAILURES_LIMIT - 1)
+  end
   -- a task that expires belongs to a job that collects it and never runs
   -- it again: its payload goes whatever the end, so nothing outlives the
   -- job should its controller vanish
@@ -99,6 +104,17 @@ local function finish(tk, id, t, status, extra)
   notify(t, id, status)
   if t.dependents then
     settle_dependents(id, status == COMPLETE)
+  end
+end
+
+-- Add an event to a worker's log, which is capped; `ttl`: the log goes
+-- that many seconds from now (a worker that left).
+local function worker_event(wid, text, ttl)
+  local lk = K.worker_log(wid)
+  redis.call('RPUSH', lk, NOW .. ' ' .. text)
+  redis.call('LTRIM', lk, -WORKER_LOG_LIMIT, -1)
+  if ttl then
+    redis.call('EXPIRE', lk, ttl)
   end
 end
 
@@ -154,6 +170,12 @@ local function complete(wid, id, status, result, began)
     extra[#extra + 1] = began
   end
   finish(tk, id, t, status, extra)
+  local from = tonumber(began ~= '' and began or t.started)
+  if from then
+    redis.call('HINCRBYFLOAT', K.counts(), 'seconds', (tonumber(NOW) - from) / 1000)
+    redis.call('HINCRBY', K.counts(), 'timed', 1)
+  end
+  redis.call('HINCRBY', K.worker(wid), 'done', 1)
   return 1
 end
 

@@ -9,6 +9,7 @@ r[2] = r[2] + dropped
 local wk = K.worker(wid)
 redis.call('HSET', wk, 'status', WORKER_EXITED, 'ended', NOW, 'task', '', 'how', ARGV[4])
 redis.call('EXPIRE', wk, WORKER_TTL_S)
+worker_event(wid, 'stopped ' .. ARGV[4], WORKER_TTL_S)
 redis.call('SREM', K.workers(), wid)
 redis.call('DEL', K.worker_alive(wid), K.worker_control(wid))
 return r

@@ -13,6 +13,8 @@ for _, wid in ipairs(redis.call('SMEMBERS', K.workers())) do
     local wk = K.worker(wid)
     redis.call('HSET', wk, 'status', WORKER_LOST, 'ended', NOW, 'task', '')
     redis.call('EXPIRE', wk, WORKER_TTL_S)
+    worker_event(wid, 'lost its lease: ' .. r[1] .. ' task(s) requeued, ' .. r[2] .. ' died',
+                 WORKER_TTL_S)
     redis.call('SREM', K.workers(), wid)
     redis.call('DEL', K.worker_control(wid))
     local host = redis.call('HGET', wk, 'host') or ''

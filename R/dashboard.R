@@ -1,0 +1,275 @@
+# The live dashboard and the Prometheus metrics: one read-only script per
+# refresh (rs_controller_snapshot(), see lua/snapshot.lua), turned into a
+# JSON state for the page and into Prometheus' text format.
+
+#' A live dashboard of a namespace, and its metrics
+#'
+#' `redq_dashboard()` serves a web page that shows the namespace as it
+#' runs: its queues and their lengths, the live workers (status, host,
+#' process, current task, time since their last heartbeat, tasks done),
+#' task totals by status, the throughput over the last minutes, the latest
+#' failures with their error messages and logs, and a timeline of the
+#' latest tasks. The page updates itself every `interval` seconds. It can
+#' cancel a running task, retry failed tasks and stop a worker, each after
+#' a confirmation.
+#'
+#' Each refresh is one read-only script on the server that reads what it
+#' lists (queues, live workers, running totals, the latest tasks); it
+#' never scans the keyspace, so watching costs the workers nothing. The
+#' page never shows the server's password. It binds to the loopback
+#' interface unless `host` says otherwise; the actions it offers need a
+#' token that only the page knows, so other web pages cannot trigger them.
+#'
+#' The same server answers `/metrics` in Prometheus' text format (see
+#' [redq_metrics()]) and `/api/state` with the page's data as JSON.
+#'
+#' @param port TCP port to listen on.
+#' @param host Interface to listen on (`"0.0.0.0"` for all; then anyone
+#'   who can reach the port can see the namespace and act on it).
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @param interval Seconds between the page's refreshes.
+#' @param block Serve until interrupted (the default outside interactive
+#'   sessions), or return at once and serve while the session is idle.
+#' @param recent How many of the latest task API tasks the timeline shows.
+#' @return With `block = FALSE`, invisibly, a handle: `$url`, and
+#'   `$stop()` to close the dashboard. With `block = TRUE`, `NULL` once
+#'   interrupted.
+#' @export
+#' @examples
+#' if (interactive() && redq_available()) {
+#'   d <- redq_dashboard()
+#'   utils::browseURL(d$url)
+#'   # ... later
+#'   d$stop()
+#' }
+redq_dashboard <- function(port = 8790, host = "127.0.0.1", controller = NULL, interval = 1.5,
+                           block = !interactive(), recent = 200) {
+  for (pkg in c("httpuv", "jsonlite")) {
+    if (!requireNamespace(pkg, quietly = TRUE)) {
+      redq_abort("dependency", sprintf(
+        "the dashboard needs the '%s' package: install it (Debian: apt install r-cran-%s)", pkg, pkg))
+    }
+  }
+  ctl <- get_controller(controller)
+  port <- check_count(port, "port")
+  check_string(host, "host")
+  interval <- check_seconds(interval, "interval", zero_ok = FALSE)
+  recent <- check_count(recent, "recent")
+  board <- new.env(parent = emptyenv())
+  board$ctl <- ctl
+  board$token <- paste(sample(c(letters, LETTERS, 0:9), 32, replace = TRUE), collapse = "")
+  board$interval <- interval
+  board$recent <- recent
+  board$history <- data.frame(time = numeric(), done = numeric())
+  server <- tryCatch(httpuv::startServer(host, port, list(call = function(req) dashboard_call(board, req))),
+                     error = function(e) redq_abort("argument", sprintf(
+                       "cannot listen on %s:%d (%s): choose another port", host, port, conditionMessage(e))))
+  url <- sprintf("http://%s:%d/", if (host %in% c("0.0.0.0", "::")) "127.0.0.1" else host, port)
+  handle <- structure(list(url = url, stop = function() invisible(server$stop())),
+                      class = "redq_dashboard")
+  if (!block) {
+    message("redq dashboard of namespace '", ctl$namespace, "' at ", url)
+    return(invisible(handle))
+  }
+  message("redq dashboard of namespace '", ctl$namespace, "' at ", url, " (Ctrl+C to stop)")
+  on.exit(server$stop())
+  tryCatch(repeat httpuv::service(250), interrupt = function(e) NULL)
+  invisible(NULL)
+}
+
+#' @export
+print.redq_dashboard <- function(x, ...) {
+  cat("<redq dashboard at ", x$url, ">\n", sep = "")
+  invisible(x)
+}
+
+# One HTTP request.
+dashboard_call <- function(board, req) {
+  path <- req$PATH_INFO
+  method <- req$REQUEST_METHOD
+  reply <- function(body, type = "application/json", status = 200L) {
+    list(status = status, headers = list(`Content-Type` = type, `Cache-Control` = "no-store",
+                                         `X-Content-Type-Options` = "nosniff"), body = body)
+  }
+  json <- function(x, status = 200L) {
+    reply(as.character(jsonlite::toJSON(x, auto_unbox = TRUE, null = "null", na = "null",
+                                        digits = NA)), status = status)
+  }
+  tryCatch({
+    if (method == "GET" && path %in% c("/", "/index.html")) {
+      reply(dashboard_page(board), "text/html; charset=utf-8")
+    } else if (method == "GET" && path == "/api/state") {
+      json(dashboard_state(board))
+    } else if (method == "GET" && path == "/metrics") {
+      reply(redq_metrics(board$ctl), "text/plain; version=0.0.4; charset=utf-8")
+    } else if (method == "POST" && startsWith(path, "/api/")) {
+      if (!identical(req$HTTP_X_REDQ_TOKEN, board$token)) {
+        return(json(list(error = "missing or wrong token: reload the page"), 403L))
+      }
+      body <- rawToChar(req$rook.input$read())
+      args <- if (nzchar(body)) jsonlite::fromJSON(body) else list()
+      json(dashboard_action(board, sub("^/api/", "", path), args))
+    } else {
+      json(list(error = "not found"), 404L)
+    }
+  }, error = function(e) json(list(error = conditionMessage(e)), 500L))
+}
+
+# What the page's buttons do.
+dashboard_action <- function(board, what, args) {
+  ctl <- board$ctl
+  id <- as.character(args$id %||% character())
+  switch(what,
+         cancel = list(done = unname(task_cancel(check_ids(id), controller = ctl))),
+         retry = {
+           ids <- if (length(id)) id else failed_ids(board)
+           list(done = if (length(ids)) unname(task_retry(ids, controller = ctl)) else character())
+         },
+         stop = list(done = worker_stop(check_ids(id), wait = 0, controller = ctl)),
+         redq_abort("argument", sprintf("no action '%s'", what)))
+}
+
+# The ids of the failures listed now that task_retry() can retry (task API
+# tasks; a foreach job's tasks belong to their loop).
+failed_ids <- function(board) {
+  s <- dashboard_state(board)
+  ids <- vapply(s$failures, function(f) f$id, "")
+  ids[vapply(s$failures, function(f) isTRUE(f$retryable), TRUE)]
+}
+
+# The page, with the first state in it, so that it shows everything as
+# soon as it loads; it then asks /api/state every `interval` seconds.
+dashboard_page <- function(board) {
+  page <- paste(readLines(system.file("dashboard", "index.html", package = "redq", mustWork = TRUE),
+                          warn = FALSE), collapse = "\n")
+  state <- jsonlite::toJSON(dashboard_state(board), auto_unbox = TRUE, null = "null", na = "null",
+                            digits = NA)
+  # "</" must not end the script element the state sits in
+  state <- gsub("</", "<\\/", state, fixed = TRUE)
+  page <- sub("{{STATE}}", state, page, fixed = TRUE)
+  page <- sub("{{TOKEN}}", board$token, page, fixed = TRUE)
+  sub("{{INTERVAL}}", format(board$interval * 1000), page, fixed = TRUE)
+}
+
+# The snapshot as named R values. Times are seconds since the epoch.
+namespace_snapshot <- function(ctl, recent = 0, failures = 0) {
+  s <- rs_check(rs_controller_snapshot(ctl$ptr, recent, failures))
+  num <- function(x) suppressWarnings(as.numeric(x))
+  pairs <- function(flat) {
+    flat <- unlist(flat)
+    if (!length(flat)) return(list())
+    stats::setNames(as.list(flat[c(FALSE, TRUE)]), flat[c(TRUE, FALSE)])
+  }
+  now <- num(s[[1]]) / 1000
+  queues <- lapply(s[[2]], function(q) list(name = q[[1]], length = q[[2]]))
+  workers <- lapply(s[[3]], function(w) {
+    rec <- pairs(w[[2]])
+    beat <- num(w[[3]]) / 1000
+    list(id = w[[1]], status = rec$status %||% "", host = rec$host %||% "",
+         pid = num(rec$pid), task = rec$task %||% "", queues = rec$queues %||% "",
+         heartbeat_age = if (is.na(beat)) NA else max(0, now - beat),
+         done = num(rec$done %||% 0), holding = w[[4]],
+         registered = num(rec$registered) / 1000)
+  })
+  counts <- pairs(s[[4]])
+  words <- rs_task_terminal_words()
+  ended <- vapply(words, function(w) num(counts[[w]] %||% 0), 1)
+  failures <- lapply(s[[5]], function(f) {
+    list(id = f[[1]], status = f[[2]], queue = f[[3]], worker = f[[4]],
+         finished = num(f[[5]]) / 1000, message = failure_message(f[[6]]), log = f[[7]],
+         retryable = identical(f[[8]], 1))
+  })
+  tasks <- lapply(s[[6]], function(t) {
+    list(id = t[[1]], status = t[[2]], queue = t[[3]], worker = t[[4]],
+         created = num(t[[5]]) / 1000, started = num(t[[6]]) / 1000, finished = num(t[[7]]) / 1000)
+  })
+  list(now = now, queues = queues, workers = workers, ended = as.list(ended),
+       seconds = num(counts$seconds %||% 0), timed = num(counts$timed %||% 0),
+       failures = failures, tasks = tasks)
+}
+
+# The message of a failed task's result (a redq_task_error), or a word on
+# why there is none.
+failure_message <- function(raw) {
+  if (!is.raw(raw) || !length(raw)) return("no result: its workers died or it never ran")
+  value <- tryCatch(unserialize(raw), error = function(e) NULL)
+  if (inherits(value, "condition")) conditionMessage(value) else "(no message)"
+}
+
+# The page's data: the snapshot, with the throughput over the last
+# minutes from the totals this dashboard has seen.
+dashboard_state <- function(board) {
+  ctl <- board$ctl
+  s <- namespace_snapshot(ctl, board$recent, 50)
+  total <- sum(unlist(s$ended))
+  h <- rbind(board$history, data.frame(time = s$now, done = total))
+  h <- h[h$time >= s$now - 600, , drop = FALSE]
+  board$history <- h
+  per_minute <- function(span) {
+    old <- h[h$time >= s$now - span, , drop = FALSE]
+    if (nrow(old) < 2) return(NA)
+    dt <- s$now - old$time[[1]]
+    if (dt <= 0) NA else (total - old$done[[1]]) / dt
+  }
+  # the rate in each of the last 60 ten-second bins, for the sparkline
+  bins <- seq(s$now - 600, s$now, by = 10)
+  rate <- numeric()
+  if (nrow(h) >= 2) {
+    at <- stats::approx(h$time, h$done, xout = bins, rule = 2, ties = "ordered")$y
+    rate <- pmax(0, diff(at) / 10)
+    rate[bins[-1] < h$time[[1]]] <- NA
+  }
+  s$namespace <- ctl$namespace
+  s$server <- ctl$address
+  s$pending <- sum(vapply(s$queues, function(q) q$length, 1))
+  s$running <- sum(vapply(s$workers, function(w) w$holding, 1))
+  s$rate <- list(last_minute = per_minute(60), bins = rate)
+  s
+}
+
+#' Prometheus metrics of a namespace
+#'
+#' The namespace's state in Prometheus' text exposition format, as the
+#' dashboard serves it on `/metrics`: queue lengths, tasks running, task
+#' totals by final status (counters since the namespace began), live
+#' workers by status, and the time tasks took (a summary: the sum of their
+#' durations and their count). One read-only script on the server.
+#'
+#' @param controller A [redq_controller()], or `NULL` for the default.
+#' @return A single string.
+#' @export
+#' @examples
+#' if (redq_available()) cat(redq_metrics())
+redq_metrics <- function(controller = NULL) {
+  ctl <- get_controller(controller)
+  s <- namespace_snapshot(ctl)
+  esc <- function(x) gsub("([\"\\\\])", "\\\\\\1", gsub("\n", "\\\\n", x))
+  ns <- sprintf("namespace=\"%s\"", esc(ctl$namespace))
+  metric <- function(name, type, help, labels, values) {
+    lines <- if (length(values)) {
+      sprintf("%s{%s} %s", name, labels, format(values, scientific = FALSE, trim = TRUE))
+    }
+    c(sprintf("# HELP %s %s", name, help), sprintf("# TYPE %s %s", name, type), lines)
+  }
+  qn <- vapply(s$queues, function(q) q$name, "")
+  ql <- vapply(s$queues, function(q) q$length, 1)
+  ws <- vapply(s$workers, function(w) w$status, "")
+  wtab <- table(ws)
+  out <- c(
+    metric("redq_queue_length", "gauge", "Tasks waiting in each queue.",
+           sprintf("%s,queue=\"%s\"", ns, esc(qn)), ql),
+    metric("redq_tasks_running", "gauge", "Tasks held by live workers.", ns,
+           sum(vapply(s$workers, function(w) w$holding, 1))),
+    metric("redq_tasks_total", "counter", "Tasks that ended, by status.",
+           sprintf("%s,status=\"%s\"", ns, names(s$ended)), unlist(s$ended)),
+    metric("redq_workers", "gauge", "Live workers, by status.",
+           sprintf("%s,status=\"%s\"", ns, esc(names(wtab))), as.numeric(wtab)),
+    metric("redq_worker_tasks_done", "counter", "Tasks each live worker ran.",
+           sprintf("%s,worker=\"%s\"", ns, esc(vapply(s$workers, function(w) w$id, ""))),
+           vapply(s$workers, function(w) w$done, 1)),
+    metric("redq_task_duration_seconds", "summary", "Time workers spent on tasks.",
+           ns, numeric()),
+    sprintf("redq_task_duration_seconds_sum{%s} %s", ns, format(s$seconds, scientific = FALSE)),
+    sprintf("redq_task_duration_seconds_count{%s} %s", ns, format(s$timed, scientific = FALSE)))
+  paste0(paste(out, collapse = "\n"), "\n")
+}
