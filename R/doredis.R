@@ -31,7 +31,8 @@
 #'   `redq.reap_interval` seconds.
 #' @param chunkSize Iterations per task; `NULL` chooses one that keeps
 #'   every worker busy while amortising round trips.
-#' @param progress Show a progress bar for loops that take a while.
+#' @param progress Show a progress bar (cli: iterations done, throughput,
+#'   time left) for loops that take more than a couple of seconds.
 #' @param url Redis URL (`redis://[user:password@]host:port/db`).
 #' @param namespace redq namespace.
 #' @param ... Ignored (doRedis compatibility).

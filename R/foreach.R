@@ -34,7 +34,6 @@ do_redis <- function(obj, expr, envir, data) {
   total <- NA_integer_
   done_iters <- 0L
   bar <- NULL
-  started <- Sys.time()
 
   # pull up to n iterations' arguments off the iterator (one handler for
   # the whole window: the iterator signals its end with an error)
@@ -103,12 +102,11 @@ do_redis <- function(obj, expr, envir, data) {
       submit(pull(FOREACH_WINDOW))
       if (exhausted) total <- next_index - 1L
     }
-    if (opts$progress && is.null(bar) && !is.na(total) &&
-        as.numeric(Sys.time() - started, units = "secs") > 0.5) {
-      bar <- utils::txtProgressBar(min = 0, max = max(1L, total), style = 3)
-      on.exit(close(bar), add = TRUE)
+    if (opts$progress && is.null(bar) && !is.na(total)) {
+      bar <- progress_bar("iterations")
+      on.exit(bar(NULL), add = TRUE)
     }
-    if (!is.null(bar)) utils::setTxtProgressBar(bar, done_iters)
+    if (!is.null(bar)) bar(done_iters, total)
   }
 
   error_value <- foreach::getErrorValue(it)

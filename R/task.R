@@ -221,8 +221,9 @@ task_submit <- function(payloads, queue, timeout, max_attempts, depends_on, cont
 #' @param id A single task id.
 #' @param timeout Seconds to wait (`Inf`: no limit). On expiry
 #'   `task_wait()` signals `redq_error_timeout`.
-#' @param progress Show a progress bar (default: when interactive and
-#'   waiting on more than one task).
+#' @param progress Show a progress bar with throughput and time left (a
+#'   cli bar, shown once the wait lasts a couple of seconds; default: when
+#'   interactive and waiting on more than one task).
 #' @param error Signal the error of a failed task instead of returning it.
 #' @param controller A [redq_controller()], or `NULL` for the default.
 #' @return `task_status()`, `task_wait()`: named character vector of
@@ -262,16 +263,32 @@ task_wait <- function(ids, timeout = Inf, progress = NULL, controller = NULL) {
   invisible(stats::setNames(r$status, ids))
 }
 
-# A console progress bar as a function(done, total); bar(NULL) closes it.
-progress_bar <- function() {
-  bar <- NULL
+# A cli progress bar as a function(done, total), with throughput and ETA;
+# bar(NULL) closes it. Drawn once the wait has lasted
+# `cli.progress_show_after` seconds (2 by default, as cli's own bars), then
+# at most five times a second, and at the end.
+progress_bar <- function(what = "tasks") {
+  frame <- environment()
+  id <- NULL
+  born <- Sys.time()
+  drawn <- NULL
   function(done, total) {
     if (is.null(done)) {
-      if (!is.null(bar)) close(bar)
+      if (!is.null(id)) cli::cli_progress_done(id = id, .envir = frame)
       return(invisible())
     }
-    if (is.null(bar)) bar <<- utils::txtProgressBar(min = 0, max = max(1, total), style = 3)
-    utils::setTxtProgressBar(bar, done)
+    now <- Sys.time()
+    if (is.null(id)) {
+      id <<- cli::cli_progress_bar(
+        what, total = max(1, total), clear = FALSE, .envir = frame,
+        format = paste("{cli::pb_name} {cli::pb_bar} {cli::pb_current}/{cli::pb_total}",
+                       "| {cli::pb_rate} | ETA {cli::pb_eta}"))
+    }
+    due <- as.numeric(now - born, units = "secs") >= getOption("cli.progress_show_after", 2) &&
+      (is.null(drawn) || done >= total || as.numeric(now - drawn, units = "secs") >= 0.2)
+    if (due) drawn <<- now
+    cli::cli_progress_update(id = id, set = done, total = max(1, total), force = due,
+                             .envir = frame)
   }
 }
 
