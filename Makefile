@@ -1,5 +1,6 @@
 # redq: set-up, build, demo, tests and benchmarks on Debian/Ubuntu.
 #   make demo   install what is missing, build, run the demo
+#   make demo-dashboard  the live dashboard on a busy namespace, saved as dashboard.png
 #   make test   install what is missing, run cargo test and the testthat suite
 #   make bench  benchmarks against doParallel, sequential %do%, future plans, PSOCK clusters,
 #               MulticoreParam and SnowParam; rush-style task tables and worker loops
@@ -13,7 +14,7 @@ R_PKGS = r-base-dev redis-server libssl-dev pkg-config openssl r-cran-foreach r-
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 LIB ?= $(CURDIR)/.lib
 
-.PHONY: deps install demo test bench docs wrappers clean
+.PHONY: deps install demo demo-dashboard test bench docs wrappers clean
 
 deps:
 	@bash tools/deps.sh $(R_PKGS)
@@ -26,6 +27,10 @@ install: deps
 
 demo: install
 	@R_LIBS=$(LIB) Rscript inst/examples/demo.R
+
+# The live dashboard on a busy namespace, saved as dashboard.png.
+demo-dashboard: install
+	@R_LIBS=$(LIB) Rscript inst/examples/dashboard.R dashboard.png
 
 test: install
 	@bash tools/test.sh $(LIB)

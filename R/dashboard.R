@@ -6,10 +6,11 @@
 #'
 #' `redq_dashboard()` serves a web page that shows the namespace as it
 #' runs: its queues and their lengths, the live workers (status, host,
-#' process, current task, time since their last heartbeat, tasks done),
-#' task totals by status, the throughput over the last minutes, the latest
-#' failures with their error messages and logs, and a timeline of the
-#' latest tasks. The page updates itself every `interval` seconds. It can
+#' process, current task, time since their last heartbeat, tasks done) and
+#' the latest workers found lost, task totals by status, the throughput
+#' over the last minutes, the latest failures with their error messages
+#' and logs, and a timeline of the latest tasks (one row per worker, one
+#' bar per attempt, attempts lost with their worker crossed out). The page updates itself every `interval` seconds. It can
 #' cancel a running task, retry failed tasks and stop a worker, each after
 #' a confirmation.
 #'
@@ -73,7 +74,15 @@ redq_dashboard <- function(port = 8790, host = "127.0.0.1", controller = NULL, i
   }
   message("redq dashboard of namespace '", ctl$namespace, "' at ", url, " (Ctrl+C to stop)")
   on.exit(server$stop())
-  tryCatch(repeat httpuv::service(250), interrupt = function(e) NULL)
+  # the totals are sampled every interval even while no page is open, so
+  # that the throughput chart has a past when one opens
+  tryCatch(repeat {
+    httpuv::service(250)
+    last <- board$history$time
+    if (!length(last) || unclass(Sys.time()) - last[[length(last)]] >= interval) {
+      try(dashboard_state(board), silent = TRUE)
+    }
+  }, interrupt = function(e) NULL)
   invisible(NULL)
 }
 
@@ -181,11 +190,28 @@ namespace_snapshot <- function(ctl, recent = 0, failures = 0) {
   })
   tasks <- lapply(s[[6]], function(t) {
     list(id = t[[1]], status = t[[2]], queue = t[[3]], worker = t[[4]],
-         created = num(t[[5]]) / 1000, started = num(t[[6]]) / 1000, finished = num(t[[7]]) / 1000)
+         created = num(t[[5]]) / 1000, started = num(t[[6]]) / 1000, finished = num(t[[7]]) / 1000,
+         attempts = attempt_lines(t[[8]]))
+  })
+  lost <- lapply(s[[7]], function(e) {
+    f <- pairs(e[[2]])
+    list(worker = f$worker %||% "", host = f$host %||% "", requeued = num(f$requeued %||% 0),
+         died = num(f$died %||% 0), time = num(sub("-.*", "", e[[1]])) / 1000)
   })
   list(now = now, queues = queues, workers = workers, ended = as.list(ended),
        seconds = num(counts$seconds %||% 0), timed = num(counts$timed %||% 0),
-       failures = failures, tasks = tasks)
+       failures = failures, tasks = tasks, lost = lost)
+}
+
+# A task's earlier attempts (lines "worker|started|ended|outcome", times in
+# ms) as a list of list(worker, started, ended, outcome), in seconds.
+attempt_lines <- function(history) {
+  lines <- strsplit(history %||% "", "\n")[[1]]
+  lapply(strsplit(lines[nzchar(lines)], "|", fixed = TRUE), function(p) {
+    p <- c(p, "", "", "", "")[1:4]
+    list(worker = p[[1]], started = as.numeric(p[[2]]) / 1000, ended = as.numeric(p[[3]]) / 1000,
+         outcome = p[[4]])
+  })
 }
 
 # The message of a failed task's result (a redq_task_error), or a word on
@@ -207,14 +233,13 @@ dashboard_state <- function(board) {
   board$history <- h
   per_minute <- function(span) {
     old <- h[h$time >= s$now - span, , drop = FALSE]
-    if (nrow(old) < 2) return(NA)
     dt <- s$now - old$time[[1]]
-    if (dt <= 0) NA else (total - old$done[[1]]) / dt
+    if (dt < 5) NA else (total - old$done[[1]]) / dt
   }
   # the rate in each of the last 60 ten-second bins, for the sparkline
   bins <- seq(s$now - 600, s$now, by = 10)
   rate <- numeric()
-  if (nrow(h) >= 2) {
+  if (s$now - h$time[[1]] >= 20) {
     at <- stats::approx(h$time, h$done, xout = bins, rule = 2, ties = "ordered")$y
     rate <- pmax(0, diff(at) / 10)
     rate[bins[-1] < h$time[[1]]] <- NA

@@ -56,6 +56,10 @@ test_that("headless Chromium sees the workers, queue lengths and new counts on t
   password <- sub("^.*://[^:]*:([^@]*)@.*$", "\\1", test_url())
   if (!identical(password, test_url())) expect_false(grepl(password, dom, fixed = TRUE))
 
+  # a worker killed meanwhile is listed as lost
+  doomed <- worker_spawn(1, queue = "none")
+  tools::pskill(worker_pid(doomed$id, ctl), tools::SIGKILL)
+  expect_true(wait_until(function() worker_status(doomed) == "LOST", timeout = 10))
   worker_message_send_and_wait("RESUME", worker_ids = w)
   failing <- task_create_expr(stop("no such file: data.csv"))
   task_wait(c(waiting, failing), timeout = 20)
@@ -64,6 +68,8 @@ test_that("headless Chromium sees the workers, queue lengths and new counts on t
   expect_equal(dom_number(dom, "count-ERROR"), 1)
   expect_equal(dom_number(dom, "count-PENDING"), 0)
   expect_match(dom, "no such file: data.csv", fixed = TRUE)
+  expect_match(dom, sprintf('data-lost="%s"', doomed$id), fixed = TRUE)
+  expect_false(grepl(sprintf('data-worker="%s"', doomed$id), dom, fixed = TRUE))
   expect_match(dom, sprintf('<tr data-queue="fast"><td>fast</td><td class="num qlen">0</td></tr>'), fixed = TRUE)
   # the timeline has a bar for each task of the task API
   expect_equal(lengths(regmatches(dom, gregexpr("<rect [^>]*data-task=", dom))), 14)

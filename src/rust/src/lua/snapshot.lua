@@ -3,7 +3,8 @@
 -- keyspace): queues and their lengths, live workers (their record, the
 -- time of their last heartbeat, how many tasks they hold), the running
 -- totals, the latest failures (and whether task_retry() can run them
--- again), and the latest task API tasks.
+-- again), the latest task API tasks (with their earlier attempts), and
+-- the latest workers found lost.
 -- ARGV[3]: how many of the latest tasks; ARGV[4]: how many failures.
 local function fill(t, n)
   for i = 1, n do
@@ -41,12 +42,13 @@ local n = tonumber(ARGV[3])
 if n > 0 then
   for _, id in ipairs(redis.call('LRANGE', K.tasks(), -n, -1)) do
     local t = redis.call('HMGET', K.task(id), 'status', 'queue', 'worker', 'created', 'started',
-                         'finished')
+                         'finished', 'history')
     if t[1] then
-      local row = fill(t, 6)
+      local row = fill(t, 7)
       table.insert(row, 1, id)
       recent[#recent + 1] = row
     end
   end
 end
-return {NOW, queues, workers, redis.call('HGETALL', K.counts()), failures, recent}
+return {NOW, queues, workers, redis.call('HGETALL', K.counts()), failures, recent,
+        redis.call('XREVRANGE', K.events(), '+', '-', 'COUNT', 10)}
