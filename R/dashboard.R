@@ -10,9 +10,9 @@
 #' the latest workers found lost, task totals by status, the throughput
 #' over the last minutes, the latest failures with their error messages
 #' and logs, and a timeline of the latest tasks (one row per worker, one
-#' bar per attempt, attempts lost with their worker crossed out). The page updates itself every `interval` seconds. It can
-#' cancel a running task, retry failed tasks and stop a worker, each after
-#' a confirmation.
+#' bar per attempt, attempts lost with their worker crossed out). The page
+#' updates itself every `interval` seconds. It can cancel a running task,
+#' retry failed tasks and stop a worker, each after a confirmation.
 #'
 #' Each refresh is one read-only script on the server that reads what it
 #' lists (queues, live workers, running totals, the latest tasks); it
@@ -199,7 +199,7 @@ namespace_snapshot <- function(ctl, recent = 0, failures = 0) {
          died = num(f$died %||% 0), time = num(sub("-.*", "", e[[1]])) / 1000)
   })
   list(now = now, queues = queues, workers = workers, ended = as.list(ended),
-       seconds = num(counts$seconds %||% 0), timed = num(counts$timed %||% 0),
+       seconds = num(counts$ms %||% 0) / 1000, timed = num(counts$timed %||% 0),
        failures = failures, tasks = tasks, lost = lost)
 }
 
@@ -258,7 +258,9 @@ dashboard_state <- function(board) {
 #' dashboard serves it on `/metrics`: queue lengths, tasks running, task
 #' totals by final status (counters since the namespace began), live
 #' workers by status, and the time tasks took (a summary: the sum of their
-#' durations and their count). One read-only script on the server.
+#' durations and their count). One read-only script on the server. Workers
+#' report the time their tasks took, and how many they ran, with their
+#' heartbeats, so those figures trail by up to a heartbeat period.
 #'
 #' @param controller A [redq_controller()], or `NULL` for the default.
 #' @return A single string.

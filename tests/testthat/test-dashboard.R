@@ -82,7 +82,12 @@ test_that("/metrics is Prometheus text with the namespace's counts", {
   ids <- task_create_bulk_expr(x, data.frame(x = 1:5))
   bad <- task_create_expr(stop("x"))
   task_wait(c(ids, bad), timeout = 20)
-  text <- readLines(paste0(url, "metrics"), warn = FALSE)
+  # workers report their time and counts with their next heartbeat
+  ns <- sprintf('namespace="%s"', ctl$namespace)
+  read <- function() readLines(paste0(url, "metrics"), warn = FALSE)
+  expect_true(wait_until(function() sprintf('redq_task_duration_seconds_count{%s} 6', ns) %in% read(),
+                         timeout = 5))
+  text <- read()
   samples <- text[!startsWith(text, "#")]
   # every sample line is name{labels} value, every family has HELP and TYPE
   expect_true(all(grepl('^[a-z_]+\\{([a-z_]+="[^"]*",?)*\\} -?[0-9.e+]+$', samples)), info = paste(samples, collapse = "\n"))
@@ -90,7 +95,6 @@ test_that("/metrics is Prometheus text with the namespace's counts", {
   for (f in families) {
     expect_true(any(text %in% sprintf("# TYPE %s %s", f, c("gauge", "counter", "summary"))), info = f)
   }
-  ns <- sprintf('namespace="%s"', ctl$namespace)
   expect_true(sprintf('redq_tasks_total{%s,status="COMPLETE"} 5', ns) %in% samples)
   expect_true(sprintf('redq_tasks_total{%s,status="ERROR"} 1', ns) %in% samples)
   expect_true(sprintf('redq_queue_length{%s,queue="default"} 0', ns) %in% samples)

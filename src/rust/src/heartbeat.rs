@@ -89,6 +89,34 @@ pub struct Shared {
     pub messages: Mutex<Vec<(String, String, Vec<u8>)>>,
     /// PAUSE arrived (and no RESUME since): take no task.
     pub paused: AtomicBool,
+    /// Tasks this worker ran.
+    pub done: AtomicU64,
+    /// Milliseconds spent on tasks, and how many tasks, not yet added to
+    /// the namespace's running totals: the beat adds them, off the task
+    /// path.
+    pub unreported_ms: AtomicU64,
+    pub unreported_n: AtomicU64,
+}
+
+impl Shared {
+    /// A task took `took`: counted now, reported with the next beat.
+    pub fn count_task(&self, took: Duration) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.unreported_ms.fetch_add(took.as_millis() as u64, Ordering::Relaxed);
+        self.unreported_n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (tasks done, unreported ms, unreported tasks), taking the latter two.
+    pub fn take_totals(&self) -> (u64, u64, u64) {
+        (self.done.load(Ordering::Relaxed), self.unreported_ms.swap(0, Ordering::Relaxed),
+         self.unreported_n.swap(0, Ordering::Relaxed))
+    }
+
+    /// Totals taken for a write that did not get through: report them later.
+    pub fn give_back(&self, ms: u64, n: u64) {
+        self.unreported_ms.fetch_add(ms, Ordering::Relaxed);
+        self.unreported_n.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Timing of the side thread.
@@ -210,8 +238,13 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
             next_beat = now + t.period;
             beats = beats.wrapping_add(1);
             let pending = shared.last_error.lock().take().unwrap_or_default();
-            let alive: Result<i64> =
-                conn.run(|c| invocation(scripts::beat(), &keys).arg(&reg.id).arg(lease_ms).arg(&pending).invoke(c));
+            let (done, ms, n) = shared.take_totals();
+            let alive: Result<i64> = conn.run(|c| {
+                invocation(scripts::beat(), &keys).arg(&reg.id).arg(lease_ms).arg(&pending).arg(done).arg(ms).arg(n).invoke(c)
+            });
+            if !matches!(alive, Ok(1)) {
+                shared.give_back(ms, n);
+            }
             if !matches!(alive, Ok(1)) && !pending.is_empty() {
                 // not recorded: keep it for the next beat that gets through
                 shared.last_error.lock().get_or_insert(pending);

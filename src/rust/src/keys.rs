@@ -131,9 +131,9 @@ keys! {
     data(name) => ["data", name];
     /// Lost-worker reports for waiting controllers (stream, capped).
     events() => ["events"];
-    /// Running totals: tasks ended by status; the seconds workers spent on
-    /// the tasks whose results they reported (`seconds`) and how many
-    /// those were (`timed`) (hash).
+    /// Running totals: tasks ended by status; the milliseconds workers spent
+    /// on tasks (`ms`) and how many tasks those were (`timed`), reported
+    /// with their beats (hash).
     counts() => ["counts"];
     /// Ids of the latest tasks that ended other than COMPLETE, newest first
     /// (list, capped).

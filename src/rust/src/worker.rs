@@ -317,6 +317,7 @@ impl Worker {
         let status = self.outcome_status(outcome);
         let (at, began_ms) = self.began.take().unwrap_or((Instant::now(), 0));
         let took = at.elapsed();
+        self.shared.count_task(took);
         self.typical = Some(self.typical.map_or(took, |t| (t * 3 + took) / 4));
         self.set_current(None);
         self.finished.push(Finished { id: id.to_string(), status, result, began_ms });
@@ -533,7 +534,10 @@ impl Worker {
         self.heartbeat.stop();
         let wid = self.reg.id.clone();
         let keys = self.reg.keys.clone();
-        self.conn.run(|c| invocation(scripts::exit_worker(), &keys).arg(&wid).arg(how).invoke::<redis::Value>(c))?;
+        let (done, ms, n) = self.shared.take_totals();
+        self.conn.run(|c| {
+            invocation(scripts::exit_worker(), &keys).arg(&wid).arg(how).arg(done).arg(ms).arg(n).invoke::<redis::Value>(c)
+        })?;
         Ok(())
     }
 }

@@ -107,6 +107,19 @@ local function finish(tk, id, t, status, extra)
   end
 end
 
+-- A worker's totals, reported with its beats and when it leaves: how many
+-- tasks it ran (`done` in its record), and the ms it spent on tasks and
+-- how many since its last report (the namespace's `ms` and `timed`).
+local function add_totals(wid, done, ms, n)
+  if done and done ~= '' then
+    redis.call('HSET', K.worker(wid), 'done', done)
+  end
+  if n and tonumber(n) > 0 then
+    redis.call('HINCRBY', K.counts(), 'ms', ms)
+    redis.call('HINCRBY', K.counts(), 'timed', n)
+  end
+end
+
 -- Add an event to a worker's log, which is capped; `ttl`: the log goes
 -- that many seconds from now (a worker that left).
 local function worker_event(wid, text, ttl)
@@ -170,12 +183,6 @@ local function complete(wid, id, status, result, began)
     extra[#extra + 1] = began
   end
   finish(tk, id, t, status, extra)
-  local from = tonumber(began ~= '' and began or t.started)
-  if from then
-    redis.call('HINCRBYFLOAT', K.counts(), 'seconds', (tonumber(NOW) - from) / 1000)
-    redis.call('HINCRBY', K.counts(), 'timed', 1)
-  end
-  redis.call('HINCRBY', K.worker(wid), 'done', 1)
   return 1
 end
 
