@@ -10,7 +10,7 @@ R_PKGS = r-base-dev redis-server libssl-dev pkg-config openssl r-cran-foreach r-
          r-cran-knitr r-cran-rmarkdown r-cran-future r-cran-future.apply r-cran-furrr \
          r-cran-progressr r-bioc-biocparallel r-bioc-biocneighbors \
          r-cran-r6 r-cran-data.table r-cran-plyr \
-         r-cran-cli r-cran-httpuv r-cran-jsonlite chromium
+         r-cran-cli r-cran-httpuv r-cran-jsonlite chromium curl
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 LIB ?= $(CURDIR)/.lib
 
