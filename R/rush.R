@@ -926,7 +926,7 @@ RushWorker <- R6::R6Class("RushWorker", inherit = Rush,
         p <- private$.popped[[keys[[i]]]]
         res <- list(xs = p$xs, xs_extra = p$xs_extra, ys = yss[[i]], ys_extra = extra[[i]],
                     pid = Sys.getpid())
-        rs_worker_end(private$.w, keys[[i]], OUTCOME_VALUE, serialize_fast(res))
+        end_task(private$.w, keys[[i]], list(outcome = OUTCOME_VALUE, result = serialize_fast(res)))
         private$.popped[[keys[[i]]]] <- NULL
       }
       rs_check(rs_worker_step(private$.w, 0, 0))

@@ -150,6 +150,20 @@ worker_serve <- function(cfg, max_batch, run) {
   invisible(n)
 }
 
+# Report a task's result. One over the inline limit is stored in chunks
+# at once; should the server refuse it (its memory limit), the task ends
+# with an error that says so, and the worker goes on.
+end_task <- function(w, id, out) {
+  r <- rs_worker_end(w, id, out$outcome, out$result)
+  if (inherits(r, "redq_rs_error")) {
+    msg <- sprintf("its result (%s) could not be stored: %s",
+                   format(structure(length(out$result), class = "object_size"), units = "auto"),
+                   r$message)
+    rs_worker_end(w, id, OUTCOME_ERROR, serialize_fast(redq_task_error(msg, id = id)))
+  }
+  invisible()
+}
+
 # What a task's R code produced, as rs_worker_end() codes it; the core
 # turns it into the task's status.
 OUTCOME_VALUE <- 0L
@@ -211,7 +225,7 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
         } else {
           run_task(w, list(id = id, payload = batch$payload[[i]], seed = batch$seed[[i]]), state)
         }
-        rs_worker_end(w, id, out$outcome, out$result)
+        end_task(w, id, out)
         n <- n + 1
         state$n <- n
       }

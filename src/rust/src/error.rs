@@ -26,6 +26,10 @@ pub enum Error {
     Cancelled(String),
     /// The user interrupted a blocking call.
     Interrupted,
+    /// The server refused a write: it reached its memory limit.
+    ServerMemory(String),
+    /// A stored value is not what was written (a chunk missing or altered).
+    Corrupt(String),
 }
 
 /// Result with the core error.
@@ -45,6 +49,8 @@ impl Error {
             Error::Worker(_) => "worker",
             Error::Cancelled(_) => "cancelled",
             Error::Interrupted => "interrupt",
+            Error::ServerMemory(_) => "server_memory",
+            Error::Corrupt(_) => "corrupt",
         }
     }
 
@@ -70,7 +76,9 @@ impl fmt::Display for Error {
             | Error::Version(m)
             | Error::Signature(m)
             | Error::Worker(m)
-            | Error::Cancelled(m) => f.write_str(m),
+            | Error::Cancelled(m)
+            | Error::ServerMemory(m)
+            | Error::Corrupt(m) => f.write_str(m),
             Error::Interrupted => f.write_str("interrupted by the user"),
         }
     }
@@ -82,6 +90,12 @@ impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
         if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
             Error::Connection(format!("lost the connection to Redis: {e}"))
+        } else if e.code() == Some("OOM") || e.to_string().contains("OOM command not allowed") {
+            Error::ServerMemory(format!(
+                "the Redis server refused the write: it is at its memory limit (maxmemory) ({e}); \
+                 free memory (delete finished tasks, lower what is queued), raise maxmemory, \
+                 or keep large objects out of Redis with offload_path"
+            ))
         } else {
             Error::Server(format!("Redis answered with an error: {e}"))
         }

@@ -135,6 +135,10 @@ keys! {
     /// on tasks (`ms`) and how many tasks those were (`timed`), reported
     /// with their beats (hash).
     counts() => ["counts"];
+    /// Chunk `part` of a value over the inline limit (string; see `big`):
+    /// `owner` is the task (and, for results, the worker) or job it
+    /// belongs to.
+    chunk(owner, part) => ["chunk", owner, part];
     /// Ids of the latest tasks that ended other than COMPLETE, newest first
     /// (list, capped).
     failures() => ["failures"];

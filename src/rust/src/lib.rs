@@ -29,6 +29,7 @@
 //!
 //! The only code that knows R is under `bindings/`.
 
+pub mod big;
 pub mod config;
 pub mod connection;
 pub mod controller;

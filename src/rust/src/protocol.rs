@@ -30,6 +30,13 @@ pub const CONTROL_TTL_S: u64 = 86400;
 /// Approximate length the lost-worker event stream is capped at.
 pub const EVENTS_MAXLEN: u64 = 1000;
 
+/// Values (payloads, results, job environments) over this many bytes are
+/// stored in chunks (`big`).
+pub const BIG_VALUE: usize = 16 << 20;
+
+/// Bytes per chunk of a large value.
+pub const BIG_CHUNK: usize = 1 << 20;
+
 /// Events kept in a worker's event log (the newest).
 pub const WORKER_LOG_LIMIT: u64 = 1000;
 

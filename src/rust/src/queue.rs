@@ -2,6 +2,7 @@
 //! bookkeeping, cancellation, deletion, retry and queues. Waiting lives in
 //! `engine`.
 
+use crate::big;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
@@ -33,11 +34,40 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], how: Submi
     let mut p = redis::pipe();
     p.atomic();
     let secret = conn.config().secret.clone();
-    let payloads = p.cmd("HSET").arg(keys.payloads());
+    // payloads over the inline limit go in chunks first; the record holds
+    // the reference (and, for a task that never expires, they are made
+    // permanent with it)
+    let mut big_refs: Vec<big::BigRef> = Vec::new();
+    let mut sealed: Vec<Vec<u8>> = Vec::with_capacity(tasks.len());
     for t in tasks {
-        payloads.arg(&t.id).arg(signature::seal(secret.as_deref(), &t.payload));
+        let s = signature::seal(secret.as_deref(), &t.payload);
+        if big::is_big(s.len()) {
+            match big::write(conn, keys, &t.id, big::PAYLOAD, &[&s]) {
+                Ok(r) => {
+                    sealed.push(r.encode());
+                    big_refs.push(r);
+                }
+                Err(e) => {
+                    drop_big(conn, keys, &big_refs);
+                    return Err(e);
+                }
+            }
+        } else {
+            sealed.push(s);
+        }
+    }
+    let payloads = p.cmd("HSET").arg(keys.payloads());
+    for (t, s) in tasks.iter().zip(&sealed) {
+        payloads.arg(&t.id).arg(s);
     }
     payloads.ignore();
+    if !how.expire {
+        for r in &big_refs {
+            for i in 0..r.chunks {
+                p.persist(r.key(keys, i)).ignore();
+            }
+        }
+    }
     let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut by_deps: BTreeMap<Vec<String>, Vec<&str>> = BTreeMap::new();
     for t in tasks {
@@ -86,7 +116,20 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], how: Submi
         let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
         p.rpush(keys.tasks(), ids).ignore();
     }
-    conn.run(|c| p.query::<()>(c))
+    let done = conn.run(|c| p.query::<()>(c));
+    if matches!(&done, Err(e) if !e.is_connection()) {
+        // refused, so the transaction did not run (a refusal aborts all of
+        // it): the chunks it would have referred to go too
+        drop_big(conn, keys, &big_refs);
+    }
+    done
+}
+
+/// Delete the chunks of values that will not be recorded (best effort).
+fn drop_big(conn: &mut Connection, keys: &Keys, refs: &[big::BigRef]) {
+    for r in refs {
+        let _ = big::drop_chunks(conn, keys, &r.owner, &r.part, r.chunks);
+    }
 }
 
 /// Status of each id; `MISSING` for ids the server does not know.
@@ -139,16 +182,15 @@ pub fn results(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec
         p.cmd("HMGET").arg(keys.task(id)).arg("status").arg("result");
     }
     let out: Vec<(Option<String>, Option<Vec<u8>>)> = conn.pipe(&p)?;
-    Ok(ids
-        .iter()
-        .zip(out)
-        .map(|(id, (s, r))| Ended {
-            id: id.clone(),
-            status: s.unwrap_or_else(|| status::MISSING.to_string()),
-            result: r.filter(|r| !r.is_empty()),
-            tag: None,
-        })
-        .collect())
+    let mut v = Vec::with_capacity(ids.len());
+    for (id, (s, r)) in ids.iter().zip(out) {
+        let result = match r.filter(|r| !r.is_empty()) {
+            Some(r) => Some(big::resolve(conn, keys, r)?),
+            None => None,
+        };
+        v.push(Ended { id: id.clone(), status: s.unwrap_or_else(|| status::MISSING.to_string()), result, tag: None });
+    }
+    Ok(v)
 }
 
 /// What a table view of tasks needs of each: status, the worker that ran
@@ -182,6 +224,14 @@ pub fn records(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec
             payload: payload.filter(|b| !b.is_empty()),
             result: r.filter(|b| !b.is_empty()),
         });
+    }
+    for r in v.iter_mut() {
+        if let Some(b) = r.payload.take() {
+            r.payload = Some(big::resolve(conn, keys, b)?);
+        }
+        if let Some(b) = r.result.take() {
+            r.result = Some(big::resolve(conn, keys, b)?);
+        }
     }
     Ok(v)
 }

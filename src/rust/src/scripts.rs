@@ -39,6 +39,7 @@ fn constants() -> Vec<(&'static str, String)> {
         ("EVENTS_MAXLEN", protocol::EVENTS_MAXLEN.to_string()),
         ("WORKER_LOG_LIMIT", protocol::WORKER_LOG_LIMIT.to_string()),
         ("FAILURES_LIMIT", protocol::FAILURES_LIMIT.to_string()),
+        ("BIG_TAG", q(std::str::from_utf8(&crate::big::MARK[1..]).unwrap_or_default())),
     ]
 }
 

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::heartbeat::{Heartbeat, Reason, Shared, Timing};
 use crate::keys::Keys;
 use crate::protocol;
+use crate::big;
 use crate::registry::{self, register, Registration};
 use crate::rng::Stream;
 use crate::scripts::{self, invocation};
@@ -323,6 +324,17 @@ impl Worker {
         self.finished.push(Finished { id: id.to_string(), status, result, began_ms });
     }
 
+    /// `end()` for a result over the inline limit: its chunks are written
+    /// now, straight from R's serialization (no copy of it is kept), and
+    /// the step reports the reference. The chunks name this worker, so a
+    /// duplicate result from another worker cannot overwrite them.
+    pub fn end_big(&mut self, id: &str, outcome: Outcome, result: &[u8]) -> Result<()> {
+        let owner = format!("{id}:{}", self.reg.id);
+        let r = big::write(&mut self.conn, &self.reg.keys, &owner, big::RESULT, &[result])?;
+        self.end(id, outcome, r.encode());
+        Ok(())
+    }
+
     /// How many tasks to start at once: a few milliseconds of work at the
     /// recent tasks' pace, at most `max_batch`; one until there is a pace.
     fn batch_size(&self) -> usize {
@@ -453,16 +465,13 @@ impl Worker {
         let s = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap_or_default() };
         let n: usize = reply.first().and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or(0);
         let accepted = reply.iter().skip(1).take(n).map(|v| matches!(v, redis::Value::Int(1))).collect();
-        let tasks = reply[(1 + n).min(reply.len())..]
-            .chunks(5)
-            .filter(|c| c.len() == 5)
-            .map(|c| {
-                let raw: Vec<u8> = redis::from_redis_value_ref(&c[1]).unwrap_or_default();
-                let mut t = self.task_from(s(&c[0]), raw, &s(&c[2]), &s(&c[3]));
-                t.job = s(&c[4]);
-                t
-            })
-            .collect();
+        let mut tasks = Vec::new();
+        for c in reply[(1 + n).min(reply.len())..].chunks(5).filter(|c| c.len() == 5) {
+            let raw: Vec<u8> = redis::from_redis_value_ref(&c[1]).unwrap_or_default();
+            let mut t = self.task_from(s(&c[0]), raw, &s(&c[2]), &s(&c[3]));
+            t.job = s(&c[4]);
+            tasks.push(t);
+        }
         Ok((accepted, tasks))
     }
 
@@ -470,7 +479,7 @@ impl Worker {
     /// record (a signature that does not verify, a timeout or seed this
     /// worker cannot use) refuses the task, which then ends ERROR, rather
     /// than ending the worker.
-    fn task_from(&self, id: String, raw: Vec<u8>, timeout: &str, seed: &str) -> Task {
+    fn task_from(&mut self, id: String, raw: Vec<u8>, timeout: &str, seed: &str) -> Task {
         let mut task = Task { id, payload: Vec::new(), timeout: None, seed: None, refused: None, job: String::new() };
         let refuse = |mut t: Task, why: String| {
             t.refused = Some(why);
@@ -492,6 +501,11 @@ impl Worker {
                 None => return refuse(task, format!("refused to run the task: its seed '{seed}' is not a random number stream")),
             }
         }
+        // a payload over the inline limit is stored in chunks
+        let raw = match big::resolve(&mut self.conn, &self.reg.keys, raw) {
+            Ok(raw) => raw,
+            Err(e) => return refuse(task, format!("could not read the task's payload: {e}")),
+        };
         match signature::open(self.conn.config().secret.as_deref(), raw) {
             Ok(p) => task.payload = p,
             Err(e) => return refuse(task, e.to_string()),
@@ -510,8 +524,11 @@ impl Worker {
     pub fn job_env(&mut self, job: &str) -> Result<Option<Vec<u8>>> {
         let key = self.reg.keys.job_env(job);
         let env: Option<Vec<u8>> = self.conn.retry(Duration::from_secs(60), |c| redis::cmd("GET").arg(&key).query(c))?;
-        let secret = self.conn.config().secret.clone();
-        env.map(|e| signature::open(secret.as_deref(), e)).transpose()
+        let env = match env {
+            Some(e) => big::resolve(&mut self.conn, &self.reg.keys, e)?,
+            None => return Ok(None),
+        };
+        signature::open(self.conn.config().secret.as_deref(), env).map(Some)
     }
 
     /// A value of the namespace (`value_get()`), read on the worker's own

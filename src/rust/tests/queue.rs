@@ -45,7 +45,7 @@ fn lua_preamble_builds_the_same_keys_words_and_ttls_as_rust() {
     for ttl in [redq::protocol::JOB_TTL_S, redq::protocol::NOTIFY_TTL_MS, redq::protocol::WORKER_TTL_S] {
         assert!(got.contains(&ttl.to_string()), "{ttl}");
     }
-    assert_eq!(keys.samples().len(), 22);
+    assert_eq!(keys.samples().len(), 23);
     assert!(got.contains(&keys.job_done("j")));
 }
 
@@ -244,4 +244,53 @@ fn dependents_wait_then_run_or_become_impossible() {
     queue::submit(&mut ctl.conn, &ctl.keys, &[g.clone(), h.clone()], API).unwrap();
     assert_eq!(queue::cancel(&mut ctl.conn, &ctl.keys, &[g.id.clone()]).unwrap(), vec!["DEFERRED"]);
     assert_eq!(st(&mut ctl, &[&g, &h]), vec!["CANCELLED", "IMPOSSIBLE"]);
+}
+
+/// Keys of the namespace holding chunks of large values.
+fn chunk_keys(ctl: &mut Controller) -> Vec<String> {
+    let pattern = format!("{}chunk:*", ctl.keys.prefix());
+    ctl.conn.run(|c| redis::cmd("KEYS").arg(&pattern).query(c)).unwrap()
+}
+
+#[test]
+fn large_payloads_and_results_travel_in_chunks_and_are_checked() {
+    let srv = Server::start();
+    let cfg = srv.config("big");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let payload: Vec<u8> = (0..40_000_000u32).map(|i| (i % 251) as u8).collect();
+    let t = spec("q", &payload, &ctl.cid);
+    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], API).unwrap();
+    // 40 MB in chunks; the payload's place holds a short reference,
+    // and a task API task's chunks do not expire
+    let chunks = chunk_keys(&mut ctl);
+    let n = 40_000_000usize.div_ceil(redq::protocol::BIG_CHUNK);
+    assert_eq!(chunks.len(), n);
+    let ttl: i64 = ctl.conn.run(|c| redis::cmd("TTL").arg(&chunks[0]).query(c)).unwrap();
+    assert_eq!(ttl, -1);
+    let stored: usize = ctl.conn.run(|c| redis::cmd("HSTRLEN").arg(ctl.keys.payloads()).arg(&t.id).query(c)).unwrap();
+    assert!(stored < 200, "{stored}");
+
+    let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
+    let (_, got) = common::step1(&mut w, None, true, Duration::ZERO);
+    let got = got.unwrap();
+    assert!(got.payload == payload, "the payload came back altered");
+    let result: Vec<u8> = payload.iter().rev().copied().collect();
+    w.begin(&got.id);
+    w.end_big(&got.id, Outcome::Value, &result).unwrap();
+    let (accepted, _) = w.step(0, Duration::ZERO).unwrap();
+    assert_eq!(accepted, vec![true]);
+    let res = queue::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
+    assert!(res[0].result.as_deref() == Some(&result[..]), "the result came back altered");
+    // completing dropped the payload's chunks; the result's stay with the task
+    assert_eq!(chunk_keys(&mut ctl).len(), n);
+
+    // an altered chunk is found before anyone unserializes it
+    let first = chunk_keys(&mut ctl)[0].clone();
+    ctl.conn.run(|c| redis::cmd("SETRANGE").arg(&first).arg(10).arg("tampered").query::<()>(c)).unwrap();
+    let err = queue::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap_err();
+    assert_eq!(err.kind(), "corrupt");
+    // deleting the task deletes its chunks
+    queue::delete(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
+    assert!(chunk_keys(&mut ctl).is_empty());
+    w.exit("EXITED").unwrap();
 }

@@ -116,6 +116,7 @@ fn rs_worker_begin(x: Robj, id: &str) -> Robj {
 fn rs_worker_end(x: Robj, id: &str, outcome: i32, result: Raw) -> Robj {
     let mut w = wkr!(x);
     match Outcome::from_code(outcome) {
+        Some(o) if crate::big::is_big(result.len()) => out(w.as_mut().end_big(id, o, result.as_slice())),
         Some(o) => {
             w.as_mut().end(id, o, result.as_slice().to_vec());
             Robj::from(())

@@ -3,6 +3,7 @@
 //! the server lost, resubmission, and riding out an unreachable server.
 
 use super::Job;
+use crate::big;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::monitor;
@@ -22,6 +23,13 @@ const COLLECT_CHUNK: usize = 256;
 impl Job {
     pub(super) fn upload_env(&mut self, conn: &mut Connection, env: &[u8], about: &str) -> Result<()> {
         let sealed = signature::seal(conn.config().secret.as_deref(), env);
+        // an environment over the inline limit goes in chunks, the key
+        // holding the reference
+        let sealed = if big::is_big(sealed.len()) {
+            big::write(conn, &self.keys, &self.id, big::ENV, &[&sealed])?.encode()
+        } else {
+            sealed
+        };
         let mut p = redis::pipe();
         p.cmd("SET").arg(self.keys.job_env(&self.id)).arg(&sealed).arg("EX").arg(JOB_TTL_S).ignore();
         p.hset(self.keys.jobs(), &self.id, about).ignore();
@@ -191,7 +199,8 @@ impl Job {
                 if st == status::MISSING && self.held.contains_key(id) {
                     lost.push(id.clone());
                 } else if status::is_done(&st) {
-                    self.deliver(id.clone(), st, if result.is_empty() { None } else { Some(result) });
+                    let result = if result.is_empty() { None } else { Some(big::resolve(conn, &self.keys, result)?) };
+                    self.deliver(id.clone(), st, result);
                 }
                 // anything else is a stale notice (the task was retried): ignore
             }

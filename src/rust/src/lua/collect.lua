@@ -7,6 +7,8 @@
 local fetch = ARGV[3] == '1'
 local k = tonumber(ARGV[4])
 for i = 5, 4 + k do
+  drop_big(K.task(ARGV[i]), 'result')
+  drop_big(PAYLOADS, ARGV[i])
   redis.call('DEL', K.task(ARGV[i]))
   redis.call('HDEL', PAYLOADS, ARGV[i])
 end

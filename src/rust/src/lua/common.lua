@@ -7,6 +7,45 @@
 -- out of Redis' compact encoding and triple the memory of a queued task.
 local PAYLOADS = K.payloads()
 
+-- A value over the inline limit is stored in chunks and its place holds a
+-- reference (see big.rs): NUL, BIG_TAG, then len:chunks:sha:owner:part.
+local BIG_MARK = string.char(0) .. BIG_TAG
+
+-- The chunk keys a reference names, or nil if `v` is not one.
+local function big_chunks(v)
+  if not v or string.sub(v, 1, #BIG_MARK) ~= BIG_MARK then
+    return nil
+  end
+  local n, owner, part = string.match(string.sub(v, #BIG_MARK + 1), '^%d+:(%d+):%x+:(.+):(%a+)$')
+  if not n then
+    return nil
+  end
+  local ks = {}
+  for i = 0, tonumber(n) - 1 do
+    ks[#ks + 1] = K.chunk(owner, part .. i)
+  end
+  return ks
+end
+
+-- UNLINK keys, a thousand at a time (unpack() has a bound).
+local function unlink_all(ks)
+  for i = 1, #ks, 1000 do
+    redis.call('UNLINK', unpack(ks, i, math.min(i + 999, #ks)))
+  end
+end
+
+-- Delete the chunks of the value in field `f` of hash `h`, if it is a
+-- reference (only short values are read: a reference is short).
+local function drop_big(h, f)
+  local len = redis.call('HSTRLEN', h, f)
+  if len > 0 and len <= 512 then
+    local ks = big_chunks(redis.call('HGET', h, f))
+    if ks then
+      unlink_all(ks)
+    end
+  end
+end
+
 local TERMINAL = {[COMPLETE] = true, [ERROR] = true, [CANCELLED] = true, [TIMEOUT] = true,
                   [DIED] = true, [IMPOSSIBLE] = true}
 
@@ -99,6 +138,7 @@ local function finish(tk, id, t, status, extra)
   -- it again: its payload goes whatever the end, so nothing outlives the
   -- job should its controller vanish
   if status == COMPLETE or redis.call('TTL', tk) > 0 then
+    drop_big(PAYLOADS, id)
     redis.call('HDEL', PAYLOADS, id)
   end
   notify(t, id, status)
@@ -167,8 +207,20 @@ local function complete(wid, id, status, result, began)
   redis.call('LREM', K.worker_running(wid), 1, id)
   local tk = K.task(id)
   local t = fields(tk)
+  -- a result over the inline limit: its chunks were written with a time
+  -- to live; they go with a result that is not recorded, and stay for
+  -- good with one recorded on a task that does not expire
+  local chunks = string.byte(result, 1) == 0 and big_chunks(result)
   if not t.status or TERMINAL[t.status] then
+    if chunks then
+      unlink_all(chunks)
+    end
     return 0
+  end
+  if chunks and redis.call('TTL', tk) < 0 then
+    for _, k in ipairs(chunks) do
+      redis.call('PERSIST', k)
+    end
   end
   if t.status == PENDING then
     -- requeued after its worker was declared lost: take it off the queue
@@ -199,6 +251,7 @@ local function start(wid, id, first)
     redis.call('LREM', K.worker_running(wid), 1, id)
     if not t[1] then
       -- its record expired (its job's controller vanished): so does the payload
+      drop_big(PAYLOADS, id)
       redis.call('HDEL', PAYLOADS, id)
     end
     return nil
@@ -315,6 +368,8 @@ local function cancel_tasks(ids, delete, unlist)
     end
     if delete then
       if t.status then
+        drop_big(tk, 'result')
+        drop_big(PAYLOADS, id)
         redis.call('DEL', tk)
         redis.call('HDEL', PAYLOADS, id)
         if not TERMINAL[t.status] and t.dependents then

@@ -5,6 +5,14 @@
 -- ARGV[3] job id, ARGV[4..] ids of the job's tasks that still have data.
 local job = ARGV[3]
 cancel_tasks(args_from(4), true, false)
-redis.call('DEL', K.job_env(job), K.job_done(job))
+local ek = K.job_env(job)
+local len = redis.call('STRLEN', ek)
+if len > 0 and len <= 512 then
+  local chunks = big_chunks(redis.call('GET', ek))
+  if chunks then
+    unlink_all(chunks)
+  end
+end
+redis.call('DEL', ek, K.job_done(job))
 redis.call('HDEL', K.jobs(), job)
 return 1

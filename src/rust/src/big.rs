@@ -1,0 +1,184 @@
+//! Values of any size. A value over `protocol::BIG_VALUE` bytes (a task's
+//! payload, its result, a job's environment) is not stored in its record:
+//! it is cut into chunks of `protocol::BIG_CHUNK` bytes, each a string key
+//! `chunk:<owner>:<part><i>`, written one command at a time (so neither
+//! side packs the whole value into one buffer, and the server is never
+//! busy with one value for long), and its record holds a short reference
+//! instead: `\0redq-big:<length>:<chunks>:<sha256>:<owner>:<part>`. A
+//! reader fetches the chunks into one buffer of the right size and checks
+//! the length and the hash before anyone unserializes it. The owner of a
+//! result's chunks names the worker too, so a late duplicate result never
+//! overwrites the chunks of the one that was recorded.
+//!
+//! Chunks are written before the record that refers to them, with a time
+//! to live, so that a writer that dies halfway leaves nothing for good;
+//! the scripts that record a value for good (a task API task's result or
+//! payload) make its chunks permanent too, and those that delete a value
+//! delete its chunks (`drop_big` in `lua/common.lua`).
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::protocol::{BIG_CHUNK, BIG_VALUE, JOB_TTL_S};
+use sha2::{Digest, Sha256};
+
+/// What starts a reference (a NUL: neither an R serialization nor a
+/// signed payload starts with one).
+pub const MARK: &[u8] = b"\0redq-big:";
+
+/// Chunk parts: a task's payload, its result, a job's environment.
+pub const PAYLOAD: &str = "p";
+pub const RESULT: &str = "r";
+pub const ENV: &str = "e";
+
+/// A parsed reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BigRef {
+    /// Bytes of the whole value.
+    pub len: usize,
+    /// Number of chunks.
+    pub chunks: usize,
+    /// SHA-256 of the value, in hex.
+    pub sha: String,
+    /// Whose chunks: `chunk:<owner>:<part><i>`.
+    pub owner: String,
+    pub part: String,
+}
+
+impl BigRef {
+    /// The reference as stored in the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = MARK.to_vec();
+        v.extend_from_slice(format!("{}:{}:{}:{}:{}", self.len, self.chunks, self.sha, self.owner, self.part).as_bytes());
+        v
+    }
+
+    /// The key of chunk `i`.
+    pub fn key(&self, keys: &Keys, i: usize) -> String {
+        keys.chunk(&self.owner, &format!("{}{i}", self.part))
+    }
+
+    /// A reference, if `v` is one.
+    pub fn parse(v: &[u8]) -> Option<BigRef> {
+        let rest = std::str::from_utf8(v.strip_prefix(MARK)?).ok()?;
+        let (rest, part) = rest.rsplit_once(':')?;
+        let mut it = rest.splitn(4, ':');
+        Some(BigRef {
+            len: it.next()?.parse().ok()?,
+            chunks: it.next()?.parse().ok()?,
+            sha: it.next()?.to_string(),
+            owner: it.next()?.to_string(),
+            part: part.to_string(),
+        })
+    }
+}
+
+/// True when a value of `len` bytes is stored in chunks.
+pub fn is_big(len: usize) -> bool {
+    len > BIG_VALUE
+}
+
+/// Store the concatenation of `parts` in chunks of `owner`'s `part`; the
+/// chunks live `JOB_TTL_S` unless made permanent. Returns the reference.
+/// On failure, the chunks written so far are deleted.
+pub fn write(conn: &mut Connection, keys: &Keys, owner: &str, part: &str, parts: &[&[u8]]) -> Result<BigRef> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let chunks = len.div_ceil(BIG_CHUNK).max(1);
+    let mut sha = Sha256::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(BIG_CHUNK.min(len));
+    let mut written = 0;
+    let mut flush = |buf: &mut Vec<u8>, conn: &mut Connection, i: usize| -> Result<()> {
+        sha.update(&buf[..]);
+        let k = keys.chunk(owner, &format!("{part}{i}"));
+        let r = conn.run(|c| redis::cmd("SET").arg(&k).arg(&buf[..]).arg("EX").arg(JOB_TTL_S).query::<()>(c));
+        buf.clear();
+        r
+    };
+    let result = (|| {
+        for p in parts {
+            let mut p: &[u8] = p;
+            while !p.is_empty() {
+                let take = (BIG_CHUNK - buf.len()).min(p.len());
+                buf.extend_from_slice(&p[..take]);
+                p = &p[take..];
+                if buf.len() == BIG_CHUNK {
+                    flush(&mut buf, conn, written)?;
+                    written += 1;
+                }
+            }
+        }
+        if !buf.is_empty() || written == 0 {
+            flush(&mut buf, conn, written)?;
+            written += 1;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = drop_chunks(conn, keys, owner, part, written + 1);
+        return Err(e);
+    }
+    Ok(BigRef { len, chunks, sha: hex(&sha.finalize()), owner: owner.to_string(), part: part.to_string() })
+}
+
+/// Fetch the value `r` refers to, checked.
+pub fn read(conn: &mut Connection, keys: &Keys, r: &BigRef) -> Result<Vec<u8>> {
+    let owner = &r.owner;
+    let mut out: Vec<u8> = Vec::new();
+    out.try_reserve_exact(r.len)
+        .map_err(|_| Error::Corrupt(format!("cannot allocate {} bytes for a stored value", r.len)))?;
+    let mut sha = Sha256::new();
+    for i in 0..r.chunks {
+        let k = r.key(keys, i);
+        let chunk: Option<Vec<u8>> = conn.run(|c| redis::cmd("GET").arg(&k).query(c))?;
+        let chunk = chunk.ok_or_else(|| {
+            Error::Corrupt(format!("chunk {} of {} of a stored value of {owner} is missing", i + 1, r.chunks))
+        })?;
+        sha.update(&chunk);
+        out.extend_from_slice(&chunk);
+    }
+    if out.len() != r.len || hex(&sha.finalize()) != r.sha {
+        return Err(Error::Corrupt(format!(
+            "a stored value of {owner} is not what was written ({} bytes, expected {} with another hash)",
+            out.len(),
+            r.len
+        )));
+    }
+    Ok(out)
+}
+
+/// The value itself, whether `v` is a reference or the value.
+pub fn resolve(conn: &mut Connection, keys: &Keys, v: Vec<u8>) -> Result<Vec<u8>> {
+    if !v.starts_with(MARK) {
+        return Ok(v);
+    }
+    match BigRef::parse(&v) {
+        Some(r) => read(conn, keys, &r),
+        None => Ok(v),
+    }
+}
+
+/// Delete the chunks of `owner`'s `part`.
+pub fn drop_chunks(conn: &mut Connection, keys: &Keys, owner: &str, part: &str, n: usize) -> Result<()> {
+    let ks: Vec<String> = (0..n).map(|i| keys.chunk(owner, &format!("{part}{i}"))).collect();
+    if ks.is_empty() {
+        return Ok(());
+    }
+    conn.run(|c| redis::cmd("UNLINK").arg(&ks).query::<()>(c))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_round_trip_and_are_told_apart() {
+        let r = BigRef { len: 123456789, chunks: 15, sha: "ab".repeat(32), owner: "t1:host-1".into(), part: "r".into() };
+        assert_eq!(BigRef::parse(&r.encode()), Some(r));
+        assert_eq!(BigRef::parse(b"X\n\0\0\0\x03"), None);
+        assert_eq!(BigRef::parse(b"\0redq-big:12:x"), None);
+    }
+}

@@ -1,0 +1,94 @@
+# Objects of any size, both ways, with real workers; and a server at its
+# memory limit.
+
+chunk_keys <- function(ctl) {
+  unlist(redq:::redis_command(c("KEYS", sprintf("redq:{%s}:chunk:*", ctl$namespace)), controller = ctl))
+}
+
+test_that("a task returning 1.5 GB completes and its result comes back identical", {
+  ctl <- test_controller()
+  worker_spawn(1)
+  id <- task_create_expr({
+    x <- raw(1.5e9)
+    x[c(1, 7e8, 1.5e9)] <- as.raw(c(1, 2, 3))
+    x
+  })
+  task_wait(id, timeout = 300)
+  expect_equal(unname(task_status(id)), "COMPLETE")
+  r <- task_result(id)
+  expect_equal(length(r), 1.5e9)
+  expect_identical(r[c(1, 2, 7e8, 1.5e9)], as.raw(c(1, 0, 2, 3)))
+  expect_identical(sum(r != as.raw(0)), 3L)
+  rm(r)
+  # the result lives in chunks, kept while the task is; deleting it frees them
+  expect_gt(length(chunk_keys(ctl)), 1000)
+  task_delete(id)
+  expect_length(chunk_keys(ctl), 0)
+})
+
+test_that("a task capturing a 1 GB vector runs", {
+  ctl <- test_controller()
+  worker_spawn(1)
+  big <- seq_len(2.5e8) # 1 GB of integers
+  id <- task_create_expr(c(length(big), big[2.5e8]))
+  task_wait(id, timeout = 300)
+  expect_equal(task_result(id), c(2.5e8, 2.5e8))
+  # a completed task's payload, chunks included, is gone
+  expect_length(chunk_keys(ctl), 0)
+})
+
+test_that("a foreach loop exporting a 700 MB object runs and leaves nothing behind", {
+  ctl <- test_controller()
+  registerDoRedis("big", url = test_url(), namespace = ctl$namespace)
+  withr::defer(foreach::registerDoSEQ())
+  startLocalWorkers(2, queue = "big", url = test_url(), namespace = ctl$namespace)
+  shared <- raw(7e8)
+  shared[7e8] <- as.raw(9)
+  r <- foreach(i = 1:4, .combine = c) %dopar% (as.integer(shared[7e8]) + i)
+  expect_equal(r, 10:13)
+  expect_length(chunk_keys(ctl), 0)
+  expect_false(any(grepl(":job:", namespace_keys(ctl))))
+})
+
+test_that("a server at its memory limit refuses a large submission with a classed error; the rest goes on", {
+  srv <- redq:::server_launch()
+  withr::defer(redq:::server_kill(srv))
+  ctl <- redq_controller("oom", url = srv$url, default = FALSE)
+  redq:::redis_command(c("CONFIG", "SET", "maxmemory", "50mb"), controller = ctl)
+  redq:::redis_command(c("CONFIG", "SET", "maxmemory-policy", "noeviction"), controller = ctl)
+  w <- worker_spawn(1, controller = ctl)
+  withr::defer(worker_stop(w, type = "kill", wait = 2, controller = ctl))
+  before <- task_create_expr(sqrt(16), controller = ctl)
+  task_wait(before, timeout = 20, controller = ctl)
+  queued <- task_create_expr(Sys.sleep(0.5), controller = ctl)
+  big <- as.raw(sample.int(255, 1e8, replace = TRUE))
+  err <- expect_error(task_create_call(function(x) length(x), list(big), controller = ctl),
+                      class = "redq_error_server_memory")
+  expect_match(conditionMessage(err), "maxmemory")
+  # nothing half-written stays behind
+  expect_length(chunk_keys(ctl), 0)
+  # the queue, earlier tasks and the worker keep working
+  expect_equal(task_result(before, controller = ctl), 4)
+  after <- task_create_expr(6 * 7, controller = ctl)
+  task_wait(c(queued, after), timeout = 20, controller = ctl)
+  expect_equal(unname(task_status(c(queued, after), controller = ctl)), c("COMPLETE", "COMPLETE"))
+  expect_equal(task_result(after, controller = ctl), 42)
+  expect_equal(unname(worker_status(w, controller = ctl)), "IDLE")
+})
+
+test_that("a result too large for the server's memory ends its task ERROR, and the worker goes on", {
+  srv <- redq:::server_launch()
+  withr::defer(redq:::server_kill(srv))
+  ctl <- redq_controller("oom2", url = srv$url, default = FALSE)
+  redq:::redis_command(c("CONFIG", "SET", "maxmemory", "50mb"), controller = ctl)
+  redq:::redis_command(c("CONFIG", "SET", "maxmemory-policy", "noeviction"), controller = ctl)
+  w <- worker_spawn(1, controller = ctl)
+  withr::defer(worker_stop(w, type = "kill", wait = 2, controller = ctl))
+  id <- task_create_expr(as.raw(sample.int(255, 1e8, replace = TRUE)), controller = ctl)
+  nxt <- task_create_expr("still here", controller = ctl)
+  task_wait(c(id, nxt), timeout = 60, controller = ctl)
+  expect_equal(unname(task_status(id, controller = ctl)), "ERROR")
+  expect_match(conditionMessage(task_result(id, controller = ctl)), "could not be stored.*maxmemory")
+  expect_equal(task_result(nxt, controller = ctl), "still here")
+  expect_length(chunk_keys(ctl), 0)
+})
