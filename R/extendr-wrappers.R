@@ -75,7 +75,10 @@ rs_error_status <- function() .Call(wrap__rs_error_status)
 # Submit serialized payloads to a queue in one round trip; returns ids.
 # `timeout` and `max_attempts` are numbers or NULL (none, default).
 # Tasks with dependencies wait DEFERRED until those complete.
-rs_task_submit <- function(x, queue, payloads, timeout, max_attempts, depends_on) .Call(wrap__rs_task_submit, x, queue, payloads, timeout, max_attempts, depends_on)
+rs_task_submit <- function(x, queue, payloads, timeout, max_attempts, depends_on, shared) .Call(wrap__rs_task_submit, x, queue, payloads, timeout, max_attempts, depends_on, shared)
+
+# The address a shared value will have: the SHA-256 of its bytes.
+rs_object_address <- function(value) .Call(wrap__rs_object_address, value)
 
 # Status of each id.
 rs_task_status <- function(x, ids) .Call(wrap__rs_task_status, x, ids)
@@ -203,6 +206,9 @@ rs_worker_log <- function(x, text) .Call(wrap__rs_worker_log, x, text)
 
 # Add an event to this worker's log.
 rs_worker_event <- function(x, text) .Call(wrap__rs_worker_event, x, text)
+
+# A shared object's serialization (a raw vector).
+rs_worker_object <- function(x, sha) .Call(wrap__rs_worker_object, x, sha)
 
 # Reply to a message (an R serialization).
 rs_worker_respond <- function(x, mid, reply) .Call(wrap__rs_worker_respond, x, mid, reply)

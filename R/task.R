@@ -17,7 +17,11 @@
 #'
 #' @param expr An expression (not evaluated now).
 #' @param fn A function.
-#' @param args A list of arguments for `fn`.
+#' @param args A list of arguments for `fn`; for `task_create_bulk_call()`,
+#'   arguments every task gets besides its row of `data`. Over 1 MB
+#'   (option `redq.shared_threshold`, in bytes) they are stored once, not
+#'   with each task, and each worker fetches them once (it keeps up to
+#'   option `redq.object_cache` bytes, 2 GB by default, of such values).
 #' @param data A data frame (one task per row) or a list (one task per
 #'   element; each element a list of named values or a single value).
 #' @param queue Queue name; `NULL` for the controller's default queue.
@@ -94,10 +98,21 @@ task_create_bulk_call <- function(fn, data, args = list(), queue = NULL, timeout
   check_fn(fn)
   rows <- data_rows(data)
   seeds <- seed_streams(seed, length(rows))
-  payloads <- lapply(seq_along(rows), function(i) {
-    task_payload_call(fn, c(rows[[i]], args), seeds[[i]])
-  })
-  task_submit(payloads, queue, timeout, max_attempts, depends_on, controller)
+  # common arguments over the threshold are stored once, as an object the
+  # payloads name by its address
+  shared <- if (length(args) && length(rows) > 1L) serialize_fast(args)
+  if (!is.null(shared) && length(shared) > getOption("redq.shared_threshold", 1e6)) {
+    address <- rs_object_address(shared)
+    payloads <- lapply(seq_along(rows), function(i) {
+      task_payload_call(fn, rows[[i]], seeds[[i]], shared = address)
+    })
+  } else {
+    shared <- NULL
+    payloads <- lapply(seq_along(rows), function(i) {
+      task_payload_call(fn, c(rows[[i]], args), seeds[[i]])
+    })
+  }
+  task_submit(payloads, queue, timeout, max_attempts, depends_on, controller, shared = shared)
 }
 
 check_fn <- function(fn) {
@@ -154,8 +169,9 @@ task_payload_expr <- function(expr, vars, seed = NULL) {
   serialize_fast(c(list(type = "expr", expr = expr, vars = vars), if (!is.null(seed)) list(seed = seed)))
 }
 
-task_payload_call <- function(fn, args, seed = NULL) {
-  serialize_fast(c(list(type = "call", fn = fn, args = args), if (!is.null(seed)) list(seed = seed)))
+task_payload_call <- function(fn, args, seed = NULL, shared = NULL) {
+  serialize_fast(c(list(type = "call", fn = fn, args = args), if (!is.null(seed)) list(seed = seed),
+                   if (!is.null(shared)) list(shared = shared)))
 }
 
 # L'Ecuyer-CMRG streams for n tasks: the i-th after `seed` (an integer for
@@ -195,12 +211,13 @@ lecuyer_seed <- function(seed) {
 }
 
 # Timeout and attempts are checked by the core, before anything is queued.
-task_submit <- function(payloads, queue, timeout, max_attempts, depends_on, controller) {
+task_submit <- function(payloads, queue, timeout, max_attempts, depends_on, controller,
+                        shared = NULL) {
   ctl <- get_controller(controller)
   queue <- queue %||% ctl$queue
   check_string(queue, "queue")
   depends_on <- if (is.null(depends_on)) character() else check_ids(depends_on)
-  rs_check(rs_task_submit(ctl$ptr, queue, payloads, timeout, max_attempts, depends_on),
+  rs_check(rs_task_submit(ctl$ptr, queue, payloads, timeout, max_attempts, depends_on, shared),
            call = sys.call(-1))
 }
 

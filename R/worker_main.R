@@ -258,7 +258,8 @@ worker_answer_messages <- function(w, state) {
       INFO = list(worker = rs_worker_id(w), host = Sys.info()[["nodename"]], pid = Sys.getpid(),
                   r_version = as.character(getRversion()),
                   redq_version = as.character(utils::packageVersion("redq")),
-                  tasks = state$n %||% 0, idle_timeout = state$idle_timeout),
+                  tasks = state$n %||% 0, idle_timeout = state$idle_timeout,
+                  objects_fetched = state$objects_fetched %||% 0),
       TIMEOUT_SET = {
         state$idle_timeout <- check_seconds(as.numeric(rawToChar(args)), "timeout",
                                             none_ok = TRUE)
@@ -347,6 +348,33 @@ run_task_logged <- function(w, task, state) {
 INTERRUPTED <- structure(class = c("redq_interrupted", "error", "condition"),
                          list(message = "the task was interrupted", call = NULL))
 
+# A shared object (common arguments of a bulk submission), fetched once
+# per worker and kept, the most recently used first, up to option
+# redq.object_cache bytes (2 GB).
+shared_object <- function(w, address, state) {
+  cache <- state$objects %||% (state$objects <- new.env(parent = emptyenv()))
+  hit <- cache[[address]]
+  if (!is.null(hit)) {
+    hit$used <- Sys.time()
+    return(hit$value)
+  }
+  raw <- rs_check(rs_worker_object(w, address))
+  value <- unserialize(raw)
+  state$objects_fetched <- (state$objects_fetched %||% 0) + 1
+  limit <- getOption("redq.object_cache", 2e9)
+  entries <- mget(ls(cache), envir = cache)
+  used <- sum(vapply(entries, function(e) e$size, 1))
+  for (k in names(entries)[order(vapply(entries, function(e) as.numeric(e$used), 1))]) {
+    if (used + length(raw) <= limit) break
+    used <- used - entries[[k]]$size
+    rm(list = k, envir = cache)
+  }
+  if (length(raw) <= limit) {
+    assign(address, list2env(list(value = value, size = length(raw), used = Sys.time())), envir = cache)
+  }
+  value
+}
+
 eval_payload <- function(p, task, w, state) {
   if (!is.null(task$seed) && !identical(p$type, "foreach")) {
     assign(".Random.seed", task$seed, envir = globalenv())
@@ -358,7 +386,8 @@ eval_payload <- function(p, task, w, state) {
       env <- list2env(p$vars, parent = globalenv())
       eval(compile_expr(p$expr, env), env)
     },
-    call = do.call(p$fn, p$args, quote = TRUE),
+    call = do.call(p$fn, if (is.null(p$shared)) p$args else c(p$args, shared_object(w, p$shared, state)),
+                   quote = TRUE),
     # a future's own expression: it captures its value, output and
     # conditions into a FutureResult
     future = eval_future(p$expr, p$globals),

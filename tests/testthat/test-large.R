@@ -92,3 +92,54 @@ test_that("a result too large for the server's memory ends its task ERROR, and t
   expect_equal(task_result(nxt, controller = ctl), "still here")
   expect_length(chunk_keys(ctl), 0)
 })
+
+used_memory <- function(ctl) {
+  info <- redq:::redis_command(c("INFO", "memory"), controller = ctl)
+  as.numeric(sub(".*\r\nused_memory:([0-9]+)\r\n.*", "\\1", info))
+}
+
+test_that("tasks sharing a 200 MB argument store it once, and each worker fetches it once", {
+  ctl <- test_controller()
+  big <- as.raw(sample.int(255, 2e8, replace = TRUE))
+  base <- used_memory(ctl)
+  # (a function written at top level, as users do: one defined here would
+  # carry this test's environment, big included, into every payload)
+  f <- function(i, x) c(i, length(x), as.integer(x[i]))
+  environment(f) <- globalenv()
+  ids <- task_create_bulk_call(f, as.list(1:20), args = list(x = big))
+  grown <- used_memory(ctl) - base
+  expect_lt(grown, 3e8) # about 200 MB (and allocator overhead), not 20 x 200 MB
+  expect_gt(grown, 1.9e8)
+  w <- worker_spawn(2)
+  task_wait(ids, timeout = 300)
+  r <- task_results(ids)
+  expect_equal(r[[7]], c(7, 2e8, as.integer(big[7])))
+  expect_true(all(vapply(r, function(v) v[[2]] == 2e8, TRUE)))
+  info <- worker_message_send_and_wait("INFO", worker_ids = w)
+  ran <- vapply(info, function(i) i$tasks, 1)
+  fetched <- vapply(info, function(i) i$objects_fetched, 1)
+  expect_equal(sum(ran), 20)
+  expect_equal(unname(fetched), as.numeric(ran > 0))
+  # once every task that used it has completed, it is gone
+  expect_lt(used_memory(ctl) - base, 2e7)
+  expect_false(any(grepl(":object:", namespace_keys(ctl))))
+})
+
+test_that("an argument shared by tasks that fail stays until they are deleted", {
+  ctl <- test_controller()
+  big <- as.raw(sample.int(255, 3e6, replace = TRUE))
+  f <- function(i, x) if (i == 2) stop("bad row") else length(x)
+  g <- function(i, x) length(x) + i
+  environment(f) <- environment(g) <- globalenv()
+  ids <- task_create_bulk_call(f, as.list(1:3), args = list(x = big))
+  again <- task_create_bulk_call(g, as.list(1:2), args = list(x = big))
+  expect_length(grep(":object:", namespace_keys(ctl)), 1) # one copy for both submissions
+  worker_spawn(1)
+  task_wait(c(ids, again), timeout = 60)
+  expect_equal(unname(task_status(ids)), c("COMPLETE", "ERROR", "COMPLETE"))
+  expect_equal(task_result(again[2]), 3e6 + 2)
+  # the failed task can run again with it
+  expect_length(grep(":object:", namespace_keys(ctl)), 1)
+  task_delete(ids[2])
+  expect_length(grep(":object:", namespace_keys(ctl)), 0)
+})

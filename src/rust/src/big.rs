@@ -26,10 +26,12 @@ use sha2::{Digest, Sha256};
 /// signed payload starts with one).
 pub const MARK: &[u8] = b"\0redq-big:";
 
-/// Chunk parts: a task's payload, its result, a job's environment.
+/// Chunk parts: a task's payload, its result, a job's environment, a
+/// shared object.
 pub const PAYLOAD: &str = "p";
 pub const RESULT: &str = "r";
 pub const ENV: &str = "e";
+pub const OBJECT: &str = "o";
 
 /// A parsed reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +166,56 @@ pub fn drop_chunks(conn: &mut Connection, keys: &Keys, owner: &str, part: &str, 
         return Ok(());
     }
     conn.run(|c| redis::cmd("UNLINK").arg(&ks).query::<()>(c))
+}
+
+/// A value several tasks share (a bulk submission's common arguments),
+/// ready to be stored once under the SHA-256 of its serialization.
+#[derive(Debug, Clone)]
+pub struct SharedObject {
+    /// SHA-256 of the serialization, in hex: its address.
+    pub sha: String,
+    /// What the object's key holds: the sealed value, or a reference.
+    pub stored: Vec<u8>,
+    /// Its chunks, if it is over the inline limit.
+    pub chunks: Option<BigRef>,
+}
+
+/// The address of a value: the SHA-256 of its bytes, in hex.
+pub fn address(value: &[u8]) -> String {
+    hex(&Sha256::digest(value))
+}
+
+/// Seal a shared value (signed with the controller's secret, if any) and,
+/// over the inline limit, write its chunks; `put_object.lua`, run in the
+/// submission's transaction, then keeps the first upload of a content.
+/// The chunks of this upload have an owner of their own, so that another
+/// upload of the same content never touches them.
+pub fn prepare_shared(conn: &mut Connection, keys: &Keys, value: &[u8]) -> Result<SharedObject> {
+    let sha = address(value);
+    let sealed = crate::signature::seal(conn.config().secret.as_deref(), value);
+    if is_big(sealed.len()) {
+        let owner = format!("{sha}-{}", crate::task::new_id());
+        let r = write(conn, keys, &owner, OBJECT, &[&sealed])?;
+        Ok(SharedObject { sha, stored: r.encode(), chunks: Some(r) })
+    } else {
+        Ok(SharedObject { sha, stored: sealed, chunks: None })
+    }
+}
+
+/// A shared object, as a worker receives it: fetched, its chunks checked,
+/// its seal verified, and its content checked against its address.
+pub fn read_shared(conn: &mut Connection, keys: &Keys, sha: &str) -> Result<Vec<u8>> {
+    let k = keys.object(sha);
+    let v: Option<Vec<u8>> = conn.run(|c| redis::cmd("GET").arg(&k).query(c))?;
+    let v = v.ok_or_else(|| {
+        Error::NotFound(format!("the shared object {sha} is gone (every task that used it ended, or it expired)"))
+    })?;
+    let v = resolve(conn, keys, v)?;
+    let v = crate::signature::open(conn.config().secret.as_deref(), v)?;
+    if address(&v) != sha {
+        return Err(Error::Corrupt(format!("the shared object {sha} is not what was stored")));
+    }
+    Ok(v)
 }
 
 fn hex(bytes: &[u8]) -> String {

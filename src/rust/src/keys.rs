@@ -139,6 +139,12 @@ keys! {
     /// `owner` is the task (and, for results, the worker) or job it
     /// belongs to.
     chunk(owner, part) => ["chunk", owner, part];
+    /// A value shared by tasks, stored once under the SHA-256 of its
+    /// serialization (string: the value, sealed, or a reference to its
+    /// chunks).
+    object(h) => ["object", h];
+    /// How many tasks refer to each shared object: SHA-256 -> count (hash).
+    objects() => ["objects"];
     /// Ids of the latest tasks that ended other than COMPLETE, newest first
     /// (list, capped).
     failures() => ["failures"];

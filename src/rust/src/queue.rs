@@ -27,6 +27,20 @@ pub struct Submit {
 /// queued or none is. Tasks with dependencies are linked by one script per
 /// set of dependencies, inside the same transaction.
 pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], how: Submit) -> Result<()> {
+    submit_sharing(conn, keys, tasks, how, None)
+}
+
+/// `submit()`, with a shared object (prepared by `big::prepare_shared`)
+/// that the tasks' payloads refer to (their `object`): stored, or counted
+/// if an earlier upload of the same content is there, in the same
+/// transaction.
+pub fn submit_sharing(
+    conn: &mut Connection,
+    keys: &Keys,
+    tasks: &[TaskSpec],
+    how: Submit,
+    shared: Option<&big::SharedObject>,
+) -> Result<()> {
     if tasks.is_empty() {
         return Ok(());
     }
@@ -37,7 +51,7 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], how: Submi
     // payloads over the inline limit go in chunks first; the record holds
     // the reference (and, for a task that never expires, they are made
     // permanent with it)
-    let mut big_refs: Vec<big::BigRef> = Vec::new();
+    let mut big_refs: Vec<big::BigRef> = shared.and_then(|o| o.chunks.clone()).into_iter().collect();
     let mut sealed: Vec<Vec<u8>> = Vec::with_capacity(tasks.len());
     for t in tasks {
         let s = signature::seal(secret.as_deref(), &t.payload);
@@ -70,8 +84,25 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], how: Submi
     }
     let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut by_deps: BTreeMap<Vec<String>, Vec<&str>> = BTreeMap::new();
-    for t in tasks {
+    if let Some(o) = shared {
+        p.cmd("EVAL")
+            .arg(scripts::put_object_source())
+            .arg(1)
+            .arg(keys.version())
+            .arg(keys.prefix())
+            .arg(now)
+            .arg(&o.sha)
+            .arg(&o.stored)
+            .arg(tasks.iter().filter(|t| t.object.as_deref() == Some(o.sha.as_str())).count())
+            .arg(if how.expire { "1" } else { "0" })
+            .ignore();
+    }
+    for (t, s) in tasks.iter().zip(&sealed) {
         p.cmd("HSET").arg(keys.task(&t.id)).arg(t.fields(now)).ignore();
+        if s.starts_with(big::MARK) {
+            // the scripts that drop the payload look for its chunks
+            p.hset(keys.task(&t.id), "pbig", 1).ignore();
+        }
         if how.expire {
             p.expire(keys.task(&t.id), JOB_TTL_S as i64).ignore();
         }

@@ -107,6 +107,13 @@ pub fn link_deps_source() -> &'static str {
     S.get_or_init(|| with_preamble(include_str!("lua/link_deps.lua")))
 }
 
+/// Source of `lua/put_object.lua` with the preamble, sent with EVAL inside
+/// a submission's MULTI/EXEC for the same reason.
+pub fn put_object_source() -> &'static str {
+    static S: OnceLock<String> = OnceLock::new();
+    S.get_or_init(|| with_preamble(include_str!("lua/put_object.lua")))
+}
+
 /// A script returning {name, value, ...} for every constant and key shape
 /// as the server's Lua computes them, for the check against Rust.
 pub fn vocabulary_check() -> Script {

@@ -33,6 +33,8 @@ pub struct TaskSpec {
     /// A number the front end gives the task (foreach: the index of its
     /// first iteration) and receives back with its result.
     pub tag: Option<f64>,
+    /// The shared object (SHA-256) its payload refers to.
+    pub object: Option<String>,
 }
 
 impl TaskSpec {
@@ -49,6 +51,7 @@ impl TaskSpec {
             depends_on: Vec::new(),
             seed: None,
             tag: None,
+            object: None,
         }
     }
 
@@ -96,6 +99,9 @@ impl TaskSpec {
         }
         if let Some(t) = self.tag {
             f.push(("tag", t.to_string()));
+        }
+        if let Some(o) = &self.object {
+            f.push(("object", o.clone()));
         }
         f
     }

@@ -531,6 +531,11 @@ impl Worker {
         signature::open(self.conn.config().secret.as_deref(), env).map(Some)
     }
 
+    /// A shared object (a bulk submission's common arguments), checked.
+    pub fn object(&mut self, sha: &str) -> Result<Vec<u8>> {
+        big::read_shared(&mut self.conn, &self.reg.keys, sha)
+    }
+
     /// A value of the namespace (`value_get()`), read on the worker's own
     /// connection.
     pub fn data_get(&mut self, name: &str) -> Result<Option<Vec<u8>>> {

@@ -15,18 +15,39 @@ use extendr_api::prelude::*;
 /// `timeout` and `max_attempts` are numbers or NULL (none, default).
 /// Tasks with dependencies wait DEFERRED until those complete.
 #[extendr]
-fn rs_task_submit(x: Robj, queue: &str, payloads: List, timeout: Robj, max_attempts: Robj, depends_on: Strings) -> Robj {
+fn rs_task_submit(
+    x: Robj,
+    queue: &str,
+    payloads: List,
+    timeout: Robj,
+    max_attempts: Robj,
+    depends_on: Strings,
+    shared: Robj,
+) -> Robj {
     with_ctl(&x, |c| {
         let mut tasks =
             TaskSpec::batch(queue, raws(&payloads)?, number(&timeout, "timeout")?, number(&max_attempts, "max_attempts")?)?;
         let deps = strs(&depends_on);
+        // a value the payloads share (their common arguments), stored once
+        let shared = match shared.as_raw() {
+            Some(r) => Some(crate::big::prepare_shared(&mut c.conn, &c.keys, r.as_slice())?),
+            None => None,
+        };
         for t in &mut tasks {
             t.job = Some(c.cid.clone());
             t.depends_on = deps.clone();
+            t.object = shared.as_ref().map(|o| o.sha.clone());
         }
-        queue::submit(&mut c.conn, &c.keys, &tasks, Submit { register: true, expire: false })?;
+        let how = Submit { register: true, expire: false };
+        queue::submit_sharing(&mut c.conn, &c.keys, &tasks, how, shared.as_ref())?;
         Ok(tasks.iter().map(|t| t.id.as_str()).collect::<Strings>())
     })
+}
+
+/// The address a shared value will have: the SHA-256 of its bytes.
+#[extendr]
+fn rs_object_address(value: Raw) -> String {
+    crate::big::address(value.as_slice())
 }
 
 /// Status of each id.
@@ -217,6 +238,7 @@ fn rs_task_delete(x: Robj, ids: Strings) -> Robj {
 extendr_module! {
     mod task;
     fn rs_task_submit;
+    fn rs_object_address;
     fn rs_task_status;
     fn rs_task_results;
     fn rs_task_records;

@@ -191,6 +191,16 @@ fn rs_worker_log(x: Robj, text: Raw) -> Robj {
     out(w.as_mut().log(text.as_slice()))
 }
 
+/// A shared object's serialization (a raw vector).
+#[extendr]
+fn rs_worker_object(x: Robj, sha: &str) -> Robj {
+    let mut w = wkr!(x);
+    match w.as_mut().object(sha) {
+        Ok(v) => Raw::from_bytes(&v).into(),
+        Err(e) => err(&e),
+    }
+}
+
 /// Add an event to this worker's log.
 #[extendr]
 fn rs_worker_event(x: Robj, text: &str) -> Robj {
@@ -304,6 +314,7 @@ extendr_module! {
     fn rs_worker_progress;
     fn rs_worker_log;
     fn rs_worker_event;
+    fn rs_worker_object;
     fn rs_worker_respond;
     fn rs_worker_paused;
     fn rs_worker_job_env;

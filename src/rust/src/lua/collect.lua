@@ -7,10 +7,10 @@
 local fetch = ARGV[3] == '1'
 local k = tonumber(ARGV[4])
 for i = 5, 4 + k do
-  drop_big(K.task(ARGV[i]), 'result')
-  drop_big(PAYLOADS, ARGV[i])
-  redis.call('DEL', K.task(ARGV[i]))
-  redis.call('HDEL', PAYLOADS, ARGV[i])
+  local tk = K.task(ARGV[i])
+  drop_big(tk, 'result')
+  drop_payload(ARGV[i], fields(tk))
+  redis.call('DEL', tk)
 end
 local out = {}
 for i = 5 + k, #ARGV do

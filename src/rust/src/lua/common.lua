@@ -46,6 +46,36 @@ local function drop_big(h, f)
   end
 end
 
+-- One task fewer refers to shared object `sha`: the last one takes it
+-- (and its chunks) away.
+local function release_object(sha)
+  if redis.call('HINCRBY', K.objects(), sha, -1) > 0 then
+    return
+  end
+  redis.call('HDEL', K.objects(), sha)
+  local ok = K.object(sha)
+  local len = redis.call('STRLEN', ok)
+  if len > 0 and len <= 512 then
+    local ks = big_chunks(redis.call('GET', ok))
+    if ks then
+      unlink_all(ks)
+    end
+  end
+  redis.call('UNLINK', ok)
+end
+
+-- A task's payload is no longer needed: it goes, with its chunks and its
+-- claim on a shared object (once: the payload's presence says whether
+-- that claim is still held). `t` as fields() reads it.
+local function drop_payload(id, t)
+  if t.pbig then
+    drop_big(PAYLOADS, id)
+  end
+  if redis.call('HDEL', PAYLOADS, id) == 1 and t.object then
+    release_object(t.object)
+  end
+end
+
 local TERMINAL = {[COMPLETE] = true, [ERROR] = true, [CANCELLED] = true, [TIMEOUT] = true,
                   [DIED] = true, [IMPOSSIBLE] = true}
 
@@ -54,10 +84,10 @@ local TERMINAL = {[COMPLETE] = true, [ERROR] = true, [CANCELLED] = true, [TIMEOU
 -- max_attempts, and whether other tasks wait for it.
 local function fields(tk)
   local t = redis.call('HMGET', tk, 'status', 'queue', 'worker', 'started', 'job', 'attempt',
-                       'max_attempts', 'dependents')
+                       'max_attempts', 'dependents', 'pbig', 'object')
   return {status = t[1], queue = t[2], worker = t[3], started = t[4], job = t[5],
           attempt = tonumber(t[6] or '0'), max_attempts = tonumber(t[7] or DEFAULT_MAX_ATTEMPTS),
-          dependents = t[8] == '1'}
+          dependents = t[8] == '1', pbig = t[9] == '1', object = t[10]}
 end
 
 -- One line per attempt that did not end the task with a recorded result:
@@ -138,8 +168,7 @@ local function finish(tk, id, t, status, extra)
   -- it again: its payload goes whatever the end, so nothing outlives the
   -- job should its controller vanish
   if status == COMPLETE or redis.call('TTL', tk) > 0 then
-    drop_big(PAYLOADS, id)
-    redis.call('HDEL', PAYLOADS, id)
+    drop_payload(id, t)
   end
   notify(t, id, status)
   if t.dependents then
@@ -369,9 +398,8 @@ local function cancel_tasks(ids, delete, unlist)
     if delete then
       if t.status then
         drop_big(tk, 'result')
-        drop_big(PAYLOADS, id)
+        drop_payload(id, t)
         redis.call('DEL', tk)
-        redis.call('HDEL', PAYLOADS, id)
         if not TERMINAL[t.status] and t.dependents then
           settle_dependents(id, false)
         end
