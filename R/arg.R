@@ -2,6 +2,20 @@
 # bounds (so that a value refused here is refused the same way when it
 # reaches a binding directly); R checks only types and shapes.
 
+# An offload directory and threshold (rrq's offload_path): NULL if none.
+check_offload <- function(path, threshold) {
+  if (is.null(path)) return(NULL)
+  check_string(path, "offload_path")
+  if (!dir.exists(path)) {
+    redq_abort("argument", sprintf("offload_path '%s' is not a directory: create it (on a file system the workers share)", path),
+               call = sys.call(-1))
+  }
+  if (!is.numeric(threshold) || length(threshold) != 1L || is.na(threshold) || threshold < 0) {
+    redq_abort("argument", "'offload_threshold' must be a number of bytes (>= 0)", call = sys.call(-1))
+  }
+  list(path = normalizePath(path), threshold = as.numeric(threshold))
+}
+
 check_string <- function(x, name, null_ok = FALSE) {
   if (null_ok && is.null(x)) {
     return(invisible(x))

@@ -35,6 +35,15 @@
 #' @param url Redis URL, or `NULL` for [redq_url()].
 #' @param queue Default queue for tasks created through this controller.
 #' @param default Make this the default controller.
+#' @param offload_path,offload_threshold For a small Redis: a directory
+#'   that this session and the workers share (a network file system; the
+#'   workers are given it with `worker_main(offload_path =)`, the
+#'   launcher's environment `REDQ_OFFLOAD_PATH`, or by [worker_spawn()]),
+#'   where payloads, shared arguments, loop environments and results over
+#'   `offload_threshold` bytes go, in files named by the SHA-256 of their
+#'   content; Redis holds only a reference. A worker that cannot read the
+#'   directory ends the task `ERROR` saying so. Files are written once per
+#'   content and left in place: remove them when no task needs them.
 #' @return An object of class `redq_controller`.
 #' @export
 #' @examples
@@ -42,11 +51,14 @@
 #'   ctl <- redq_controller("example")
 #'   ctl
 #' }
-redq_controller <- function(id = "default", url = NULL, queue = "default", default = TRUE) {
+redq_controller <- function(id = "default", url = NULL, queue = "default", default = TRUE,
+                            offload_path = NULL, offload_threshold = 1e6) {
   check_string(id, "id")
   check_string(queue, "queue")
+  offload <- check_offload(offload_path, offload_threshold)
   url <- redq_url(url)
   ptr <- rs_check(rs_controller_open(url, id))
+  if (!is.null(offload)) rs_check(rs_controller_offload(ptr, offload$path, offload$threshold))
   ctl <- new.env(parent = emptyenv())
   ctl$ptr <- ptr
   ctl$url <- url
@@ -54,6 +66,7 @@ redq_controller <- function(id = "default", url = NULL, queue = "default", defau
   ctl$queue <- queue
   ctl$address <- rs_controller_address(ptr)
   ctl$pid <- Sys.getpid()
+  ctl$offload <- offload
   class(ctl) <- "redq_controller"
   reg.finalizer(ctl, controller_finalize, onexit = TRUE)
   if (default) {

@@ -20,6 +20,10 @@ rs_controller_open <- function(url, namespace) .Call(wrap__rs_controller_open, u
 # `host:port/db` of the server.
 rs_controller_address <- function(x) .Call(wrap__rs_controller_address, x)
 
+# Offload values over `threshold` bytes to the directory `path` (NULL:
+# do not).
+rs_controller_offload <- function(x, path, threshold) .Call(wrap__rs_controller_offload, x, path, threshold)
+
 # Drop the controller's private keys.
 rs_controller_close <- function(x) .Call(wrap__rs_controller_close, x)
 
@@ -209,6 +213,10 @@ rs_worker_event <- function(x, text) .Call(wrap__rs_worker_event, x, text)
 
 # A shared object's serialization (a raw vector).
 rs_worker_object <- function(x, sha) .Call(wrap__rs_worker_object, x, sha)
+
+# Offload values over `threshold` bytes to the directory `path` (NULL:
+# do not).
+rs_worker_offload <- function(x, path, threshold) .Call(wrap__rs_worker_offload, x, path, threshold)
 
 # Reply to a message (an R serialization).
 rs_worker_respond <- function(x, mid, reply) .Call(wrap__rs_worker_respond, x, mid, reply)

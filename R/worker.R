@@ -143,6 +143,10 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
   # timeout, task logs, a log file all
   # workers append to, the console, another R, workers that outlive us
   d <- settings
+  if (!is.null(ctl$offload)) {
+    env <- c(env, REDQ_OFFLOAD_PATH = ctl$offload$path,
+             REDQ_OFFLOAD_THRESHOLD = format(ctl$offload$threshold, scientific = FALSE))
+  }
   env <- c(env, REDQ_LINGER = d$linger, REDQ_TIMELIMIT = d$timelimit,
            REDQ_LOGLEVEL = d$loglevel, REDQ_LOG = d$log_file, REDQ_IDLE_TIMEOUT = d$idle_timeout,
            REDQ_TASK_LOG = d$task_log)

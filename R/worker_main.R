@@ -41,12 +41,18 @@
 #' @param task_log Keep what each task prints (output, messages, warnings;
 #'   the last 64 KB) in Redis for [task_log()] (default `REDQ_TASK_LOG`,
 #'   else off: then it costs nothing).
+#' @param offload_path,offload_threshold The directory, shared with the
+#'   controllers (it may be mounted elsewhere here), where values over
+#'   `offload_threshold` bytes go instead of Redis (see
+#'   [redq_controller()]; default `REDQ_OFFLOAD_PATH` and
+#'   `REDQ_OFFLOAD_THRESHOLD`, else none).
 #' @return Invisibly, the number of tasks run.
 #' @export
 worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
                         heartbeat = NULL, lease = NULL, max_tasks = NULL,
                         idle_timeout = Inf, max_batch = 16, linger = NULL, timelimit = NULL,
-                        loglevel = NULL, log = NULL, config = NULL, task_log = NULL) {
+                        loglevel = NULL, log = NULL, config = NULL, task_log = NULL,
+                        offload_path = NULL, offload_threshold = 1e6) {
   env <- function(var, default) {
     v <- Sys.getenv(var)
     if (nzchar(v)) suppressWarnings(as.numeric(v)) else default
@@ -83,7 +89,9 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
       if (is.character(log)) close(con)
     }, add = TRUE)
   }
+  offload <- check_offload(offload_path, offload_threshold)
   worker_serve(cfg, max_batch, function(w, state) {
+    if (!is.null(offload)) rs_worker_offload(w, offload$path, offload$threshold)
     state$linger <- linger
     state$timelimit <- timelimit
     state$loglevel <- loglevel

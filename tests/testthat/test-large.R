@@ -143,3 +143,57 @@ test_that("an argument shared by tasks that fail stays until they are deleted", 
   task_delete(ids[2])
   expect_length(grep(":object:", namespace_keys(ctl)), 0)
 })
+
+# The largest value any key of the namespace holds, in bytes.
+largest_value <- function(ctl) {
+  cmd <- function(...) redq:::redis_command(c(...), controller = ctl)
+  sizes <- vapply(namespace_keys(ctl), function(k) {
+    switch(cmd("TYPE", k),
+           string = as.numeric(cmd("STRLEN", k)),
+           hash = max(0, vapply(unlist(cmd("HKEYS", k)), function(f) as.numeric(cmd("HSTRLEN", k, f)), 1)),
+           list = max(0, nchar(unlist(cmd("LRANGE", k, 0, -1)), type = "bytes")),
+           0)
+  }, 1)
+  max(0, sizes)
+}
+
+test_that("with offload_path, Redis holds no value over the threshold and results are identical", {
+  ns <- test_controller()$namespace
+  dir <- withr::local_tempdir()
+  ctl <- redq_controller(ns, url = test_url(), offload_path = dir, offload_threshold = 1e6)
+  w <- worker_spawn(2)
+  x <- as.raw(sample.int(255, 5e6, replace = TRUE))
+  one <- task_create_expr(rev(x))                      # payload and result over the threshold
+  shared <- task_create_bulk_call(function(i, x) x[i], as.list(1:3), args = list(x = x))
+  task_wait(c(one, shared), timeout = 120)
+  expect_identical(task_result(one), rev(x))
+  expect_identical(unname(unlist(task_results(shared))), x[1:3])
+  registerDoRedis("default", url = test_url(), namespace = ns)
+  withr::defer(foreach::registerDoSEQ())
+  r <- foreach(i = 1:3, .combine = c) %dopar% as.integer(x[i])
+  expect_identical(r, as.integer(x[1:3]))
+  expect_lt(largest_value(ctl), 1e6)
+  # the files are named by their content's hash
+  files <- list.files(dir)
+  expect_true(length(files) >= 2 && all(grepl("^[0-9a-f]{64}$", files)))
+  expect_true(any(file.size(file.path(dir, files)) > 5e6))
+})
+
+test_that("a worker that cannot read the offload directory fails the task saying so", {
+  ns <- test_controller()$namespace
+  dir <- withr::local_tempdir()
+  ctl <- redq_controller(ns, url = test_url(), offload_path = dir, offload_threshold = 1e3)
+  # a worker started elsewhere, without the directory
+  w <- callr::r_bg(function(url, ns) {
+    Sys.unsetenv("REDQ_OFFLOAD_PATH")
+    redq::worker_main(namespace = ns, url = url, max_tasks = 1)
+  }, list(test_url(), ns), supervise = TRUE)
+  withr::defer(w$kill())
+  x <- raw(1e4)
+  id <- task_create_expr(length(x), controller = ctl)
+  task_wait(id, timeout = 60, controller = ctl)
+  expect_equal(unname(task_status(id, controller = ctl)), "ERROR")
+  expect_match(conditionMessage(task_result(id, controller = ctl)), "offload_path")
+  expect_error(redq_controller(ns, url = test_url(), offload_path = file.path(dir, "nope")),
+               class = "redq_error_argument")
+})

@@ -16,11 +16,13 @@
 //! payload) make its chunks permanent too, and those that delete a value
 //! delete its chunks (`drop_big` in `lua/common.lua`).
 
+use crate::config::{Config, Offload};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::protocol::{BIG_CHUNK, BIG_VALUE, JOB_TTL_S};
 use sha2::{Digest, Sha256};
+use std::io::Write;
 
 /// What starts a reference (a NUL: neither an R serialization nor a
 /// signed payload starts with one).
@@ -75,16 +77,24 @@ impl BigRef {
     }
 }
 
-/// True when a value of `len` bytes is stored in chunks.
-pub fn is_big(len: usize) -> bool {
-    len > BIG_VALUE
+/// The part of a reference to a value offloaded to a file.
+pub const FILE: &str = "f";
+
+/// True when a value of `len` bytes is not stored inline: over the inline
+/// limit, or over the offload threshold of a process that offloads.
+pub fn is_big(cfg: &Config, len: usize) -> bool {
+    len > BIG_VALUE || cfg.offload.as_ref().is_some_and(|o| len > o.threshold)
 }
 
-/// Store the concatenation of `parts` in chunks of `owner`'s `part`; the
-/// chunks live `JOB_TTL_S` unless made permanent. Returns the reference.
-/// On failure, the chunks written so far are deleted.
+/// Store the concatenation of `parts` in chunks of `owner`'s `part` (or,
+/// over the offload threshold, in a file of the offload directory named by
+/// its hash); chunks live `JOB_TTL_S` unless made permanent. Returns the
+/// reference. On failure, the chunks written so far are deleted.
 pub fn write(conn: &mut Connection, keys: &Keys, owner: &str, part: &str, parts: &[&[u8]]) -> Result<BigRef> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
+    if let Some(o) = conn.config().offload.clone().filter(|o| len > o.threshold) {
+        return write_file(&o, parts, len);
+    }
     let chunks = len.div_ceil(BIG_CHUNK).max(1);
     let mut sha = Sha256::new();
     let mut buf: Vec<u8> = Vec::with_capacity(BIG_CHUNK.min(len));
@@ -122,8 +132,62 @@ pub fn write(conn: &mut Connection, keys: &Keys, owner: &str, part: &str, parts:
     Ok(BigRef { len, chunks, sha: hex(&sha.finalize()), owner: owner.to_string(), part: part.to_string() })
 }
 
+/// A value in the offload directory: `<sha256>`, written once (a file of
+/// that name and size is that content), through a temporary name so that
+/// readers never see half a file.
+fn write_file(o: &Offload, parts: &[&[u8]], len: usize) -> Result<BigRef> {
+    let mut sha = Sha256::new();
+    for p in parts {
+        sha.update(p);
+    }
+    let sha = hex(&sha.finalize());
+    let path = o.path.join(&sha);
+    let fail = |e: std::io::Error, what: &str| {
+        Error::Argument(format!("cannot {what} in the offload directory {}: {e}", o.path.display()))
+    };
+    if std::fs::metadata(&path).map(|m| m.len() as usize == len).unwrap_or(false) {
+        return Ok(BigRef { len, chunks: 0, sha, owner: "file".into(), part: FILE.into() });
+    }
+    let tmp = o.path.join(format!(".{sha}.{}", crate::task::new_id()));
+    let written = (|| {
+        let mut f = std::io::BufWriter::with_capacity(BIG_CHUNK, std::fs::File::create(&tmp)?);
+        for p in parts {
+            f.write_all(p)?;
+        }
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e, "write"));
+    }
+    Ok(BigRef { len, chunks: 0, sha, owner: "file".into(), part: FILE.into() })
+}
+
+/// Read an offloaded value, checked.
+fn read_file(cfg: &Config, r: &BigRef) -> Result<Vec<u8>> {
+    let o = cfg.offload.as_ref().ok_or_else(|| {
+        Error::Argument(format!(
+            "a value of {} bytes was offloaded to a file ({}), but this process has no offload_path \
+             (REDQ_OFFLOAD_PATH): give it the directory the controller writes to",
+            r.len, r.sha
+        ))
+    })?;
+    let path = o.path.join(&r.sha);
+    let v = std::fs::read(&path).map_err(|e| {
+        Error::Argument(format!("cannot read the offloaded value {} (offload_path {}): {e}", path.display(), o.path.display()))
+    })?;
+    if v.len() != r.len || address(&v) != r.sha {
+        return Err(Error::Corrupt(format!("the offloaded file {} is not what was written", path.display())));
+    }
+    Ok(v)
+}
+
 /// Fetch the value `r` refers to, checked.
 pub fn read(conn: &mut Connection, keys: &Keys, r: &BigRef) -> Result<Vec<u8>> {
+    if r.part == FILE {
+        return read_file(conn.config(), r);
+    }
     let owner = &r.owner;
     let mut out: Vec<u8> = Vec::new();
     out.try_reserve_exact(r.len)
@@ -193,7 +257,7 @@ pub fn address(value: &[u8]) -> String {
 pub fn prepare_shared(conn: &mut Connection, keys: &Keys, value: &[u8]) -> Result<SharedObject> {
     let sha = address(value);
     let sealed = crate::signature::seal(conn.config().secret.as_deref(), value);
-    if is_big(sealed.len()) {
+    if is_big(conn.config(), sealed.len()) {
         let owner = format!("{sha}-{}", crate::task::new_id());
         let r = write(conn, keys, &owner, OBJECT, &[&sealed])?;
         Ok(SharedObject { sha, stored: r.encode(), chunks: Some(r) })

@@ -21,6 +21,28 @@ pub struct Config {
     pub io_timeout: Duration,
     /// Shared secret for signed payloads (`REDQ_SECRET`), if any.
     pub secret: Option<Vec<u8>>,
+    /// Where values over a size go instead of Redis (`REDQ_OFFLOAD_PATH`,
+    /// `REDQ_OFFLOAD_THRESHOLD`, or set by the controller or worker).
+    pub offload: Option<Offload>,
+}
+
+/// A directory shared by controllers and workers for large values.
+#[derive(Clone, Debug)]
+pub struct Offload {
+    /// The directory (each process may see it under its own path).
+    pub path: std::path::PathBuf,
+    /// Values over this many bytes are written there.
+    pub threshold: usize,
+}
+
+impl Offload {
+    /// From `REDQ_OFFLOAD_PATH` and `REDQ_OFFLOAD_THRESHOLD` (bytes,
+    /// default 1 MB), if the path is set.
+    pub fn from_env() -> Option<Offload> {
+        let path = std::env::var("REDQ_OFFLOAD_PATH").ok().filter(|p| !p.is_empty())?;
+        let threshold = std::env::var("REDQ_OFFLOAD_THRESHOLD").ok().and_then(|t| t.parse::<f64>().ok());
+        Some(Offload { path: path.into(), threshold: threshold.map_or(1 << 20, |t| t.max(0.0) as usize) })
+    }
 }
 
 impl Config {
@@ -46,6 +68,7 @@ impl Config {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(10),
             secret: crate::signature::secret_from_env(),
+            offload: Offload::from_env(),
         })
     }
 

@@ -29,6 +29,11 @@ impl Connection {
         Ok(c)
     }
 
+    /// Change where large values go (`offload_path`).
+    pub fn set_offload(&mut self, offload: Option<crate::config::Offload>) {
+        self.cfg.offload = offload;
+    }
+
     /// The settings this connection was made from.
     pub fn config(&self) -> &Config {
         &self.cfg

@@ -55,7 +55,7 @@ pub fn submit_sharing(
     let mut sealed: Vec<Vec<u8>> = Vec::with_capacity(tasks.len());
     for t in tasks {
         let s = signature::seal(secret.as_deref(), &t.payload);
-        if big::is_big(s.len()) {
+        if big::is_big(conn.config(), s.len()) {
             match big::write(conn, keys, &t.id, big::PAYLOAD, &[&s]) {
                 Ok(r) => {
                     sealed.push(r.encode());

@@ -324,6 +324,16 @@ impl Worker {
         self.finished.push(Finished { id: id.to_string(), status, result, began_ms });
     }
 
+    /// Whether a value of `len` bytes goes in chunks or to a file.
+    pub fn is_big(&self, len: usize) -> bool {
+        big::is_big(self.conn.config(), len)
+    }
+
+    /// Offload values over `threshold` bytes to `path` (None: do not).
+    pub fn set_offload(&mut self, offload: Option<crate::config::Offload>) {
+        self.conn.set_offload(offload);
+    }
+
     /// `end()` for a result over the inline limit: its chunks are written
     /// now, straight from R's serialization (no copy of it is kept), and
     /// the step reports the reference. The chunks name this worker, so a

@@ -21,6 +21,16 @@ fn rs_controller_open(url: &str, namespace: &str) -> Robj {
     out(Config::new(url, namespace).and_then(|c| Controller::open(&c)).map(ExternalPtr::new))
 }
 
+/// Offload values over `threshold` bytes to the directory `path` (NULL:
+/// do not).
+#[extendr]
+fn rs_controller_offload(x: Robj, path: Nullable<String>, threshold: f64) -> Robj {
+    with_ctl(&x, |c| {
+        c.conn.set_offload(super::worker::offload(path, threshold));
+        Ok(())
+    })
+}
+
 /// `host:port/db` of the server.
 #[extendr]
 fn rs_controller_address(x: Robj) -> Robj {
@@ -200,6 +210,7 @@ extendr_module! {
     mod controller;
     fn rs_controller_open;
     fn rs_controller_address;
+    fn rs_controller_offload;
     fn rs_controller_close;
     fn rs_controller_reap;
     fn rs_controller_command;

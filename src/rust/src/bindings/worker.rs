@@ -116,7 +116,7 @@ fn rs_worker_begin(x: Robj, id: &str) -> Robj {
 fn rs_worker_end(x: Robj, id: &str, outcome: i32, result: Raw) -> Robj {
     let mut w = wkr!(x);
     match Outcome::from_code(outcome) {
-        Some(o) if crate::big::is_big(result.len()) => out(w.as_mut().end_big(id, o, result.as_slice())),
+        Some(o) if w.as_ref().is_big(result.len()) => out(w.as_mut().end_big(id, o, result.as_slice())),
         Some(o) => {
             w.as_mut().end(id, o, result.as_slice().to_vec());
             Robj::from(())
@@ -189,6 +189,22 @@ fn rs_worker_progress(x: Robj, value: Raw) -> Robj {
 fn rs_worker_log(x: Robj, text: Raw) -> Robj {
     let mut w = wkr!(x);
     out(w.as_mut().log(text.as_slice()))
+}
+
+/// Offload values over `threshold` bytes to the directory `path` (NULL:
+/// do not).
+#[extendr]
+fn rs_worker_offload(x: Robj, path: Nullable<String>, threshold: f64) -> Robj {
+    let mut w = wkr!(x);
+    w.as_mut().set_offload(offload(path, threshold));
+    Robj::from(())
+}
+
+pub(crate) fn offload(path: Nullable<String>, threshold: f64) -> Option<crate::config::Offload> {
+    match path {
+        Nullable::NotNull(p) => Some(crate::config::Offload { path: p.into(), threshold: threshold.max(0.0) as usize }),
+        Nullable::Null => None,
+    }
 }
 
 /// A shared object's serialization (a raw vector).
@@ -315,6 +331,7 @@ extendr_module! {
     fn rs_worker_log;
     fn rs_worker_event;
     fn rs_worker_object;
+    fn rs_worker_offload;
     fn rs_worker_respond;
     fn rs_worker_paused;
     fn rs_worker_job_env;

@@ -25,7 +25,7 @@ impl Job {
         let sealed = signature::seal(conn.config().secret.as_deref(), env);
         // an environment over the inline limit goes in chunks, the key
         // holding the reference
-        let sealed = if big::is_big(sealed.len()) {
+        let sealed = if big::is_big(conn.config(), sealed.len()) {
             big::write(conn, &self.keys, &self.id, big::ENV, &[&sealed])?.encode()
         } else {
             sealed
