@@ -178,6 +178,12 @@ rs_worker_begin <- function(x, id) .Call(wrap__rs_worker_begin, x, id)
 # result, reported with the next step.
 rs_worker_end <- function(x, id, outcome, result) .Call(wrap__rs_worker_end, x, id, outcome, result)
 
+# The R loop ended task `id` with `value`, serialized here straight into
+# its record or its chunks, so that no serialized copy of a large value
+# is ever held whole (R's own serialize() would hold two while growing
+# its buffer, then copy it).
+rs_worker_end_value <- function(x, id, outcome, value) .Call(wrap__rs_worker_end_value, x, id, outcome, value)
+
 # Relay a message (a serialized condition) from the running task to whoever
 # waits for it.
 rs_worker_relay <- function(x, message) .Call(wrap__rs_worker_relay, x, message)

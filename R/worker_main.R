@@ -162,11 +162,12 @@ worker_serve <- function(cfg, max_batch, run) {
 # at once; should the server refuse it (its memory limit), the task ends
 # with an error that says so, and the worker goes on.
 end_task <- function(w, id, out) {
-  r <- rs_worker_end(w, id, out$outcome, out$result)
+  r <- if (is.null(out$result)) rs_worker_end_value(w, id, out$outcome, out$value) else
+    rs_worker_end(w, id, out$outcome, out$result)
   if (inherits(r, "redq_rs_error")) {
+    size <- if (is.null(out$result)) utils::object.size(out$value) else length(out$result)
     msg <- sprintf("its result (%s) could not be stored: %s",
-                   format(structure(length(out$result), class = "object_size"), units = "auto"),
-                   r$message)
+                   format(structure(size, class = "object_size"), units = "auto"), r$message)
     rs_worker_end(w, id, OUTCOME_ERROR, serialize_fast(redq_task_error(msg, id = id)))
   }
   invisible()
@@ -324,8 +325,13 @@ run_task <- function(w, task, state) {
     return(list(outcome = OUTCOME_INTERRUPTED, result = raw()))
   }
   outcome <- if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE
+  # a large value is serialized by the core straight to where it is
+  # stored, never held whole as a raw vector
+  if (utils::object.size(value) > LARGE_RESULT) return(list(outcome = outcome, value = value))
   list(outcome = outcome, result = serialize_fast(value))
 }
+
+LARGE_RESULT <- 16 * 2^20
 
 # run_task(), keeping what the task prints (output, messages, warnings) in
 # its record for task_log(), and when it began and ended in the worker's

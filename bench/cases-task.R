@@ -187,3 +187,52 @@ case_signed <- function(ctl_of) {
     bench$rows[[i]]$target <- target_within(plain, 0.10, identical(r$unit, "tasks/s"))
   }
 }
+
+# Large results: a task returning raw(n) until the value is back in R, in
+# MB/s, next to serialize() + unserialize() of the same object in this
+# process; and the peak resident memory of the controller and of the
+# worker while they move it, as a multiple of the object's size.
+case_large_results <- function(ctl) {
+  for (mb in c(100, 1000)) {
+    n <- mb * 1e6
+    x <- raw(n)
+    base <- numeric()
+    for (i in seq_len(reps(3, 1))) {
+      t <- elapsed(y <- unserialize(serialize(x, NULL, xdr = FALSE)))
+      stopifnot(length(y) == n)
+      rm(y)
+      base <- c(base, mb / t)
+    }
+    rm(x)
+    case <- sprintf("large: %s MB result round trip", format(mb, big.mark = ","))
+    record(case, "serialize+unserialize", base, "MB/s", group = case)
+    rates <- ctl_peak <- worker_peak <- numeric()
+    for (i in seq_len(reps(3, 1))) {
+      # a fresh worker each time: its peak is this task's
+      w <- worker_spawn(1, controller = ctl)
+      pid <- worker_info(w$id, ctl)[[1]]$pid
+      invisible(gc())
+      reset_peak_rss()
+      before <- proc_status_mb()
+      t <- elapsed({
+        id <- task_create_expr(raw(n), controller = ctl)
+        task_wait(id, timeout = 600, progress = FALSE, controller = ctl)
+        v <- task_result(id, controller = ctl)
+      })
+      stopifnot(length(v) == n)
+      ctl_peak <- c(ctl_peak, (proc_status_mb(field = "VmHWM") - before) * 2^20 / n)
+      worker_peak <- c(worker_peak, proc_status_mb(pid, field = "VmHWM") * 2^20 / n)
+      rm(v)
+      task_delete(id, controller = ctl)
+      worker_stop(w, type = "kill", wait = 5, controller = ctl)
+      rates <- c(rates, mb / t)
+    }
+    record(case, "redq", rates, "MB/s", group = case)
+    if (mb >= 1000) {
+      record(sprintf("large: %s MB result, controller peak RSS", mb), "redq", ctl_peak, "x size",
+             target = target_at_most(2.5, "x size"))
+      record(sprintf("large: %s MB result, worker peak RSS", mb), "redq", worker_peak, "x size",
+             target = target_at_most(2.5, "x size"))
+    }
+  }
+}

@@ -66,6 +66,7 @@ main <- function(args = commandArgs(trailingOnly = TRUE)) {
   run_case("worker start-up", case_startup, ctl("start-up"))
   run_case("idle worker memory", case_worker_memory, ctl("memory"))
   run_case("recovery", case_recovery, ctl("recovery"))
+  run_case("large results", case_large_results, ctl("large"))
   run_case("scale", case_scale, ctl("scale"))
 
   note("doParallel on a cluster sends one iteration per message by default (no prescheduling),",

@@ -86,82 +86,159 @@ pub fn is_big(cfg: &Config, len: usize) -> bool {
     len > BIG_VALUE || cfg.offload.as_ref().is_some_and(|o| len > o.threshold)
 }
 
-/// Store the concatenation of `parts` in chunks of `owner`'s `part` (or,
-/// over the offload threshold, in a file of the offload directory named by
-/// its hash); chunks live `JOB_TTL_S` unless made permanent. Returns the
-/// reference. On failure, the chunks written so far are deleted.
+/// Store the concatenation of `parts` apart from its record: in chunks of
+/// `owner`'s `part` (or, over the offload threshold, in a file of the
+/// offload directory named by its hash); chunks live `JOB_TTL_S` unless
+/// made permanent. Returns the reference. On failure, nothing written
+/// stays.
 pub fn write(conn: &mut Connection, keys: &Keys, owner: &str, part: &str, parts: &[&[u8]]) -> Result<BigRef> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    if let Some(o) = conn.config().offload.clone().filter(|o| len > o.threshold) {
-        return write_file(&o, parts, len);
+    let mut w = Writer::new(conn, keys, owner, part, 0);
+    for p in parts {
+        w.push(p);
     }
-    let chunks = len.div_ceil(BIG_CHUNK).max(1);
-    let mut sha = Sha256::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(BIG_CHUNK.min(len));
-    let mut written = 0;
-    let mut flush = |buf: &mut Vec<u8>, conn: &mut Connection, i: usize| -> Result<()> {
-        sha.update(&buf[..]);
-        let k = keys.chunk(owner, &format!("{part}{i}"));
-        let r = conn.run(|c| redis::cmd("SET").arg(&k).arg(&buf[..]).arg("EX").arg(JOB_TTL_S).query::<()>(c));
-        buf.clear();
-        r
-    };
-    let result = (|| {
-        for p in parts {
-            let mut p: &[u8] = p;
-            while !p.is_empty() {
-                let take = (BIG_CHUNK - buf.len()).min(p.len());
-                buf.extend_from_slice(&p[..take]);
-                p = &p[take..];
-                if buf.len() == BIG_CHUNK {
-                    flush(&mut buf, conn, written)?;
-                    written += 1;
+    match w.finish()? {
+        Stored::Big(r) => Ok(r),
+        Stored::Inline(_) => unreachable!("a writer with no inline room stores everything apart"),
+    }
+}
+
+/// How a value written by a `Writer` was stored.
+pub enum Stored {
+    /// Small enough to go in its record: the bytes.
+    Inline(Vec<u8>),
+    /// Apart: the reference that goes in its record.
+    Big(BigRef),
+}
+
+/// A value written as it is produced (by `write`, or by R's serializer
+/// in the bindings), so that nobody holds it whole in memory a second
+/// time: kept in memory while it fits in `inline` bytes, then streamed to
+/// chunks of 1 MB (or to a file of the offload directory).
+pub struct Writer<'a> {
+    conn: &'a mut Connection,
+    keys: &'a Keys,
+    owner: String,
+    part: String,
+    inline: usize,
+    buf: Vec<u8>,
+    sha: Sha256,
+    len: usize,
+    chunks: usize,
+    file: Option<(std::io::BufWriter<std::fs::File>, std::path::PathBuf, Offload)>,
+    apart: bool,
+    err: Option<Error>,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer keeping up to `inline` bytes (at most the inline limit, or
+    /// the offload threshold) for the record itself.
+    pub fn new(conn: &'a mut Connection, keys: &'a Keys, owner: &str, part: &str, inline: usize) -> Writer<'a> {
+        let mut limit = inline.min(BIG_VALUE);
+        if let Some(o) = &conn.config().offload {
+            limit = limit.min(o.threshold);
+        }
+        Writer {
+            conn,
+            keys,
+            owner: owner.to_string(),
+            part: part.to_string(),
+            inline: limit,
+            buf: Vec::new(),
+            sha: Sha256::new(),
+            len: 0,
+            chunks: 0,
+            file: None,
+            apart: false,
+            err: None,
+        }
+    }
+
+    /// Add bytes. An error is kept for `finish` (R's serializer, which
+    /// calls this, cannot be told).
+    pub fn push(&mut self, data: &[u8]) {
+        if self.err.is_some() {
+            return;
+        }
+        self.len += data.len();
+        self.sha.update(data);
+        if !self.apart && self.buf.len() + data.len() <= self.inline {
+            self.buf.extend_from_slice(data);
+            return;
+        }
+        if !self.apart {
+            self.apart = true;
+            if let Some(o) = self.conn.config().offload.clone() {
+                let tmp = o.path.join(format!(".{}.{}", crate::task::new_id(), std::process::id()));
+                match std::fs::File::create(&tmp) {
+                    Ok(f) => self.file = Some((std::io::BufWriter::with_capacity(BIG_CHUNK, f), tmp, o)),
+                    Err(e) => {
+                        self.err = Some(file_error(&o, e, "write"));
+                        return;
+                    }
                 }
             }
         }
-        if !buf.is_empty() || written == 0 {
-            flush(&mut buf, conn, written)?;
-            written += 1;
+        if let Some((f, _, o)) = &mut self.file {
+            let pending = std::mem::take(&mut self.buf);
+            if let Err(e) = f.write_all(&pending).and_then(|_| f.write_all(data)) {
+                self.err = Some(file_error(o, e, "write"));
+            }
+            return;
         }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = drop_chunks(conn, keys, owner, part, written + 1);
-        return Err(e);
+        self.buf.extend_from_slice(data);
+        let mut off = 0;
+        while self.buf.len() - off >= BIG_CHUNK {
+            let k = self.keys.chunk(&self.owner, &format!("{}{}", self.part, self.chunks));
+            let chunk = &self.buf[off..off + BIG_CHUNK];
+            if let Err(e) =
+                self.conn.run(|c| redis::cmd("SET").arg(&k).arg(chunk).arg("EX").arg(JOB_TTL_S).query::<()>(c))
+            {
+                self.err = Some(e);
+                break;
+            }
+            self.chunks += 1;
+            off += BIG_CHUNK;
+        }
+        self.buf.drain(..off);
     }
-    Ok(BigRef { len, chunks, sha: hex(&sha.finalize()), owner: owner.to_string(), part: part.to_string() })
+
+    /// The value stored: inline bytes, or the reference to what was
+    /// written apart. On failure, what was written apart is removed.
+    pub fn finish(mut self) -> Result<Stored> {
+        if self.err.is_none() && !self.apart {
+            return Ok(Stored::Inline(std::mem::take(&mut self.buf)));
+        }
+        let sha = hex(&self.sha.clone().finalize());
+        if let Some((f, tmp, o)) = self.file.take() {
+            let done = self.err.take().map_or(Ok(()), Err).and_then(|_| {
+                let f = f.into_inner().map_err(|e| file_error(&o, e.into_error(), "write"))?;
+                f.sync_all().map_err(|e| file_error(&o, e, "write"))?;
+                std::fs::rename(&tmp, o.path.join(&sha)).map_err(|e| file_error(&o, e, "write"))
+            });
+            if let Err(e) = done {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            return Ok(Stored::Big(BigRef { len: self.len, chunks: 0, sha, owner: "file".into(), part: FILE.into() }));
+        }
+        if self.err.is_none() && (!self.buf.is_empty() || self.chunks == 0) {
+            let k = self.keys.chunk(&self.owner, &format!("{}{}", self.part, self.chunks));
+            let buf = std::mem::take(&mut self.buf);
+            match self.conn.run(|c| redis::cmd("SET").arg(&k).arg(&buf[..]).arg("EX").arg(JOB_TTL_S).query::<()>(c)) {
+                Ok(()) => self.chunks += 1,
+                Err(e) => self.err = Some(e),
+            }
+        }
+        if let Some(e) = self.err.take() {
+            let _ = drop_chunks(self.conn, self.keys, &self.owner, &self.part, self.chunks + 1);
+            return Err(e);
+        }
+        Ok(Stored::Big(BigRef { len: self.len, chunks: self.chunks, sha, owner: self.owner.clone(), part: self.part.clone() }))
+    }
 }
 
-/// A value in the offload directory: `<sha256>`, written once (a file of
-/// that name and size is that content), through a temporary name so that
-/// readers never see half a file.
-fn write_file(o: &Offload, parts: &[&[u8]], len: usize) -> Result<BigRef> {
-    let mut sha = Sha256::new();
-    for p in parts {
-        sha.update(p);
-    }
-    let sha = hex(&sha.finalize());
-    let path = o.path.join(&sha);
-    let fail = |e: std::io::Error, what: &str| {
-        Error::Argument(format!("cannot {what} in the offload directory {}: {e}", o.path.display()))
-    };
-    if std::fs::metadata(&path).map(|m| m.len() as usize == len).unwrap_or(false) {
-        return Ok(BigRef { len, chunks: 0, sha, owner: "file".into(), part: FILE.into() });
-    }
-    let tmp = o.path.join(format!(".{sha}.{}", crate::task::new_id()));
-    let written = (|| {
-        let mut f = std::io::BufWriter::with_capacity(BIG_CHUNK, std::fs::File::create(&tmp)?);
-        for p in parts {
-            f.write_all(p)?;
-        }
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(e, "write"));
-    }
-    Ok(BigRef { len, chunks: 0, sha, owner: "file".into(), part: FILE.into() })
+fn file_error(o: &Offload, e: std::io::Error, what: &str) -> Error {
+    Error::Argument(format!("cannot {what} in the offload directory {}: {e}", o.path.display()))
 }
 
 /// Read an offloaded value, checked.

@@ -334,6 +334,13 @@ impl Worker {
         self.conn.set_offload(offload);
     }
 
+    /// A writer for task `id`'s result (see `big::Writer`): inline while
+    /// it fits, else chunks that name this worker.
+    pub fn result_writer(&mut self, id: &str) -> big::Writer<'_> {
+        let owner = format!("{id}:{}", self.reg.id);
+        big::Writer::new(&mut self.conn, &self.reg.keys, &owner, big::RESULT, usize::MAX)
+    }
+
     /// `end()` for a result over the inline limit: its chunks are written
     /// now, straight from R's serialization (no copy of it is kept), and
     /// the step reports the reference. The chunks name this worker, so a
