@@ -73,7 +73,7 @@ impl Controller {
         let mk = self.keys.message(&mid);
         let ttl = crate::protocol::CONTROL_TTL_S as i64;
         let mut p = redis::pipe();
-        p.hset_multiple(&mk, &[("command", command.as_bytes()), ("args", args)]).ignore();
+        p.cmd("HSET").arg(&mk).arg("command").arg(command.as_bytes()).arg("args").arg(args).ignore();
         p.expire(&mk, ttl).ignore();
         for w in workers {
             let ck = self.keys.worker_control(w);
