@@ -18,21 +18,25 @@ acl_server <- function(envir = parent.frame()) {
 
 test_that("the shipped ACL user runs foreach loops, tasks and a fault test", {
   url <- acl_server()
-  ctl <- redq_controller("acl", url = url)
+  ctl <- redq_controller("acl", url = url, default = FALSE)
   withr::defer(worker_stop(type = "kill", wait = 2, controller = ctl))
   # it is least privilege: no key outside redq's, no admin command
   expect_error(redq:::redis_command(c("SET", "elsewhere", "1"), controller = ctl), "NOPERM|permission")
   expect_error(redq:::redis_command(c("FLUSHALL"), controller = ctl), "NOPERM|permission")
 
   registerDoRedis("jobs", url = url, namespace = "acl")
-  withr::defer(foreach::registerDoSEQ())
+  # the backend, and so doRedis' data functions, must not outlive this
+  # test's server
+  withr::defer({
+    foreach::registerDoSEQ()
+    rm("foreach", envir = redq:::redq_env)
+  })
   startLocalWorkers(2, queue = "jobs", url = url, namespace = "acl", linger = 0)
   set.seed(1)
   r <- foreach(i = 1:40, .combine = c, .options.redis = list(chunkSize = 3)) %dopar% (i * 2)
   expect_equal(r, (1:40) * 2)
   removeQueue("jobs")
 
-  ctl <- redq_controller("acl", url = url)
   w <- worker_spawn(2, controller = ctl, task_log = TRUE)
   big <- as.raw(sample.int(255, 2e6, replace = TRUE))
   ids <- task_create_bulk_call(function(i, x) length(x) + i, as.list(1:4), args = list(x = big),

@@ -8,8 +8,11 @@ local fetch = ARGV[3] == '1'
 local k = tonumber(ARGV[4])
 for i = 5, 4 + k do
   local tk = K.task(ARGV[i])
-  drop_big(tk, 'result')
-  drop_payload(ARGV[i], fields(tk))
+  local t = fields(tk)
+  if t.rbig then
+    drop_big(tk, 'result')
+  end
+  drop_payload(ARGV[i], t)
   redis.call('DEL', tk)
 end
 local out = {}

@@ -84,10 +84,10 @@ local TERMINAL = {[COMPLETE] = true, [ERROR] = true, [CANCELLED] = true, [TIMEOU
 -- max_attempts, and whether other tasks wait for it.
 local function fields(tk)
   local t = redis.call('HMGET', tk, 'status', 'queue', 'worker', 'started', 'job', 'attempt',
-                       'max_attempts', 'dependents', 'pbig', 'object')
+                       'max_attempts', 'dependents', 'pbig', 'object', 'rbig')
   return {status = t[1], queue = t[2], worker = t[3], started = t[4], job = t[5],
           attempt = tonumber(t[6] or '0'), max_attempts = tonumber(t[7] or DEFAULT_MAX_ATTEMPTS),
-          dependents = t[8] == '1', pbig = t[9] == '1', object = t[10]}
+          dependents = t[8] == '1', pbig = t[9] == '1', object = t[10], rbig = t[11] == '1'}
 end
 
 -- One line per attempt that did not end the task with a recorded result:
@@ -246,9 +246,13 @@ local function complete(wid, id, status, result, began)
     end
     return 0
   end
-  if chunks and redis.call('TTL', tk) < 0 then
-    for _, k in ipairs(chunks) do
-      redis.call('PERSIST', k)
+  if chunks then
+    -- the scripts that drop the result look for its chunks
+    redis.call('HSET', tk, 'rbig', 1)
+    if redis.call('TTL', tk) < 0 then
+      for _, k in ipairs(chunks) do
+        redis.call('PERSIST', k)
+      end
     end
   end
   if t.status == PENDING then
@@ -397,7 +401,9 @@ local function cancel_tasks(ids, delete, unlist)
     end
     if delete then
       if t.status then
-        drop_big(tk, 'result')
+        if t.rbig then
+          drop_big(tk, 'result')
+        end
         drop_payload(id, t)
         redis.call('DEL', tk)
         if not TERMINAL[t.status] and t.dependents then

@@ -30,7 +30,7 @@ if ok == 1 then
     end
     log_attempt(tk, '', '', OUTCOME_RETRY)
     drop_big(tk, 'result')
-    redis.call('HDEL', tk, 'result', 'finished', 'started', 'worker', 'deps_left')
+    redis.call('HDEL', tk, 'result', 'rbig', 'finished', 'started', 'worker', 'deps_left')
     redis.call('HSET', tk, 'status', PENDING, 'attempt', 0, 'job', ARGV[3])
     redis.call('LPUSH', K.queue(t.queue), id)
   end
