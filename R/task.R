@@ -112,7 +112,26 @@ task_create_bulk_call <- function(fn, data, args = list(), queue = NULL, timeout
       task_payload_call(fn, c(rows[[i]], args), seeds[[i]])
     })
   }
+  warn_closure(fn, payloads)
   task_submit(payloads, queue, timeout, max_attempts, depends_on, controller, shared = shared)
+}
+
+# A function written inside another function carries that function's
+# variables into every task: say so when that makes the payloads large.
+warn_closure <- function(fn, payloads) {
+  env <- environment(fn)
+  local <- !is.null(env) && !identical(env, globalenv()) && !identical(env, baseenv()) &&
+    !isNamespace(env)
+  size <- if (length(payloads) > 1L) length(payloads[[1]]) else 0
+  if (local && size > getOption("redq.shared_threshold", 1e6)) {
+    warning(structure(class = c("redq_warning_large_closure", "warning", "condition"), list(
+      message = sprintf(paste(
+        "each of the %d tasks carries %s: 'fn' was defined inside a function and takes that",
+        "function's variables along; define it at top level, or pass large data in 'args'",
+        "(stored once)"), length(payloads), format(structure(size, class = "object_size"), units = "auto")),
+      call = sys.call(-1))))
+  }
+  invisible()
 }
 
 check_fn <- function(fn) {

@@ -164,7 +164,9 @@ test_that("with offload_path, Redis holds no value over the threshold and result
   w <- worker_spawn(2)
   x <- as.raw(sample.int(255, 5e6, replace = TRUE))
   one <- task_create_expr(rev(x))                      # payload and result over the threshold
-  shared <- task_create_bulk_call(function(i, x) x[i], as.list(1:3), args = list(x = x))
+  pick <- function(i, x) x[i]
+  environment(pick) <- globalenv()
+  shared <- task_create_bulk_call(pick, as.list(1:3), args = list(x = x))
   task_wait(c(one, shared), timeout = 120)
   expect_identical(task_result(one), rev(x))
   expect_identical(unname(unlist(task_results(shared))), x[1:3])
@@ -196,4 +198,16 @@ test_that("a worker that cannot read the offload directory fails the task saying
   expect_match(conditionMessage(task_result(id, controller = ctl)), "offload_path")
   expect_error(redq_controller(ns, url = test_url(), offload_path = file.path(dir, "nope")),
                class = "redq_error_argument")
+})
+
+test_that("a function carrying a large environment into every task is pointed out", {
+  ctl <- test_controller()
+  big <- as.raw(sample.int(255, 3e6, replace = TRUE))
+  f <- function(i) length(big) + i # defined here: carries this environment, big included
+  expect_warning(ids <- task_create_bulk_call(f, as.list(1:3)), "define it at top level",
+                 class = "redq_warning_large_closure")
+  g <- function(i, x) length(x) + i
+  environment(g) <- globalenv()
+  expect_no_warning(task_create_bulk_call(g, as.list(1:3), args = list(x = big)))
+  task_delete(ids)
 })
