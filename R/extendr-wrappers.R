@@ -84,6 +84,11 @@ rs_task_submit <- function(x, queue, payloads, timeout, max_attempts, depends_on
 # The address a shared value will have: the SHA-256 of its bytes.
 rs_object_address <- function(value) .Call(wrap__rs_object_address, value)
 
+# Serialize a large payload straight into chunks (no serialized copy is
+# ever whole); returns the reference, which `rs_task_submit` takes as the
+# payload (and seals, with a secret).
+rs_controller_stream <- function(x, value) .Call(wrap__rs_controller_stream, x, value)
+
 # Status of each id.
 rs_task_status <- function(x, ids) .Call(wrap__rs_task_status, x, ids)
 

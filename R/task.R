@@ -53,7 +53,8 @@ task_create_expr <- function(expr, queue = NULL, timeout = NULL, max_attempts = 
                              depends_on = NULL, envir = parent.frame(), seed = NULL,
                              controller = NULL) {
   expr <- substitute(expr)
-  payload <- task_payload_expr(expr, capture_vars(expr, envir), seed_streams(seed, 1)[[1]])
+  payload <- task_payload_expr(expr, capture_vars(expr, envir), seed_streams(seed, 1)[[1]],
+                               stream = TRUE, controller = controller)
   task_submit(list(payload), queue, timeout, max_attempts, depends_on, controller)
 }
 
@@ -65,8 +66,9 @@ task_create_call <- function(fn, args = list(), queue = NULL, timeout = NULL, ma
   if (!is.list(args)) {
     redq_abort("argument", "'args' must be a list of arguments for 'fn'")
   }
-  task_submit(list(task_payload_call(fn, args, seed_streams(seed, 1)[[1]])), queue, timeout,
-              max_attempts, depends_on, controller)
+  payload <- task_payload_call(fn, args, seed_streams(seed, 1)[[1]], stream = TRUE,
+                               controller = controller)
+  task_submit(list(payload), queue, timeout, max_attempts, depends_on, controller)
 }
 
 #' @rdname task_create_expr
@@ -184,13 +186,26 @@ is_package_env <- function(e) {
 
 serialize_fast <- function(x) serialize(x, NULL, xdr = FALSE)
 
-task_payload_expr <- function(expr, vars, seed = NULL) {
-  serialize_fast(c(list(type = "expr", expr = expr, vars = vars), if (!is.null(seed)) list(seed = seed)))
+task_payload_expr <- function(expr, vars, seed = NULL, stream = FALSE, controller = NULL) {
+  payload_bytes(c(list(type = "expr", expr = expr, vars = vars), if (!is.null(seed)) list(seed = seed)),
+                stream, controller)
 }
 
-task_payload_call <- function(fn, args, seed = NULL, shared = NULL) {
-  serialize_fast(c(list(type = "call", fn = fn, args = args), if (!is.null(seed)) list(seed = seed),
-                   if (!is.null(shared)) list(shared = shared)))
+task_payload_call <- function(fn, args, seed = NULL, shared = NULL, stream = FALSE,
+                              controller = NULL) {
+  payload_bytes(c(list(type = "call", fn = fn, args = args), if (!is.null(seed)) list(seed = seed),
+                  if (!is.null(shared)) list(shared = shared)), stream, controller)
+}
+
+# A payload's bytes. With `stream`, a large one (a single task's: sizing
+# every task of a bulk submission would cost more than it saves) is
+# serialized by the core straight into chunks, and the bytes are the
+# reference to them: no serialized copy of it is ever whole.
+payload_bytes <- function(p, stream = FALSE, controller = NULL) {
+  if (stream && utils::object.size(p) > LARGE_RESULT) {
+    return(rs_check(rs_controller_stream(get_controller(controller)$ptr, p)))
+  }
+  serialize_fast(p)
 }
 
 # L'Ecuyer-CMRG streams for n tasks: the i-th after `seed` (an integer for

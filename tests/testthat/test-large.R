@@ -211,3 +211,27 @@ test_that("a function carrying a large environment into every task is pointed ou
   expect_no_warning(task_create_bulk_call(g, as.list(1:3), args = list(x = big)))
   task_delete(ids)
 })
+
+test_that("a large payload streamed to its chunks stays signed with REDQ_SECRET", {
+  withr::local_envvar(REDQ_SECRET = "a-long-shared-secret-for-this-test")
+  ctl <- test_controller()
+  big <- as.raw(sample.int(255, 3e7, replace = TRUE))
+  id <- task_create_expr(sum(as.integer(big[1:10])))
+  # what the record holds is the sealed reference, not the value
+  stored <- redq:::redis_command(c("HSTRLEN", sprintf("redq:{%s}:payloads", ctl$namespace), id))
+  expect_lt(as.numeric(stored), 300)
+  expect_gt(length(chunk_keys(ctl)), 20)
+  worker_spawn(1)
+  task_wait(id, timeout = 60)
+  expect_equal(task_result(id), sum(as.integer(big[1:10])))
+  expect_length(chunk_keys(ctl), 0)
+  # a worker with another secret refuses it
+  withr::local_envvar(REDQ_SECRET = "another-secret")
+  ctl2 <- test_controller()
+  id2 <- task_create_expr(length(big))
+  withr::local_envvar(REDQ_SECRET = "a-long-shared-secret-for-this-test")
+  worker_spawn(1, controller = ctl2)
+  task_wait(id2, timeout = 60, controller = ctl2)
+  expect_equal(unname(task_status(id2, controller = ctl2)), "ERROR")
+  expect_match(conditionMessage(task_result(id2, controller = ctl2)), "signature")
+})

@@ -54,6 +54,13 @@ pub fn submit_sharing(
     let mut big_refs: Vec<big::BigRef> = shared.and_then(|o| o.chunks.clone()).into_iter().collect();
     let mut sealed: Vec<Vec<u8>> = Vec::with_capacity(tasks.len());
     for t in tasks {
+        // a payload already streamed to its chunks (see `big::Writer`): its
+        // reference is what gets sealed and stored
+        if let Some(r) = big::BigRef::parse(&t.payload) {
+            big_refs.push(r);
+            sealed.push(signature::seal(secret.as_deref(), &t.payload));
+            continue;
+        }
         let s = signature::seal(secret.as_deref(), &t.payload);
         if big::is_big(conn.config(), s.len()) {
             match big::write(conn, keys, &t.id, big::PAYLOAD, &[&s]) {
@@ -99,7 +106,7 @@ pub fn submit_sharing(
     }
     for (t, s) in tasks.iter().zip(&sealed) {
         p.cmd("HSET").arg(keys.task(&t.id)).arg(t.fields(now)).ignore();
-        if s.starts_with(big::MARK) {
+        if s.starts_with(big::MARK) || t.payload.starts_with(big::MARK) {
             // the scripts that drop the payload look for its chunks
             p.hset(keys.task(&t.id), "pbig", 1).ignore();
         }

@@ -523,9 +523,15 @@ impl Worker {
             Ok(raw) => raw,
             Err(e) => return refuse(task, format!("could not read the task's payload: {e}")),
         };
-        match signature::open(self.conn.config().secret.as_deref(), raw) {
-            Ok(p) => task.payload = p,
+        let opened = match signature::open(self.conn.config().secret.as_deref(), raw) {
+            Ok(p) => p,
             Err(e) => return refuse(task, e.to_string()),
+        };
+        // a payload streamed to its chunks is sealed as its reference: the
+        // seal vouches for the reference, the reference's hash for the chunks
+        match big::resolve(&mut self.conn, &self.reg.keys, opened) {
+            Ok(p) => task.payload = p,
+            Err(e) => return refuse(task, format!("could not read the task's payload: {e}")),
         }
         task
     }

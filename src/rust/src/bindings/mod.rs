@@ -136,6 +136,32 @@ pub(crate) fn progress_hook(f: &Robj) -> impl FnMut(usize, usize) + '_ {
     }
 }
 
+/// R's serialize(x, xdr = FALSE), written to `w` as it is produced.
+pub(crate) fn serialize_into(w: &mut crate::big::Writer<'_>, x: &Robj) {
+    use extendr_ffi::{R_NilValue, R_Serialize, R_outpstream_st, R_outpstream_t, R_pstream_format_t};
+    use std::os::raw::{c_int, c_void};
+    unsafe extern "C" fn out_char(s: R_outpstream_t, c: c_int) {
+        let w = &mut *((*s).data as *mut crate::big::Writer<'_>);
+        w.push(&[c as u8]);
+    }
+    unsafe extern "C" fn out_bytes(s: R_outpstream_t, buf: *mut c_void, n: c_int) {
+        let w = &mut *((*s).data as *mut crate::big::Writer<'_>);
+        w.push(std::slice::from_raw_parts(buf as *const u8, n as usize));
+    }
+    unsafe {
+        let mut stream = R_outpstream_st {
+            data: w as *mut crate::big::Writer<'_> as *mut c_void,
+            type_: R_pstream_format_t::R_pstream_binary_format,
+            version: 3,
+            OutChar: Some(out_char),
+            OutBytes: Some(out_bytes),
+            OutPersistHookFunc: None,
+            OutPersistHookData: R_NilValue,
+        };
+        R_Serialize(x.get(), &mut stream);
+    }
+}
+
 extendr_module! {
     mod bindings;
     use arg;

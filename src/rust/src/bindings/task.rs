@@ -44,6 +44,22 @@ fn rs_task_submit(
     })
 }
 
+/// Serialize a large payload straight into chunks (no serialized copy is
+/// ever whole); returns the reference, which `rs_task_submit` takes as the
+/// payload (and seals, with a secret).
+#[extendr]
+fn rs_controller_stream(x: Robj, value: Robj) -> Robj {
+    with_ctl(&x, |c| {
+        let owner = format!("p{}", crate::task::new_id());
+        let mut w = crate::big::Writer::new(&mut c.conn, &c.keys, &owner, crate::big::PAYLOAD, 0);
+        super::serialize_into(&mut w, &value);
+        match w.finish()? {
+            crate::big::Stored::Big(r) => Ok(Raw::from_bytes(&r.encode())),
+            crate::big::Stored::Inline(v) => Ok(Raw::from_bytes(&v)),
+        }
+    })
+}
+
 /// The address a shared value will have: the SHA-256 of its bytes.
 #[extendr]
 fn rs_object_address(value: Raw) -> String {
@@ -239,6 +255,7 @@ extendr_module! {
     mod task;
     fn rs_task_submit;
     fn rs_object_address;
+    fn rs_controller_stream;
     fn rs_task_status;
     fn rs_task_results;
     fn rs_task_records;

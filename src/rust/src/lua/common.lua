@@ -13,10 +13,13 @@ local BIG_MARK = string.char(0) .. BIG_TAG
 
 -- The chunk keys a reference names, or nil if `v` is not one.
 local function big_chunks(v)
-  if not v or string.sub(v, 1, #BIG_MARK) ~= BIG_MARK then
+  -- a payload sealed with the controller's secret carries its reference
+  -- after the seal
+  local at = v and string.find(v, BIG_MARK, 1, true)
+  if not at then
     return nil
   end
-  local n, owner, part = string.match(string.sub(v, #BIG_MARK + 1), '^%d+:(%d+):%x+:(.+):(%a+)$')
+  local n, owner, part = string.match(string.sub(v, at + #BIG_MARK), '^%d+:(%d+):%x+:(.+):(%a+)$')
   if not n then
     return nil
   end
