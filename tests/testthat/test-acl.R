@@ -39,8 +39,9 @@ test_that("the shipped ACL user runs foreach loops, tasks and a fault test", {
 
   w <- worker_spawn(2, controller = ctl, task_log = TRUE)
   big <- as.raw(sample.int(255, 2e6, replace = TRUE))
-  ids <- task_create_bulk_call(function(i, x) length(x) + i, as.list(1:4), args = list(x = big),
-                               controller = ctl)
+  f <- function(i, x) length(x) + i
+  environment(f) <- globalenv() # as written at top level: it carries nothing along
+  ids <- task_create_bulk_call(f, as.list(1:4), args = list(x = big), controller = ctl)
   large <- task_create_expr(raw(2e7), controller = ctl)
   bad <- task_create_expr(stop("no"), controller = ctl)
   task_wait(c(ids, large, bad), timeout = 60, controller = ctl)

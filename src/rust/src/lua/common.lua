@@ -14,8 +14,9 @@ local BIG_MARK = string.char(0) .. BIG_TAG
 -- The chunk keys a reference names, or nil if `v` is not one.
 local function big_chunks(v)
   -- a payload sealed with the controller's secret carries its reference
-  -- after the seal
-  local at = v and string.find(v, BIG_MARK, 1, true)
+  -- right after the seal's header (so only the start is searched: the
+  -- bytes of a value that merely contains the mark are not a reference)
+  local at = v and string.find(string.sub(v, 1, 64), BIG_MARK, 1, true)
   if not at then
     return nil
   end
