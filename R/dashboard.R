@@ -141,9 +141,8 @@ dashboard_action <- function(board, what, args) {
 # The ids of the failures listed now that task_retry() can retry (task API
 # tasks; a foreach job's tasks belong to their loop).
 failed_ids <- function(board) {
-  s <- dashboard_state(board)
-  ids <- vapply(s$failures, function(f) f$id, "")
-  ids[vapply(s$failures, function(f) isTRUE(f$retryable), TRUE)]
+  f <- namespace_snapshot(board$ctl, 0, 50)$failures
+  vapply(f, function(x) x$id, "")[vapply(f, function(x) isTRUE(x$retryable), TRUE)]
 }
 
 # The page, with the first state in it, so that it shows everything as

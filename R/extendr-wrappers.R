@@ -109,6 +109,9 @@ rs_task_status_words <- function() .Call(wrap__rs_task_status_words)
 # The statuses a task ends with, in the order of `rs_task_status_words()`.
 rs_task_terminal_words <- function() .Call(wrap__rs_task_terminal_words)
 
+# Bytes above which a value is stored apart from its record (`big`).
+rs_big_value <- function() .Call(wrap__rs_big_value)
+
 # The progress each task last reported: a list of raw vectors (NULL
 # where none).
 rs_task_progress <- function(x, ids) .Call(wrap__rs_task_progress, x, ids)

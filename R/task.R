@@ -197,12 +197,16 @@ task_payload_call <- function(fn, args, seed = NULL, shared = NULL, stream = FAL
                   if (!is.null(shared)) list(shared = shared)), stream, controller)
 }
 
+# The core's inline limit, in bytes: values over it are stored apart, in
+# chunks (asked once).
+big_value <- function() redq_env$big_value %||% (redq_env$big_value <- rs_big_value())
+
 # A payload's bytes. With `stream`, a large one (a single task's: sizing
 # every task of a bulk submission would cost more than it saves) is
 # serialized by the core straight into chunks, and the bytes are the
 # reference to them: no serialized copy of it is ever whole.
 payload_bytes <- function(p, stream = FALSE, controller = NULL) {
-  if (stream && utils::object.size(p) > LARGE_RESULT) {
+  if (stream && utils::object.size(p) > big_value()) {
     return(rs_check(rs_controller_stream(get_controller(controller)$ptr, p)))
   }
   serialize_fast(p)

@@ -327,11 +327,10 @@ run_task <- function(w, task, state) {
   outcome <- if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE
   # a large value is serialized by the core straight to where it is
   # stored, never held whole as a raw vector
-  if (utils::object.size(value) > LARGE_RESULT) return(list(outcome = outcome, value = value))
+  if (utils::object.size(value) > big_value()) return(list(outcome = outcome, value = value))
   list(outcome = outcome, result = serialize_fast(value))
 }
 
-LARGE_RESULT <- 16 * 2^20
 
 # run_task(), keeping what the task prints (output, messages, warnings) in
 # its record for task_log(), and when it began and ended in the worker's

@@ -50,14 +50,23 @@ test_that("a foreach loop exporting a 700 MB object runs and leaves nothing behi
   expect_false(any(grepl(":job:", namespace_keys(ctl))))
 })
 
-test_that("a server at its memory limit refuses a large submission with a classed error; the rest goes on", {
+# A server of the test's own at a 50 MB memory limit, a controller on it
+# and one worker: list(ctl, w).
+memory_limited <- function(ns, envir = parent.frame()) {
   srv <- redq:::server_launch()
-  withr::defer(redq:::server_kill(srv))
-  ctl <- redq_controller("oom", url = srv$url, default = FALSE)
+  withr::defer(redq:::server_kill(srv), envir = envir)
+  ctl <- redq_controller(ns, url = srv$url, default = FALSE)
   redq:::redis_command(c("CONFIG", "SET", "maxmemory", "50mb"), controller = ctl)
   redq:::redis_command(c("CONFIG", "SET", "maxmemory-policy", "noeviction"), controller = ctl)
   w <- worker_spawn(1, controller = ctl)
-  withr::defer(worker_stop(w, type = "kill", wait = 2, controller = ctl))
+  withr::defer(worker_stop(w, type = "kill", wait = 2, controller = ctl), envir = envir)
+  list(ctl = ctl, w = w)
+}
+
+test_that("a server at its memory limit refuses a large submission with a classed error; the rest goes on", {
+  m <- memory_limited("oom")
+  ctl <- m$ctl
+  w <- m$w
   before <- task_create_expr(sqrt(16), controller = ctl)
   task_wait(before, timeout = 20, controller = ctl)
   queued <- task_create_expr(Sys.sleep(0.5), controller = ctl)
@@ -77,13 +86,7 @@ test_that("a server at its memory limit refuses a large submission with a classe
 })
 
 test_that("a result too large for the server's memory ends its task ERROR, and the worker goes on", {
-  srv <- redq:::server_launch()
-  withr::defer(redq:::server_kill(srv))
-  ctl <- redq_controller("oom2", url = srv$url, default = FALSE)
-  redq:::redis_command(c("CONFIG", "SET", "maxmemory", "50mb"), controller = ctl)
-  redq:::redis_command(c("CONFIG", "SET", "maxmemory-policy", "noeviction"), controller = ctl)
-  w <- worker_spawn(1, controller = ctl)
-  withr::defer(worker_stop(w, type = "kill", wait = 2, controller = ctl))
+  ctl <- memory_limited("oom2")$ctl
   id <- task_create_expr(as.raw(sample.int(255, 1e8, replace = TRUE)), controller = ctl)
   nxt <- task_create_expr("still here", controller = ctl)
   task_wait(c(id, nxt), timeout = 60, controller = ctl)

@@ -92,12 +92,7 @@ pub fn submit_sharing(
     let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut by_deps: BTreeMap<Vec<String>, Vec<&str>> = BTreeMap::new();
     if let Some(o) = shared {
-        p.cmd("EVAL")
-            .arg(scripts::put_object_source())
-            .arg(1)
-            .arg(keys.version())
-            .arg(keys.prefix())
-            .arg(now)
+        eval_in(&mut p, scripts::put_object_source(), keys, now)
             .arg(&o.sha)
             .arg(&o.stored)
             .arg(tasks.iter().filter(|t| t.object.as_deref() == Some(o.sha.as_str())).count())
@@ -134,12 +129,7 @@ pub fn submit_sharing(
     }
     for (deps, ids) in &by_deps {
         // queued by the script once (if ever) their dependencies complete
-        p.cmd("EVAL")
-            .arg(scripts::link_deps_source())
-            .arg(1)
-            .arg(keys.version())
-            .arg(keys.prefix())
-            .arg(now)
+        eval_in(&mut p, scripts::link_deps_source(), keys, now)
             .arg(deps.len())
             .arg(deps)
             .arg(ids)
@@ -161,6 +151,13 @@ pub fn submit_sharing(
         drop_big(conn, keys, &big_refs);
     }
     done
+}
+
+/// A script sent with EVAL inside a submission's transaction (EVALSHA
+/// there could fail on an empty script cache and abort all of it), with
+/// the arguments every script expects; the caller adds its own.
+fn eval_in<'a>(p: &'a mut redis::Pipeline, source: &str, keys: &Keys, now: u64) -> &'a mut redis::Pipeline {
+    p.cmd("EVAL").arg(source).arg(1).arg(keys.version()).arg(keys.prefix()).arg(now)
 }
 
 /// Delete the chunks of values that will not be recorded (best effort).

@@ -127,6 +127,12 @@ fn rs_task_status_words() -> Robj {
     v.into_iter().collect::<Strings>().into()
 }
 
+/// Bytes above which a value is stored apart from its record (`big`).
+#[extendr]
+fn rs_big_value() -> f64 {
+    crate::protocol::BIG_VALUE as f64
+}
+
 /// The statuses a task ends with, in the order of `rs_task_status_words()`.
 #[extendr]
 fn rs_task_terminal_words() -> Robj {
@@ -262,6 +268,7 @@ extendr_module! {
     fn rs_task_states;
     fn rs_task_status_words;
     fn rs_task_terminal_words;
+    fn rs_big_value;
     fn rs_task_progress;
     fn rs_task_logs;
     fn rs_task_wait;

@@ -38,8 +38,17 @@ local function unlink_all(ks)
   end
 end
 
+-- The chunk keys of the value in string key `k` (nil if it is not a
+-- reference; only short values are read: a reference is short).
+local function key_chunks(k)
+  local len = redis.call('STRLEN', k)
+  if len > 0 and len <= 512 then
+    return big_chunks(redis.call('GET', k))
+  end
+end
+
 -- Delete the chunks of the value in field `f` of hash `h`, if it is a
--- reference (only short values are read: a reference is short).
+-- reference (read only if short, as in key_chunks).
 local function drop_big(h, f)
   local len = redis.call('HSTRLEN', h, f)
   if len > 0 and len <= 512 then
@@ -58,13 +67,7 @@ local function release_object(sha)
   end
   redis.call('HDEL', K.objects(), sha)
   local ok = K.object(sha)
-  local len = redis.call('STRLEN', ok)
-  if len > 0 and len <= 512 then
-    local ks = big_chunks(redis.call('GET', ok))
-    if ks then
-      unlink_all(ks)
-    end
-  end
+  unlink_all(key_chunks(ok) or {})
   redis.call('UNLINK', ok)
 end
 

@@ -17,13 +17,8 @@ else
   end
 end
 redis.call('HINCRBY', K.objects(), sha, n)
-local chunks = nil
-local len = redis.call('STRLEN', ok)
-if len <= 512 then
-  chunks = big_chunks(redis.call('GET', ok))
-end
 local keys = {ok}
-for _, k in ipairs(chunks or {}) do
+for _, k in ipairs(key_chunks(ok) or {}) do
   keys[#keys + 1] = k
 end
 if not expire then

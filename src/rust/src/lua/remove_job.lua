@@ -6,13 +6,7 @@
 local job = ARGV[3]
 cancel_tasks(args_from(4), true, false)
 local ek = K.job_env(job)
-local len = redis.call('STRLEN', ek)
-if len > 0 and len <= 512 then
-  local chunks = big_chunks(redis.call('GET', ek))
-  if chunks then
-    unlink_all(chunks)
-  end
-end
+unlink_all(key_chunks(ek) or {})
 redis.call('DEL', ek, K.job_done(job))
 redis.call('HDEL', K.jobs(), job)
 return 1
