@@ -201,12 +201,20 @@ task_payload_call <- function(fn, args, seed = NULL, shared = NULL, stream = FAL
 # chunks (asked once).
 big_value <- function() redq_env$big_value %||% (redq_env$big_value <- rs_big_value())
 
+# Whether a value may serialize past the inline limit. Numbers, logicals
+# and raw vectors shorter than a million cannot (8 bytes each at most), and
+# are most results: they skip object.size(), which costs microseconds.
+is_large <- function(x) {
+  if (is.null(x) || (is.atomic(x) && !is.character(x) && length(x) < 1e6)) return(FALSE)
+  utils::object.size(x) > big_value()
+}
+
 # A payload's bytes. With `stream`, a large one (a single task's: sizing
 # every task of a bulk submission would cost more than it saves) is
 # serialized by the core straight into chunks, and the bytes are the
 # reference to them: no serialized copy of it is ever whole.
 payload_bytes <- function(p, stream = FALSE, controller = NULL) {
-  if (stream && utils::object.size(p) > big_value()) {
+  if (stream && is_large(p)) {
     return(rs_check(rs_controller_stream(get_controller(controller)$ptr, p)))
   }
   serialize_fast(p)

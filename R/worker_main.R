@@ -327,7 +327,7 @@ run_task <- function(w, task, state) {
   outcome <- if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE
   # a large value is serialized by the core straight to where it is
   # stored, never held whole as a raw vector
-  if (utils::object.size(value) > big_value()) return(list(outcome = outcome, value = value))
+  if (is_large(value)) return(list(outcome = outcome, value = value))
   list(outcome = outcome, result = serialize_fast(value))
 }
 
