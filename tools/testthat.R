@@ -10,6 +10,15 @@ df <- as.data.frame(res)
 bad <- df$failed > 0 | df$error | df$skipped
 failed <- sum(bad)
 passed <- sum(!bad)
+# The reporter prints a failure where it happens; repeat each at the end so
+# that the last lines of a long run say which test failed and why.
+for (t in unclass(res)) {
+  for (e in t$results) {
+    if (inherits(e, c("expectation_failure", "expectation_error"))) {
+      cat(sprintf("\nFAILED %s: %s\n%s\n", t$file, t$test, conditionMessage(e)))
+    }
+  }
+}
 if (any(df$skipped)) {
   cat("Skipped tests count as failures here:\n")
   print(df[df$skipped, c("file", "test")])
