@@ -470,11 +470,11 @@ bioc_exec <- function(p, w, state) {
   if (isTRUE(msg$dynamic.only)) {
     const <- state$bioc[[p$job]]
     if (is.null(const)) {
-      raw <- worker_job_env(w, p$job)
-      if (is.null(raw)) {
+      env <- worker_job_env(w, p$job, state)
+      if (is.null(env)) {
         stop("the call's constant data is gone from Redis (the call ended or the server lost it)")
       }
-      const <- unserialize(raw)$const
+      const <- env$const
       state$bioc <- c(utils::tail(state$bioc, 3L), stats::setNames(list(const), p$job))
     }
     msg <- BiocParallel::.task_remake(msg, const)

@@ -238,7 +238,8 @@ rs_worker_respond <- function(x, mid, reply) .Call(wrap__rs_worker_respond, x, m
 # A PAUSE message holds this worker.
 rs_worker_paused <- function(x) .Call(wrap__rs_worker_paused, x)
 
-# A job's environment (NULL if gone).
+# A job's environment (NULL if gone), or the address of the shared
+# object it is stored as.
 rs_worker_job_env <- function(x, job) .Call(wrap__rs_worker_job_env, x, job)
 
 # A value of the namespace (NULL if unset), on the worker's connection.
@@ -268,7 +269,7 @@ rs_job_id <- function(j) .Call(wrap__rs_job_id, j)
 
 # Upload the job's environment (workers fetch it once per job) and list
 # the job on `queue`.
-rs_job_env <- function(x, j, env, queue) .Call(wrap__rs_job_env, x, j, env, queue)
+rs_job_env <- function(x, j, env, queue, shared) .Call(wrap__rs_job_env, x, j, env, queue, shared)
 
 # Submit payloads to the job: `timeout`, `max_attempts` (numbers or
 # NULL), `tags` (one number per payload, returned with its result) and

@@ -197,7 +197,7 @@ make_dots_env <- function(...) {
 run_foreach_chunk <- function(p, task, w, state) {
   job <- state$jobs[[p$job]]
   if (is.null(job)) {
-    job <- foreach_job_setup(p$job, w)
+    job <- foreach_job_setup(p$job, w, state)
     state$jobs <- c(utils::tail(state$jobs, 3L), stats::setNames(list(job), p$job))
   }
   seed <- task$seed
@@ -218,12 +218,11 @@ run_foreach_chunk <- function(p, task, w, state) {
   out
 }
 
-foreach_job_setup <- function(jid, w) {
-  raw <- worker_job_env(w, jid)
-  if (is.null(raw)) {
+foreach_job_setup <- function(jid, w, state) {
+  job <- worker_job_env(w, jid, state)
+  if (is.null(job)) {
     stop("the job's environment is gone from Redis (the loop ended or the server lost it)")
   }
-  job <- unserialize(raw)
   for (pkg in job$packages) {
     library(pkg, character.only = TRUE)
   }

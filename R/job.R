@@ -1,7 +1,7 @@
 # The job engine's R face. Every front end submits, waits and collects
 # through these functions; the loop that waits, reaps, reports lost
 # workers and resubmits what the server lost runs in Rust
-# (src/rust/src/engine.rs).
+# (src/rust/src/engine/).
 
 # A new job on controller `ctl`. fetch: results come with each ended task;
 # consume: the job deletes its tasks once received; relay: waits also
@@ -24,9 +24,13 @@ reap_interval <- function() getOption("redq.reap_interval", 1)
 reconnect_patience <- function() getOption("redq.reconnect_patience", 60)
 
 # Upload the job's environment (workers fetch it once per job); the job is
-# listed by jobs() on `queue`.
+# listed by jobs() on `queue`. An environment over option
+# redq.shared_threshold bytes is stored as a shared object, by the hash of
+# its content: loops that export the same data store it once, and each
+# worker fetches it once while it stays in the worker's cache.
 job_env <- function(job, env, queue) {
-  rs_check(rs_job_env(job$ctl$ptr, job$ptr, env, queue))
+  shared <- length(env) > getOption("redq.shared_threshold", 1e6)
+  rs_check(rs_job_env(job$ctl$ptr, job$ptr, env, queue, shared))
 }
 
 # Submit serialized payloads; returns their ids. tags: one number per

@@ -455,7 +455,12 @@ compile_expr <- function(expr, env) {
   compiler::compile(expr, env, options = list(suppressUndefined = TRUE))
 }
 
-worker_job_env <- function(w, jid) rs_check(rs_worker_job_env(w, jid))
+# A job's environment, unserialized (NULL if it is gone): one stored as a
+# shared object comes from the worker's object cache.
+worker_job_env <- function(w, jid, state) {
+  got <- rs_check(rs_worker_job_env(w, jid))
+  if (is.character(got)) shared_object(w, got, state) else if (!is.null(got)) unserialize(got)
+}
 
 # Relay a condition from the running task to whoever waits for it: a
 # future's session signals it at once (progress bars move while the task

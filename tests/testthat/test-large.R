@@ -50,6 +50,38 @@ test_that("a foreach loop exporting a 700 MB object runs and leaves nothing behi
   expect_false(any(grepl(":job:", namespace_keys(ctl))))
 })
 
+test_that("loops exporting the same data store it once, and each worker fetches it once for all of them", {
+  ctl <- test_controller()
+  registerDoRedis("same", url = test_url(), namespace = ctl$namespace)
+  withr::defer(foreach::registerDoSEQ())
+  w <- worker_spawn(2, queue = "same")
+  blob <- as.raw(sample.int(255, 2e7, replace = TRUE))
+  first <- foreach(i = 1:20, .combine = c) %dopar% as.integer(blob[i])
+  # a second loop while the first one's job still holds the data: counted,
+  # not stored again
+  job <- redq:::job_open(ctl)
+  env <- serialize(list(blob = blob), NULL)
+  redq:::job_env(job, env, "same")
+  second <- redq:::job_open(ctl)
+  redq:::job_env(second, env, "same")
+  expect_length(grep(":object:", namespace_keys(ctl)), 1)
+  redq:::job_remove(job)
+  expect_length(grep(":object:", namespace_keys(ctl)), 1)
+  redq:::job_remove(second)
+  expect_length(grep(":object:", namespace_keys(ctl)), 0)
+  # the same loop over other iterations: the same environment
+  expect_equal(foreach(i = 21:40, .combine = c) %dopar% as.integer(blob[i]), as.integer(blob[21:40]))
+  expect_equal(first, as.integer(blob[1:20]))
+  info <- worker_message_send_and_wait("INFO", worker_ids = w)
+  ran <- vapply(info, function(i) i$tasks, 1)
+  fetched <- vapply(info, function(i) i$objects_fetched, 1)
+  expect_gt(sum(ran), 1)
+  # the second loop's workers had the data already
+  expect_equal(unname(fetched), as.numeric(ran > 0))
+  expect_length(chunk_keys(ctl), 0)
+  expect_false(any(grepl(":object:|:job:", namespace_keys(ctl))))
+})
+
 # A server of the test's own at a 50 MB memory limit, a controller on it
 # and one worker: list(ctl, w).
 memory_limited <- function(ns, envir = parent.frame()) {

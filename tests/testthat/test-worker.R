@@ -145,7 +145,9 @@ test_that("messages: PING answered by every idle worker within 100 ms, EVAL, PAU
   ctl <- test_controller()
   ids <- worker_spawn(2)$id
   pids <- vapply(ids, worker_pid, 1L, ctl = ctl)
-  Sys.sleep(0.5) # idle: waiting for work
+  # both answer once (started), then, idle and waiting for work, within 100 ms
+  expect_length(worker_message_send_and_wait("PING", timeout = 30), 2)
+  Sys.sleep(0.5)
   t0 <- Sys.time()
   r <- worker_message_send_and_wait("PING", timeout = 5)
   expect_lt(as.numeric(Sys.time() - t0, units = "secs"), 0.1)

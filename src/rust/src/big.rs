@@ -77,6 +77,22 @@ impl BigRef {
     }
 }
 
+/// What starts a reference to a shared object (`object:<sha>`), in the
+/// place of a value stored once for several owners (a job environment).
+pub const OBJECT_MARK: &[u8] = b"\0redq-object:";
+
+/// A reference to the shared object at address `sha`.
+pub fn object_ref(sha: &str) -> Vec<u8> {
+    let mut v = OBJECT_MARK.to_vec();
+    v.extend_from_slice(sha.as_bytes());
+    v
+}
+
+/// The address `v` refers to, if it is a reference to a shared object.
+pub fn parse_object_ref(v: &[u8]) -> Option<&str> {
+    std::str::from_utf8(v.strip_prefix(OBJECT_MARK)?).ok().filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The part of a reference to a value offloaded to a file.
 pub const FILE: &str = "f";
 
@@ -319,6 +335,9 @@ pub struct SharedObject {
     pub stored: Vec<u8>,
     /// Its chunks, if it is over the inline limit.
     pub chunks: Option<BigRef>,
+    /// True if the object was stored already and its new owners are
+    /// counted (nothing uploaded: `stored` is empty).
+    pub held: bool,
 }
 
 /// The address of a value: the SHA-256 of its bytes, in hex.
@@ -326,20 +345,49 @@ pub fn address(value: &[u8]) -> String {
     hex(&Sha256::digest(value))
 }
 
-/// Seal a shared value (signed with the controller's secret, if any) and,
-/// over the inline limit, write its chunks; `put_object.lua`, run in the
-/// submission's transaction, then keeps the first upload of a content.
-/// The chunks of this upload have an owner of their own, so that another
-/// upload of the same content never touches them.
-pub fn prepare_shared(conn: &mut Connection, keys: &Keys, value: &[u8]) -> Result<SharedObject> {
+/// A shared value for `owners` new owners (which expire, or not): if the
+/// namespace holds its content already, the owners are counted now and
+/// nothing is uploaded. Otherwise the value is sealed (signed with the
+/// controller's secret, if any) and, over the inline limit, its chunks
+/// written; `put_object.lua`, run in the owners' transaction, then keeps
+/// the first upload of a content. The chunks of this upload have an owner
+/// of their own, so that another upload of the same content never touches
+/// them. If that transaction is refused, `give_back` undoes this.
+pub fn prepare_shared(conn: &mut Connection, keys: &Keys, value: &[u8], owners: usize, expire: bool) -> Result<SharedObject> {
     let sha = address(value);
+    if hold(conn, keys, &sha, owners as i64, expire)? {
+        return Ok(SharedObject { sha, stored: Vec::new(), chunks: None, held: true });
+    }
     let sealed = crate::signature::seal(conn.config().secret.as_deref(), value);
     if is_big(conn.config(), sealed.len()) {
         let owner = format!("{sha}-{}", crate::task::new_id());
         let r = write(conn, keys, &owner, OBJECT, &[&sealed])?;
-        Ok(SharedObject { sha, stored: r.encode(), chunks: Some(r) })
+        Ok(SharedObject { sha, stored: r.encode(), chunks: Some(r), held: false })
     } else {
-        Ok(SharedObject { sha, stored: sealed, chunks: None })
+        Ok(SharedObject { sha, stored: sealed, chunks: None, held: false })
+    }
+}
+
+/// Count `n` owners more (fewer, if negative) of the stored object `sha`;
+/// false if there is none (only when counting more).
+fn hold(conn: &mut Connection, keys: &Keys, sha: &str, n: i64, expire: bool) -> Result<bool> {
+    let held: i64 = conn.run(|c| {
+        crate::scripts::invocation(crate::scripts::hold_object(), keys)
+            .arg(sha)
+            .arg(n)
+            .arg(if expire { "1" } else { "0" })
+            .invoke(c)
+    })?;
+    Ok(held == 1)
+}
+
+/// The transaction that would have stored `o`'s `owners` owners was
+/// refused: what `prepare_shared` wrote or counted goes (best effort).
+pub fn give_back(conn: &mut Connection, keys: &Keys, o: &SharedObject, owners: usize) {
+    if o.held {
+        let _ = hold(conn, keys, &o.sha, -(owners as i64), true);
+    } else if let Some(r) = &o.chunks {
+        let _ = drop_chunks(conn, keys, &r.owner, &r.part, r.chunks);
     }
 }
 

@@ -51,7 +51,7 @@ pub fn submit_sharing(
     // payloads over the inline limit go in chunks first; the record holds
     // the reference (and, for a task that never expires, they are made
     // permanent with it)
-    let mut big_refs: Vec<big::BigRef> = shared.and_then(|o| o.chunks.clone()).into_iter().collect();
+    let mut big_refs: Vec<big::BigRef> = Vec::new();
     let mut sealed: Vec<Vec<u8>> = Vec::with_capacity(tasks.len());
     for t in tasks {
         // a payload already streamed to its chunks (see `big::Writer`): its
@@ -70,6 +70,7 @@ pub fn submit_sharing(
                 }
                 Err(e) => {
                     drop_big(conn, keys, &big_refs);
+                    give_back(conn, keys, tasks, shared);
                     return Err(e);
                 }
             }
@@ -92,12 +93,7 @@ pub fn submit_sharing(
     let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut by_deps: BTreeMap<Vec<String>, Vec<&str>> = BTreeMap::new();
     if let Some(o) = shared {
-        eval_in(&mut p, scripts::put_object_source(), keys, now)
-            .arg(&o.sha)
-            .arg(&o.stored)
-            .arg(tasks.iter().filter(|t| t.object.as_deref() == Some(o.sha.as_str())).count())
-            .arg(if how.expire { "1" } else { "0" })
-            .ignore();
+        put_object(&mut p, keys, now, o, owners(tasks, o), how.expire);
     }
     for (t, s) in tasks.iter().zip(&sealed) {
         p.cmd("HSET").arg(keys.task(&t.id)).arg(t.fields(now)).ignore();
@@ -149,6 +145,7 @@ pub fn submit_sharing(
         // refused, so the transaction did not run (a refusal aborts all of
         // it): the chunks it would have referred to go too
         drop_big(conn, keys, &big_refs);
+        give_back(conn, keys, tasks, shared);
     }
     done
 }
@@ -158,6 +155,34 @@ pub fn submit_sharing(
 /// the arguments every script expects; the caller adds its own.
 fn eval_in<'a>(p: &'a mut redis::Pipeline, source: &str, keys: &Keys, now: u64) -> &'a mut redis::Pipeline {
     p.cmd("EVAL").arg(source).arg(1).arg(keys.version()).arg(keys.prefix()).arg(now)
+}
+
+/// Store shared object `o` in transaction `p` (or count `n` more owners of
+/// an earlier upload of the same content; see put_object.lua), unless its
+/// owners are counted already.
+pub fn put_object(p: &mut redis::Pipeline, keys: &Keys, now: u64, o: &big::SharedObject, n: usize, expire: bool) {
+    if o.held {
+        return;
+    }
+    eval_in(p, scripts::put_object_source(), keys, now)
+        .arg(&o.sha)
+        .arg(&o.stored)
+        .arg(n)
+        .arg(if expire { "1" } else { "0" })
+        .ignore();
+}
+
+/// How many of `tasks` refer to shared object `o`.
+fn owners(tasks: &[TaskSpec], o: &big::SharedObject) -> usize {
+    tasks.iter().filter(|t| t.object.as_deref() == Some(o.sha.as_str())).count()
+}
+
+/// A submission sharing `shared` was refused: the object's upload, or the
+/// count of its new owners, is undone.
+fn give_back(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], shared: Option<&big::SharedObject>) {
+    if let Some(o) = shared {
+        big::give_back(conn, keys, o, owners(tasks, o));
+    }
 }
 
 /// Delete the chunks of values that will not be recorded (best effort).

@@ -543,15 +543,21 @@ impl Worker {
         cur.deadline = task.and_then(|t| t.timeout).and_then(|d| Instant::now().checked_add(d));
     }
 
-    /// Fetch a foreach job's environment (checked like task payloads).
-    pub fn job_env(&mut self, job: &str) -> Result<Option<Vec<u8>>> {
+    /// Fetch a job's environment (checked like task payloads): the value,
+    /// or the address of the shared object it is stored as (which the
+    /// worker fetches with `object`, once for every job that shares it).
+    pub fn job_env(&mut self, job: &str) -> Result<Option<JobEnv>> {
         let key = self.reg.keys.job_env(job);
         let env: Option<Vec<u8>> = self.conn.retry(Duration::from_secs(60), |c| redis::cmd("GET").arg(&key).query(c))?;
         let env = match env {
             Some(e) => big::resolve(&mut self.conn, &self.reg.keys, e)?,
             None => return Ok(None),
         };
-        signature::open(self.conn.config().secret.as_deref(), env).map(Some)
+        let env = signature::open(self.conn.config().secret.as_deref(), env)?;
+        Ok(Some(match big::parse_object_ref(&env) {
+            Some(sha) => JobEnv::Object(sha.to_string()),
+            None => JobEnv::Value(env),
+        }))
     }
 
     /// A shared object (a bulk submission's common arguments), checked.
@@ -585,6 +591,14 @@ impl Worker {
         })?;
         Ok(())
     }
+}
+
+/// A job's environment as a worker fetches it.
+pub enum JobEnv {
+    /// The serialized environment.
+    Value(Vec<u8>),
+    /// The address of the shared object that holds it.
+    Object(String),
 }
 
 impl Drop for Worker {

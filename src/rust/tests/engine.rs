@@ -128,7 +128,7 @@ fn a_zero_timeout_looks_once_without_blocking() {
 #[test]
 fn tasks_lost_to_flushall_are_submitted_again_with_their_environment() {
     let (_srv, cfg, mut ctl, mut job) = setup("flush");
-    job.put_env(&mut ctl.conn, b"the environment".to_vec(), "q").unwrap();
+    job.put_env(&mut ctl.conn, b"the environment".to_vec(), "q", false).unwrap();
     job.submit(&mut ctl.conn, tasks(20, "q")).unwrap();
     let _: () = ctl.conn.run(|c| redis::cmd("FLUSHALL").query(c)).unwrap();
     let w = EchoWorker::start(&cfg, "q", Duration::ZERO);
@@ -141,6 +141,29 @@ fn tasks_lost_to_flushall_are_submitted_again_with_their_environment() {
     job.remove(&mut ctl.conn).unwrap();
     assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
     w.stop();
+}
+
+#[test]
+fn an_environment_shared_by_jobs_is_stored_once_and_goes_with_the_last() {
+    let (_srv, cfg, mut ctl, mut job) = setup("shared-env");
+    let env = vec![7u8; 3 << 20];
+    job.put_env(&mut ctl.conn, env.clone(), "q", true).unwrap();
+    let mut other = Job::new(&ctl.keys, None, opts());
+    other.put_env(&mut ctl.conn, env.clone(), "q", true).unwrap();
+    let objects = |ctl: &mut Controller| keys_left(ctl).into_iter().filter(|k| k.contains(":object:")).count();
+    assert_eq!(objects(&mut ctl), 1);
+    // a worker gets the object's address, and the object by it
+    let mut w = redq::worker::Worker::start(&cfg, common::options(&["q"])).unwrap();
+    let sha = match w.job_env(other.id()).unwrap() {
+        Some(redq::worker::JobEnv::Object(sha)) => sha,
+        _ => panic!("the environment is not stored as a shared object"),
+    };
+    assert_eq!(w.object(&sha).unwrap(), env);
+    job.remove(&mut ctl.conn).unwrap();
+    assert_eq!(objects(&mut ctl), 1);
+    other.remove(&mut ctl.conn).unwrap();
+    w.exit("normal").unwrap();
+    assert!(keys_left(&mut ctl).iter().all(|k| !k.contains(":object:") && !k.contains(":job:")), "{:?}", keys_left(&mut ctl));
 }
 
 #[test]
@@ -222,7 +245,7 @@ fn a_timed_out_wait_for_all_says_how_many_are_pending_and_running() {
 #[test]
 fn cancel_ends_every_task_and_remove_leaves_no_keys() {
     let (_srv, _, mut ctl, mut job) = setup("cancel");
-    job.put_env(&mut ctl.conn, b"env".to_vec(), "q").unwrap();
+    job.put_env(&mut ctl.conn, b"env".to_vec(), "q", false).unwrap();
     job.submit(&mut ctl.conn, tasks(4, "q")).unwrap();
     assert_eq!(job.cancel(&mut ctl.conn, None).unwrap(), 4);
     let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(5)));
@@ -236,7 +259,7 @@ fn cancel_ends_every_task_and_remove_leaves_no_keys() {
     assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
 
     let mut job = Job::new(&ctl.keys, None, opts());
-    job.put_env(&mut ctl.conn, b"env".to_vec(), "q").unwrap();
+    job.put_env(&mut ctl.conn, b"env".to_vec(), "q", false).unwrap();
     job.submit(&mut ctl.conn, tasks(3, "q")).unwrap();
     let listed = redq::job::list(&mut ctl.conn, &ctl.keys).unwrap();
     assert_eq!(listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec![job.id()]);
@@ -253,7 +276,7 @@ fn a_job_is_cancelled_from_another_session_by_its_id() {
     let mut ctl = Controller::open(&cfg).unwrap();
     let mut other = Controller::open(&cfg).unwrap();
     let mut job = Job::new(&ctl.keys, None, opts());
-    job.put_env(&mut ctl.conn, b"env".to_vec(), "q").unwrap();
+    job.put_env(&mut ctl.conn, b"env".to_vec(), "q", false).unwrap();
     job.submit(&mut ctl.conn, tasks(5, "q")).unwrap();
     // an unrelated task on the same queue stays
     let mut bystander = Job::new(&ctl.keys, None, opts());

@@ -18,7 +18,7 @@ fn jobs_are_listed_until_removed_or_their_environment_expires() {
     let mut j1 = Job::new(&keys, None, JobOptions::default());
     let mut j2 = Job::new(&keys, None, JobOptions::default());
     for j in [&mut j1, &mut j2] {
-        j.put_env(&mut ctl.conn, b"env".to_vec(), "q").unwrap();
+        j.put_env(&mut ctl.conn, b"env".to_vec(), "q", false).unwrap();
     }
     let t = TaskSpec::new("q", b"p".to_vec());
     let id = t.id.clone();

@@ -63,8 +63,8 @@ fn rs_job_id(j: Robj) -> Robj {
 /// Upload the job's environment (workers fetch it once per job) and list
 /// the job on `queue`.
 #[extendr]
-fn rs_job_env(x: Robj, j: Robj, env: Raw, queue: &str) -> Robj {
-    with_job(&x, &j, |c, job| job.put_env(&mut c.conn, env.as_slice().to_vec(), queue))
+fn rs_job_env(x: Robj, j: Robj, env: Raw, queue: &str, shared: bool) -> Robj {
+    with_job(&x, &j, |c, job| job.put_env(&mut c.conn, env.as_slice().to_vec(), queue, shared))
 }
 
 /// Submit payloads to the job: `timeout`, `max_attempts` (numbers or

@@ -30,7 +30,7 @@ fn rs_task_submit(
         let deps = strs(&depends_on);
         // a value the payloads share (their common arguments), stored once
         let shared = match shared.as_raw() {
-            Some(r) => Some(crate::big::prepare_shared(&mut c.conn, &c.keys, r.as_slice())?),
+            Some(r) => Some(crate::big::prepare_shared(&mut c.conn, &c.keys, r.as_slice(), tasks.len(), false)?),
             None => None,
         };
         for t in &mut tasks {

@@ -296,11 +296,16 @@ fn rs_worker_data_get(x: Robj, name: &str) -> Robj {
     out(w.as_mut().data_get(name).map(super::raw_or_null))
 }
 
-/// A job's environment (NULL if gone).
+/// A job's environment (NULL if gone), or the address of the shared
+/// object it is stored as.
 #[extendr]
 fn rs_worker_job_env(x: Robj, job: &str) -> Robj {
     let mut w = wkr!(x);
-    out(w.as_mut().job_env(job).map(super::raw_or_null))
+    out(w.as_mut().job_env(job).map(|e| match e {
+        Some(crate::worker::JobEnv::Value(v)) => super::raw_or_null(Some(v)),
+        Some(crate::worker::JobEnv::Object(sha)) => sha.into(),
+        None => ().into(),
+    }))
 }
 
 /// Leave the namespace.

@@ -118,8 +118,9 @@ pub struct Job {
     keys: Keys,
     done: String,
     opts: JobOptions,
-    /// The job environment (unsealed) and its listing, to upload again.
-    env: Option<(Vec<u8>, String)>,
+    /// The job environment (unsealed), its listing and whether it is
+    /// stored as a shared object, to upload again.
+    env: Option<(Vec<u8>, String, bool)>,
     /// Tasks submitted here and not yet ended: their specs, for resubmission.
     held: HashMap<String, TaskSpec>,
     /// Tasks created elsewhere that this job waits for.
@@ -198,11 +199,14 @@ impl Job {
     }
 
     /// Upload the job environment (signed when a secret is set) and list
-    /// the job for `jobs()`. Kept, to upload again should the server lose it.
-    pub fn put_env(&mut self, conn: &mut Connection, env: Vec<u8>, queue: &str) -> Result<()> {
+    /// the job for `jobs()`; `shared`: store it as a shared object, by the
+    /// hash of its content (loops exporting the same data store it once,
+    /// workers fetch it once). Kept, to upload again should the server
+    /// lose it.
+    pub fn put_env(&mut self, conn: &mut Connection, env: Vec<u8>, queue: &str, shared: bool) -> Result<()> {
         let about = crate::job::describe(queue);
-        self.upload_env(conn, &env, &about)?;
-        self.env = Some((env, about));
+        self.upload_env(conn, &env, &about, shared)?;
+        self.env = Some((env, about, shared));
         Ok(())
     }
 

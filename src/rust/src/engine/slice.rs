@@ -21,23 +21,43 @@ use std::time::{Duration, Instant};
 const COLLECT_CHUNK: usize = 256;
 
 impl Job {
-    pub(super) fn upload_env(&mut self, conn: &mut Connection, env: &[u8], about: &str) -> Result<()> {
-        let sealed = signature::seal(conn.config().secret.as_deref(), env);
-        // an environment over the inline limit goes in chunks, the key
-        // holding the reference
-        let sealed = if big::is_big(conn.config(), sealed.len()) {
-            big::write(conn, &self.keys, &self.id, big::ENV, &[&sealed])?.encode()
-        } else {
-            sealed
-        };
+    pub(super) fn upload_env(&mut self, conn: &mut Connection, env: &[u8], about: &str, shared: bool) -> Result<()> {
+        let secret = conn.config().secret.clone();
         let mut p = redis::pipe();
+        // a shared environment is an object stored once per content, the
+        // key holding a (sealed) reference to it; stored in one transaction
+        // with the key that counts as its owner
+        let object = if shared { Some(big::prepare_shared(conn, &self.keys, env, 1, true)?) } else { None };
+        let sealed = if let Some(o) = &object {
+            p.atomic();
+            queue::put_object(&mut p, &self.keys, scripts::now_ms(), o, 1, true);
+            signature::seal(secret.as_deref(), &big::object_ref(&o.sha))
+        } else {
+            let sealed = signature::seal(secret.as_deref(), env);
+            // an environment over the inline limit goes in chunks, the key
+            // holding the reference
+            if big::is_big(conn.config(), sealed.len()) {
+                big::write(conn, &self.keys, &self.id, big::ENV, &[&sealed])?.encode()
+            } else {
+                sealed
+            }
+        };
         p.cmd("SET").arg(self.keys.job_env(&self.id)).arg(&sealed).arg("EX").arg(JOB_TTL_S).ignore();
         p.hset(self.keys.jobs(), &self.id, about).ignore();
         let want_cursor = self.cursor.is_none();
         if want_cursor {
             p.cmd("XREVRANGE").arg(self.keys.events()).arg("+").arg("-").arg("COUNT").arg(1);
         }
-        let reply: Vec<redis::Value> = conn.run(|c| p.query(c))?;
+        let reply: Vec<redis::Value> = match conn.run(|c| p.query(c)) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(o) = object.filter(|_| !e.is_connection()) {
+                    // refused: the object's upload, or its new owner, goes
+                    big::give_back(conn, &self.keys, &o, 1);
+                }
+                return Err(e);
+            }
+        };
         if want_cursor {
             self.cursor = Some(tail_of(reply.first()));
         }
@@ -274,8 +294,11 @@ impl Job {
         if want_env {
             let exists = it.next().is_some_and(|v| redis::from_redis_value_ref::<bool>(v).unwrap_or(false));
             if !exists {
-                let (env, about) = self.env.clone().unwrap_or_default();
-                self.upload_env(conn, &env, &about)?;
+                if let Some((env, about, shared)) = self.env.take() {
+                    let done = self.upload_env(conn, &env, &about, shared);
+                    self.env = Some((env, about, shared));
+                    done?;
+                }
             }
         }
         let mut ended = Vec::new();

@@ -11,6 +11,16 @@ local PAYLOADS = K.payloads()
 -- reference (see big.rs): NUL, BIG_TAG, then len:chunks:sha:owner:part.
 local BIG_MARK = string.char(0) .. BIG_TAG
 
+-- A reference to a shared object (see big.rs): NUL, OBJECT_TAG, its address.
+local OBJECT_MARK = string.char(0) .. OBJECT_TAG
+
+-- The address of the shared object `v` refers to (found, like a big
+-- reference, right after a seal's header), or nil.
+local function object_of(v)
+  local at = v and string.find(string.sub(v, 1, 64), OBJECT_MARK, 1, true)
+  return at and string.match(string.sub(v, at + #OBJECT_MARK), '^%x+$')
+end
+
 -- The chunk keys a reference names, or nil if `v` is not one.
 local function big_chunks(v)
   -- a payload sealed with the controller's secret carries its reference
@@ -59,10 +69,32 @@ local function drop_big(h, f)
   end
 end
 
--- One task fewer refers to shared object `sha`: the last one takes it
--- (and its chunks) away.
-local function release_object(sha)
-  if redis.call('HINCRBY', K.objects(), sha, -1) > 0 then
+-- `n` more owners (tasks, job environments) refer to shared object `sha`,
+-- which is there: counted, and its keys made permanent for owners that
+-- never expire, else given a job's lifetime (renewed by each owner, unless
+-- they are permanent already; `fresh`: just written).
+local function hold_object(sha, n, expire, fresh)
+  redis.call('HINCRBY', K.objects(), sha, n)
+  local ok = K.object(sha)
+  local keys = {ok}
+  for _, k in ipairs(key_chunks(ok) or {}) do
+    keys[#keys + 1] = k
+  end
+  if not expire then
+    for _, k in ipairs(keys) do
+      redis.call('PERSIST', k)
+    end
+  elseif fresh or redis.call('TTL', ok) > 0 then
+    for _, k in ipairs(keys) do
+      redis.call('EXPIRE', k, JOB_TTL_S)
+    end
+  end
+end
+
+-- `n` (default 1) owners fewer refer to shared object `sha`: the last one
+-- takes it (and its chunks) away.
+local function release_object(sha, n)
+  if redis.call('HINCRBY', K.objects(), sha, -(n or 1)) > 0 then
     return
   end
   redis.call('HDEL', K.objects(), sha)

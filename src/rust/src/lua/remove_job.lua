@@ -7,6 +7,13 @@ local job = ARGV[3]
 cancel_tasks(args_from(4), true, false)
 local ek = K.job_env(job)
 unlink_all(key_chunks(ek) or {})
+-- an environment stored as a shared object: one owner fewer
+if redis.call('STRLEN', ek) <= 512 then
+  local sha = object_of(redis.call('GET', ek))
+  if sha then
+    release_object(sha)
+  end
+end
 redis.call('DEL', ek, K.job_done(job))
 redis.call('HDEL', K.jobs(), job)
 return 1
