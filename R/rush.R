@@ -18,7 +18,14 @@
 #' @param config The server: a Redis URL, or a list with `url`, or `host`,
 #'   `port` and `password` (as `redux::redis_config()` gives); `NULL` for
 #'   `REDIS_URL` or redq's default server.
-#' @param lgr_thresholds,large_objects_path Accepted for rush compatibility.
+#' @param lgr_thresholds Accepted for rush compatibility.
+#' @param large_objects_path A directory on a file system the workers
+#'   share: task arguments and results over 1 MB (`offload_threshold` of
+#'   [redq_controller()]) are stored there, in files named by their hash,
+#'   instead of in Redis (rush's `store_large_object()`). The networks'
+#'   controllers use it as their `offload_path` and give it to the workers
+#'   they start; workers started elsewhere use it unless their
+#'   `REDQ_OFFLOAD_PATH` names their own mount of it.
 #' @param start_worker_timeout Seconds `wait_for_workers()` waits by default.
 #' @return `rush_plan()`: invisibly, the plan. `rush_config()`: the plan.
 #'   `remove_rush_plan()`: invisibly `TRUE`. `rush_available()`: logical.
@@ -35,7 +42,7 @@ rush_plan <- function(n_workers = NULL, config = NULL, lgr_thresholds = NULL,
   url <- rush_url(config)
   start_worker_timeout <- check_seconds(start_worker_timeout, "start_worker_timeout",
                                         none_ok = TRUE)
-  rush_connect(url, "default")
+  rush_connect(url, "default", large_objects_path)
   redq_env$rush_plan <- list(config = url, n_workers = n_workers,
                              lgr_thresholds = lgr_thresholds,
                              large_objects_path = large_objects_path,
@@ -105,8 +112,8 @@ rush_url <- function(config) {
   sprintf("redis://%s%s:%s/%s", auth, host, port, config$db %||% 0)
 }
 
-rush_connect <- function(url, network_id) {
-  tryCatch(redq_controller(network_id, url = url, default = FALSE),
+rush_connect <- function(url, network_id, large_objects_path = redq_env$rush_plan$large_objects_path) {
+  tryCatch(redq_controller(network_id, url = url, default = FALSE, offload_path = large_objects_path),
            redq_error_connection = function(e) {
              redq_abort("connection", paste("Can't connect to Redis. Check the configuration:",
                                             conditionMessage(e)))
@@ -738,7 +745,8 @@ Rush <- R6::R6Class("Rush",
       }
       if (!is.function(worker_loop)) redq_abort("argument", "'worker_loop' must be a function")
       start <- list(worker_loop = worker_loop, worker_loop_args = args, globals = g,
-                    packages = as.character(packages))
+                    packages = as.character(packages),
+                    large_objects_path = self$connector$offload$path)
       rs_check(rs_controller_data_set(self$connector$ptr, RUSH_START, serialize_fast(start)))
     }
   )
@@ -824,6 +832,10 @@ rush_worker_main <- function(network_id = NULL, url = NULL, name = NULL) {
     Sys.sleep(1)
   }
   start <- unserialize(raw)
+  # the network's large_objects_path, unless this machine names its own
+  if (!is.null(start$large_objects_path) && !nzchar(Sys.getenv("REDQ_OFFLOAD_PATH"))) {
+    Sys.setenv(REDQ_OFFLOAD_PATH = start$large_objects_path)
+  }
   for (pkg in start$packages) library(pkg, character.only = TRUE)
   list2env(start$globals, envir = globalenv())
   loop <- start$worker_loop

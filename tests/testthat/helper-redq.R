@@ -48,6 +48,19 @@ namespace_keys <- function(ctl) {
   unlist(redq:::redis_command(c("KEYS", sprintf("redq:{%s}:*", ctl$namespace)), controller = ctl))
 }
 
+# The largest value any key of the namespace holds, in bytes.
+largest_value <- function(ctl) {
+  cmd <- function(...) redq:::redis_command(c(...), controller = ctl)
+  sizes <- vapply(namespace_keys(ctl), function(k) {
+    switch(cmd("TYPE", k),
+           string = as.numeric(cmd("STRLEN", k)),
+           hash = max(0, vapply(unlist(cmd("HKEYS", k)), function(f) as.numeric(cmd("HSTRLEN", k, f)), 1)),
+           list = max(0, nchar(unlist(cmd("LRANGE", k, 0, -1)), type = "bytes")),
+           0)
+  }, 1)
+  max(0, sizes)
+}
+
 wait_until <- function(cond, timeout = 10, interval = 0.02) {
   deadline <- Sys.time() + timeout
   while (Sys.time() < deadline) {

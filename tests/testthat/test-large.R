@@ -179,19 +179,6 @@ test_that("an argument shared by tasks that fail stays until they are deleted", 
   expect_length(grep(":object:", namespace_keys(ctl)), 0)
 })
 
-# The largest value any key of the namespace holds, in bytes.
-largest_value <- function(ctl) {
-  cmd <- function(...) redq:::redis_command(c(...), controller = ctl)
-  sizes <- vapply(namespace_keys(ctl), function(k) {
-    switch(cmd("TYPE", k),
-           string = as.numeric(cmd("STRLEN", k)),
-           hash = max(0, vapply(unlist(cmd("HKEYS", k)), function(f) as.numeric(cmd("HSTRLEN", k, f)), 1)),
-           list = max(0, nchar(unlist(cmd("LRANGE", k, 0, -1)), type = "bytes")),
-           0)
-  }, 1)
-  max(0, sizes)
-}
-
 test_that("with offload_path, Redis holds no value over the threshold and results are identical", {
   ns <- test_controller()$namespace
   dir <- withr::local_tempdir()

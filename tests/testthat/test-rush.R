@@ -250,3 +250,21 @@ test_that("write_hashes adds fields shown as columns; push_failed from the contr
   rush$reset()
   expect_length(namespace_keys(ctl)[grepl("fields", namespace_keys(ctl))], 0)
 })
+
+test_that("large_objects_path keeps large arguments and results in files, not in Redis", {
+  ctl <- test_controller()
+  dir <- withr::local_tempdir()
+  withr::defer(remove_rush_plan())
+  rush_plan(n_workers = 1, config = test_url(), large_objects_path = dir)
+  rush <- local_rush(ctl)
+  rush$start_local_workers(fun = function(x, ...) list(y = rev(x)))
+  x <- as.raw(sample.int(255, 3e6, replace = TRUE))
+  keys <- rush$push_tasks(list(list(x = x)))
+  rush$wait_for_tasks(keys)
+  tab <- rush$fetch_finished_tasks()
+  expect_identical(tab$y[[1]], rev(x))
+  expect_identical(tab$x[[1]], x)
+  expect_lt(largest_value(ctl), 1e6)
+  # the argument and the result, each in a file named by its hash
+  expect_length(list.files(dir, pattern = "^[0-9a-f]{64}$"), 2)
+})
