@@ -186,14 +186,21 @@ WORKER_COMMAND <- "suppressPackageStartupMessages(library(redq)); worker_main()"
 # never on the task path) and fail early if a process died instead.
 wait_registered <- function(ctl, ids, timeout) {
   deadline <- Sys.time() + timeout
+  done <- character()
   repeat {
     alive <- worker_list(ctl)
-    if (all(ids %in% alive)) {
+    if (all(ids %in% c(alive, done))) {
       return(invisible(TRUE))
     }
-    for (id in setdiff(ids, alive)) {
+    for (id in setdiff(ids, c(alive, done))) {
       proc <- redq_env$processes[[id]]
       if (!is.null(proc) && !proc$is_alive()) {
+        # one that registered and already left (its loop found nothing more
+        # to do) started fine
+        if (!is.null(worker_info(id, controller = ctl)[[1]]$host)) {
+          done <- c(done, id)
+          next
+        }
         redq_abort("worker", sprintf(
           "worker %s exited during start-up with status %s; start it with log = tempdir() to see why",
           id, format(proc$get_exit_status())))

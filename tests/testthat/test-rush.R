@@ -74,6 +74,8 @@ test_that("a decentralised loop on 4 workers: each new result is returned once",
   ctl <- test_controller()
   rush <- local_rush(ctl)
   loop <- function(rush) {
+    # all four take part, however slowly their processes start
+    while (rush$n_running_workers < 4) Sys.sleep(0.05)
     while (rush$n_finished_tasks < 100) {
       xs <- list(x1 = sample(seq(1000), 1), x2 = sample(seq(1000), 1))
       keys <- rush$push_running_tasks(list(xs))
@@ -267,4 +269,12 @@ test_that("large_objects_path keeps large arguments and results in files, not in
   expect_lt(largest_value(ctl), 1e6)
   # the argument and the result, each in a file named by its hash
   expect_length(list.files(dir, pattern = "^[0-9a-f]{64}$"), 2)
+})
+
+test_that("workers whose loop ends at once started fine", {
+  ctl <- test_controller()
+  rush <- local_rush(ctl)
+  ids <- rush$start_local_workers(worker_loop = function(rush) NULL, n_workers = 2)
+  expect_length(ids, 2)
+  expect_true(wait_until(function() rush$n_terminated_workers == 2, timeout = 20))
 })

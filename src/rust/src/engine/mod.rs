@@ -139,6 +139,9 @@ pub struct Job {
     acked: Vec<String>,
     /// Workers found lost, not yet handed out.
     lost: Vec<LostWorker>,
+    /// A task received since the last look for lost workers ran more than
+    /// once.
+    rerun: bool,
     reported: HashSet<String>,
     cursor: Option<String>,
     last_reap: Instant,
@@ -170,6 +173,7 @@ impl Job {
             relayed: Vec::new(),
             acked: Vec::new(),
             lost: Vec::new(),
+            rerun: false,
             reported: HashSet::new(),
             cursor: None,
             last_reap: now,
@@ -321,6 +325,14 @@ impl Job {
                     return Err(e);
                 }
             }
+        }
+        if self.rerun {
+            // a worker lost while this job ran and found by another
+            // session's reaper, whose task ran again and ended before this
+            // job's own next look, is still reported (a look costs a round
+            // trip, so only after a task ran again)
+            self.rerun = false;
+            let _ = self.read_lost(conn);
         }
         self.delivered += out.ended.len();
         Ok(out)

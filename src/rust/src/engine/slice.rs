@@ -213,12 +213,15 @@ impl Job {
                     return Err(e);
                 }
             };
-            for (id, pair) in chunk.iter().zip(flat.chunks(2)) {
-                let st: String = redis::from_redis_value_ref(&pair[0]).unwrap_or_default();
-                let result: Vec<u8> = redis::from_redis_value_ref(&pair[1]).unwrap_or_default();
+            for (id, read) in chunk.iter().zip(flat.chunks(3)) {
+                let st: String = redis::from_redis_value_ref(&read[0]).unwrap_or_default();
+                let result: Vec<u8> = redis::from_redis_value_ref(&read[1]).unwrap_or_default();
+                let attempt: u32 = redis::from_redis_value_ref(&read[2]).unwrap_or(0);
                 if st == status::MISSING && self.held.contains_key(id) {
                     lost.push(id.clone());
                 } else if status::is_done(&st) {
+                    // it ran again: a worker it ran on may have been lost
+                    self.rerun |= attempt > 1;
                     let result = if result.is_empty() { None } else { Some(big::resolve(conn, &self.keys, result)?) };
                     self.deliver(id.clone(), st, result);
                 }
@@ -226,6 +229,21 @@ impl Job {
             }
         }
         self.resubmit(conn, lost)
+    }
+
+    /// Workers found lost (by any reaper) since the last look, each
+    /// reported once.
+    pub(super) fn read_lost(&mut self, conn: &mut Connection) -> Result<()> {
+        self.ensure_cursor(conn)?;
+        let since = self.cursor.clone().unwrap_or_else(|| "0-0".into());
+        let (found, last) = monitor::lost_since(conn, &self.keys, &since)?;
+        self.cursor = Some(last);
+        for w in found {
+            if self.reported.insert(w.id.clone()) {
+                self.lost.push(w);
+            }
+        }
+        Ok(())
     }
 
     /// Work that is due whether or not notices arrive: the reaper, the
@@ -236,14 +254,7 @@ impl Job {
             self.last_reap = Instant::now();
             self.ensure_cursor(conn)?;
             monitor::reap(conn, &self.keys)?;
-            let since = self.cursor.clone().unwrap_or_else(|| "0-0".into());
-            let (found, last) = monitor::lost_since(conn, &self.keys, &since)?;
-            self.cursor = Some(last);
-            for w in found {
-                if self.reported.insert(w.id.clone()) {
-                    self.lost.push(w);
-                }
-            }
+            self.read_lost(conn)?;
         }
         if self.last_check.elapsed() >= self.opts.check_every {
             self.check(conn, true)
