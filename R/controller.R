@@ -41,9 +41,12 @@
 #'   launcher's environment `REDQ_OFFLOAD_PATH`, or by [worker_spawn()]),
 #'   where payloads, shared arguments, loop environments and results over
 #'   `offload_threshold` bytes go, in files named by the SHA-256 of their
-#'   content; Redis holds only a reference. A worker that cannot read the
-#'   directory ends the task `ERROR` saying so. Files are written once per
-#'   content and left in place: remove them when no task needs them.
+#'   content, in a directory named by the namespace; Redis holds only a
+#'   reference and counts the references to each file. A worker that
+#'   cannot read the directory ends the task `ERROR` saying so. A file no
+#'   task refers to any more is deleted by the next controller with the
+#'   directory that waits for or deletes tasks (5 s after it was written,
+#'   at the earliest); [redq_destroy()] removes the namespace's directory.
 #' @return An object of class `redq_controller`.
 #' @export
 #' @examples

@@ -46,6 +46,10 @@ rs_controller_data_mget <- function(x, keys) .Call(wrap__rs_controller_data_mget
 # Delete every key of the namespace; returns how many.
 rs_controller_destroy <- function(x) .Call(wrap__rs_controller_destroy, x)
 
+# Delete the offload directory's files that no reference names any more
+# (written over 5 s ago); how many went.
+rs_controller_offload_sweep <- function(x) .Call(wrap__rs_controller_offload_sweep, x)
+
 # The dashboard's picture of the namespace (`Controller::snapshot`).
 rs_controller_snapshot <- function(x, recent, failures) .Call(wrap__rs_controller_snapshot, x, recent, failures)
 

@@ -197,10 +197,23 @@ test_that("with offload_path, Redis holds no value over the threshold and result
   r <- foreach(i = 1:3, .combine = c) %dopar% as.integer(x[i])
   expect_identical(r, as.integer(x[1:3]))
   expect_lt(largest_value(ctl), 1e6)
-  # the files are named by their content's hash
-  files <- list.files(dir)
+  # the files, in the namespace's directory, are named by their content's hash
+  expect_identical(list.files(dir), ns)
+  files <- list.files(file.path(dir, ns))
   expect_true(length(files) >= 2 && all(grepl("^[0-9a-f]{64}$", files)))
-  expect_true(any(file.size(file.path(dir, files)) > 5e6))
+  expect_true(any(file.size(file.path(dir, ns, files)) > 5e6))
+  # once no task refers to them (and they were written 5 s ago) they go
+  task_delete(c(one, shared), controller = ctl)
+  expect_true(wait_until(function() {
+    redq:::rs_check(redq:::rs_controller_offload_sweep(ctl$ptr))
+    length(list.files(file.path(dir, ns))) == 0
+  }, timeout = 30, interval = 1))
+  # and a destroyed namespace takes its directory along
+  again <- task_create_expr(length(x), controller = ctl)
+  task_wait(again, timeout = 60, controller = ctl)
+  expect_length(list.files(file.path(dir, ns)), 1)
+  redq_destroy(controller = ctl)
+  expect_false(dir.exists(file.path(dir, ns)))
 })
 
 test_that("a worker that cannot read the offload directory fails the task saying so", {

@@ -268,7 +268,7 @@ test_that("large_objects_path keeps large arguments and results in files, not in
   expect_identical(tab$x[[1]], x)
   expect_lt(largest_value(ctl), 1e6)
   # the argument and the result, each in a file named by its hash
-  expect_length(list.files(dir, pattern = "^[0-9a-f]{64}$"), 2)
+  expect_length(list.files(file.path(dir, ctl$namespace), pattern = "^[0-9a-f]{64}$"), 2)
 })
 
 test_that("workers whose loop ends at once started fine", {

@@ -4,11 +4,12 @@
 test_that("with a shared secret, signed tasks and loops run", {
   withr::local_envvar(REDQ_SECRET = "correct horse battery staple")
   ctl <- test_controller()
-  worker_spawn(1)
+  # the payload as stored, read before any worker can take the task
   id <- task_create_expr(sum(1:10))
   head <- redq:::redis_command(c("EVAL", "return string.sub(redis.call('HGET', KEYS[1], ARGV[1]), 1, 4)",
                                  "1", sprintf("redq:{%s}:payloads", ctl$namespace), id))
   expect_equal(head, "RQS1")
+  worker_spawn(1)
   task_wait(id, timeout = 20)
   expect_equal(task_result(id), 55)
   registerDoRedis("default", url = test_url(), namespace = ctl$namespace)

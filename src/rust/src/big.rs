@@ -184,8 +184,9 @@ impl<'a> Writer<'a> {
         if !self.apart {
             self.apart = true;
             if let Some(o) = self.conn.config().offload.clone() {
-                let tmp = o.path.join(format!(".{}.{}", crate::task::new_id(), std::process::id()));
-                match std::fs::File::create(&tmp) {
+                let dir = offload_dir(&o, self.keys);
+                let tmp = dir.join(format!(".{}.{}", crate::task::new_id(), std::process::id()));
+                match std::fs::create_dir_all(&dir).and_then(|_| std::fs::File::create(&tmp)) {
                     Ok(f) => self.file = Some((std::io::BufWriter::with_capacity(BIG_CHUNK, f), tmp, o)),
                     Err(e) => {
                         self.err = Some(file_error(&o, e, "write"));
@@ -229,12 +230,16 @@ impl<'a> Writer<'a> {
             let done = self.err.take().map_or(Ok(()), Err).and_then(|_| {
                 let f = f.into_inner().map_err(|e| file_error(&o, e.into_error(), "write"))?;
                 f.sync_all().map_err(|e| file_error(&o, e, "write"))?;
-                std::fs::rename(&tmp, o.path.join(&sha)).map_err(|e| file_error(&o, e, "write"))
+                std::fs::rename(&tmp, offload_dir(&o, self.keys).join(&sha)).map_err(|e| file_error(&o, e, "write"))
             });
             if let Err(e) = done {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
+            // one reference more names the file (the scripts that drop a
+            // reference count it down; see `sweep_offload`)
+            let (counts, sha_ref) = (self.keys.offloaded(), &sha);
+            self.conn.run(|c| redis::cmd("HINCRBY").arg(&counts).arg(sha_ref).arg(1).query::<()>(c))?;
             return Ok(Stored::Big(BigRef { len: self.len, chunks: 0, sha, owner: "file".into(), part: FILE.into() }));
         }
         if self.err.is_none() && (!self.buf.is_empty() || self.chunks == 0) {
@@ -257,8 +262,70 @@ fn file_error(o: &Offload, e: std::io::Error, what: &str) -> Error {
     Error::Argument(format!("cannot {what} in the offload directory {}: {e}", o.path.display()))
 }
 
+/// The directory of a namespace's offloaded values: a directory of the
+/// offload directory named by the namespace (or, if its name is not a
+/// plain file name, by its hash), so that namespaces sharing the offload
+/// directory count their files apart.
+fn offload_dir(o: &Offload, keys: &Keys) -> std::path::PathBuf {
+    let ns = keys.namespace();
+    let plain = !ns.is_empty()
+        && !ns.starts_with('.')
+        && ns.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    o.path.join(if plain { ns.to_string() } else { format!("ns-{}", &address(ns.as_bytes())[..16]) })
+}
+
+/// How long a file no reference names is kept after it was last written:
+/// a writer of the same content renames its file into place before it
+/// counts its reference.
+const OFFLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Delete the files of the offload directory that no reference names any
+/// more (listed by the scripts that dropped their last reference), if
+/// this process has the directory. Returns how many went.
+pub fn sweep_offload(conn: &mut Connection, keys: &Keys) -> Result<usize> {
+    let Some(o) = conn.config().offload.clone() else {
+        return Ok(0);
+    };
+    let gone: Vec<String> = conn.run(|c| redis::cmd("SPOP").arg(keys.offload_gone()).arg(256).query(c))?;
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    let mut p = redis::pipe();
+    for sha in &gone {
+        p.hexists(keys.offloaded(), sha);
+    }
+    let named: Vec<bool> = conn.pipe(&p)?;
+    let dir = offload_dir(&o, keys);
+    let (mut deleted, mut later) = (0, Vec::new());
+    for (sha, named) in gone.into_iter().zip(named) {
+        // named again meanwhile, or not a file name this wrote
+        if named || sha.is_empty() || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let path = dir.join(&sha);
+        match std::fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(t) if t.elapsed().map_or(true, |age| age < OFFLOAD_GRACE) => later.push(sha),
+            Ok(_) => deleted += usize::from(std::fs::remove_file(&path).is_ok()),
+            Err(_) => {}
+        }
+    }
+    if !later.is_empty() {
+        conn.run(|c| redis::cmd("SADD").arg(keys.offload_gone()).arg(&later).query::<()>(c))?;
+    }
+    Ok(deleted)
+}
+
+/// Delete the namespace's directory of offloaded values (when the
+/// namespace itself is destroyed), if this process has the offload
+/// directory.
+pub fn remove_offload_dir(cfg: &Config, keys: &Keys) {
+    if let Some(o) = &cfg.offload {
+        let _ = std::fs::remove_dir_all(offload_dir(o, keys));
+    }
+}
+
 /// Read an offloaded value, checked.
-fn read_file(cfg: &Config, r: &BigRef) -> Result<Vec<u8>> {
+fn read_file(cfg: &Config, keys: &Keys, r: &BigRef) -> Result<Vec<u8>> {
     let o = cfg.offload.as_ref().ok_or_else(|| {
         Error::Argument(format!(
             "a value of {} bytes was offloaded to a file ({}), but this process has no offload_path \
@@ -266,7 +333,7 @@ fn read_file(cfg: &Config, r: &BigRef) -> Result<Vec<u8>> {
             r.len, r.sha
         ))
     })?;
-    let path = o.path.join(&r.sha);
+    let path = offload_dir(o, keys).join(&r.sha);
     let v = std::fs::read(&path).map_err(|e| {
         Error::Argument(format!("cannot read the offloaded value {} (offload_path {}): {e}", path.display(), o.path.display()))
     })?;
@@ -279,7 +346,7 @@ fn read_file(cfg: &Config, r: &BigRef) -> Result<Vec<u8>> {
 /// Fetch the value `r` refers to, checked.
 pub fn read(conn: &mut Connection, keys: &Keys, r: &BigRef) -> Result<Vec<u8>> {
     if r.part == FILE {
-        return read_file(conn.config(), r);
+        return read_file(conn.config(), keys, r);
     }
     let owner = &r.owner;
     let mut out: Vec<u8> = Vec::new();
@@ -316,8 +383,15 @@ pub fn resolve(conn: &mut Connection, keys: &Keys, v: Vec<u8>) -> Result<Vec<u8>
     }
 }
 
+/// Drop what reference `r` names, which no record will hold: its chunks,
+/// or its share of an offloaded file (`drop_value` in the scripts).
+pub fn drop_ref(conn: &mut Connection, keys: &Keys, r: &BigRef) -> Result<()> {
+    let v = r.encode();
+    conn.run(|c| crate::scripts::invocation(crate::scripts::drop_ref(), keys).arg(&v).invoke::<()>(c))
+}
+
 /// Delete the chunks of `owner`'s `part`.
-pub fn drop_chunks(conn: &mut Connection, keys: &Keys, owner: &str, part: &str, n: usize) -> Result<()> {
+fn drop_chunks(conn: &mut Connection, keys: &Keys, owner: &str, part: &str, n: usize) -> Result<()> {
     let ks: Vec<String> = (0..n).map(|i| keys.chunk(owner, &format!("{part}{i}"))).collect();
     if ks.is_empty() {
         return Ok(());
@@ -387,7 +461,7 @@ pub fn give_back(conn: &mut Connection, keys: &Keys, o: &SharedObject, owners: u
     if o.held {
         let _ = hold(conn, keys, &o.sha, -(owners as i64), true);
     } else if let Some(r) = &o.chunks {
-        let _ = drop_chunks(conn, keys, &r.owner, &r.part, r.chunks);
+        let _ = drop_ref(conn, keys, r);
     }
 }
 

@@ -131,6 +131,7 @@ impl Controller {
             }
             cursor = next;
             if cursor == 0 {
+                crate::big::remove_offload_dir(self.conn.config(), &self.keys);
                 return Ok(n);
             }
         }

@@ -68,6 +68,11 @@ impl Keys {
         Keys { prefix: format!("redq:{{{ns}}}:") }
     }
 
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.prefix["redq:{".len()..self.prefix.len() - "}:".len()]
+    }
+
     /// `redq:{ns}:`, handed to Lua scripts, whose builders append the same
     /// nouns.
     pub fn prefix(&self) -> &str {
@@ -143,8 +148,14 @@ keys! {
     /// serialization (string: the value, sealed, or a reference to its
     /// chunks).
     object(h) => ["object", h];
-    /// How many tasks refer to each shared object: SHA-256 -> count (hash).
+    /// How many owners refer to each shared object: SHA-256 -> count (hash).
     objects() => ["objects"];
+    /// How many references name each file of the offload directory:
+    /// SHA-256 -> count (hash).
+    offloaded() => ["offloaded"];
+    /// Files of the offload directory no reference names any more, to be
+    /// deleted by a process that has the directory (set of SHA-256).
+    offload_gone() => ["offload_gone"];
     /// Ids of the latest tasks that ended other than COMPLETE, newest first
     /// (list, capped).
     failures() => ["failures"];
@@ -161,6 +172,7 @@ mod tests {
         assert_eq!(k.worker_alive("w1"), "redq:{ns}:worker:w1:alive");
         assert_eq!(k.task("t"), "redq:{ns}:task:t");
         assert!(k.samples().iter().all(|(_, key)| key.starts_with(k.prefix())));
+        assert_eq!(k.namespace(), "ns");
     }
 
     #[test]

@@ -188,7 +188,7 @@ fn give_back(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], shared: Opt
 /// Delete the chunks of values that will not be recorded (best effort).
 fn drop_big(conn: &mut Connection, keys: &Keys, refs: &[big::BigRef]) {
     for r in refs {
-        let _ = big::drop_chunks(conn, keys, &r.owner, &r.part, r.chunks);
+        let _ = big::drop_ref(conn, keys, r);
     }
 }
 
@@ -356,7 +356,9 @@ pub fn cancel(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<
 /// Delete tasks: cancel what has not ended and remove their data (see
 /// `lua/delete.lua`); returns the status each task had.
 pub fn delete(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<String>> {
-    with_ids(conn, keys, scripts::delete(), ids)
+    let out = with_ids(conn, keys, scripts::delete(), ids)?;
+    let _ = big::sweep_offload(conn, keys);
+    Ok(out)
 }
 
 /// Run ended tasks again (see `lua/retry.lua`), reporting to job `job`

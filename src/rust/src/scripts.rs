@@ -40,6 +40,7 @@ fn constants() -> Vec<(&'static str, String)> {
         ("WORKER_LOG_LIMIT", protocol::WORKER_LOG_LIMIT.to_string()),
         ("FAILURES_LIMIT", protocol::FAILURES_LIMIT.to_string()),
         ("BIG_TAG", q(std::str::from_utf8(&crate::big::MARK[1..]).unwrap_or_default())),
+        ("FILE_PART", q(crate::big::FILE)),
         ("OBJECT_TAG", q(std::str::from_utf8(&crate::big::OBJECT_MARK[1..]).unwrap_or_default())),
     ]
 }
@@ -100,6 +101,7 @@ script!(cancel_job, "cancel_job.lua");
 script!(task_workers, "task_workers.lua");
 script!(snapshot, "snapshot.lua");
 script!(hold_object, "hold_object.lua");
+script!(drop_ref, "drop_ref.lua");
 
 /// Source of `lua/link_deps.lua` with the preamble: sent with EVAL inside
 /// a submission's MULTI/EXEC (EVALSHA there could fail on an empty script

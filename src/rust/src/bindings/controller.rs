@@ -162,6 +162,13 @@ fn rs_controller_destroy(x: Robj) -> Robj {
     with_ctl(&x, |c| c.destroy().map(|n| n as f64))
 }
 
+/// Delete the offload directory's files that no reference names any more
+/// (written over 5 s ago); how many went.
+#[extendr]
+fn rs_controller_offload_sweep(x: Robj) -> Robj {
+    with_ctl(&x, |c| crate::big::sweep_offload(&mut c.conn, &c.keys).map(|n| n as f64))
+}
+
 /// Nested Redis replies as R values: arrays become lists, integers
 /// numbers, text character strings and anything else (serialized R) raw
 /// vectors.
@@ -218,6 +225,7 @@ extendr_module! {
     fn rs_controller_data_get;
     fn rs_controller_data_mget;
     fn rs_controller_destroy;
+    fn rs_controller_offload_sweep;
     fn rs_controller_snapshot;
     fn rs_worker_log_tail;
     fn rs_message_send;

@@ -385,6 +385,7 @@ impl Job {
             inv.arg(id);
         }
         conn.run(|c| inv.invoke::<redis::Value>(c))?;
+        let _ = crate::big::sweep_offload(conn, &self.keys);
         self.held.clear();
         self.watched.clear();
         self.foreign.clear();

@@ -255,6 +255,7 @@ impl Job {
             self.ensure_cursor(conn)?;
             monitor::reap(conn, &self.keys)?;
             self.read_lost(conn)?;
+            big::sweep_offload(conn, &self.keys)?;
         }
         if self.last_check.elapsed() >= self.opts.check_every {
             self.check(conn, true)

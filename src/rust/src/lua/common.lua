@@ -21,7 +21,8 @@ local function object_of(v)
   return at and string.match(string.sub(v, at + #OBJECT_MARK), '^%x+$')
 end
 
--- The chunk keys a reference names, or nil if `v` is not one.
+-- The chunk keys a reference names (none for a value offloaded to a
+-- file) and, for a file, its SHA-256; nil if `v` is not a reference.
 local function big_chunks(v)
   -- a payload sealed with the controller's secret carries its reference
   -- right after the seal's header (so only the start is searched: the
@@ -30,7 +31,7 @@ local function big_chunks(v)
   if not at then
     return nil
   end
-  local n, owner, part = string.match(string.sub(v, at + #BIG_MARK), '^%d+:(%d+):%x+:(.+):(%a+)$')
+  local n, sha, owner, part = string.match(string.sub(v, at + #BIG_MARK), '^%d+:(%d+):(%x+):(.+):(%a+)$')
   if not n then
     return nil
   end
@@ -38,7 +39,7 @@ local function big_chunks(v)
   for i = 0, tonumber(n) - 1 do
     ks[#ks + 1] = K.chunk(owner, part .. i)
   end
-  return ks
+  return ks, part == FILE_PART and sha or nil
 end
 
 -- UNLINK keys, a thousand at a time (unpack() has a bound).
@@ -48,24 +49,42 @@ local function unlink_all(ks)
   end
 end
 
--- The chunk keys of the value in string key `k` (nil if it is not a
--- reference; only short values are read: a reference is short).
-local function key_chunks(k)
-  local len = redis.call('STRLEN', k)
-  if len > 0 and len <= 512 then
-    return big_chunks(redis.call('GET', k))
+-- Drop what reference `v` names, if it is one: its chunks, or its share
+-- of an offloaded file (the last share lists the file for deletion by a
+-- process that has the offload directory, see big.rs).
+local function drop_value(v)
+  local ks, file = big_chunks(v)
+  if file then
+    if redis.call('HINCRBY', K.offloaded(), file, -1) <= 0 then
+      redis.call('HDEL', K.offloaded(), file)
+      redis.call('SADD', K.offload_gone(), file)
+    end
+  elseif ks then
+    unlink_all(ks)
   end
 end
 
--- Delete the chunks of the value in field `f` of hash `h`, if it is a
--- reference (read only if short, as in key_chunks).
+-- The value of string key `k` if it may be a reference (only short values
+-- are read: a reference is short), else nil.
+local function key_ref(k)
+  local len = redis.call('STRLEN', k)
+  if len > 0 and len <= 512 then
+    return redis.call('GET', k)
+  end
+end
+
+-- The chunk keys of the value in string key `k` (nil if it is not a
+-- reference).
+local function key_chunks(k)
+  return big_chunks(key_ref(k))
+end
+
+-- Drop what the value in field `f` of hash `h` names, if it is a
+-- reference (read only if short, as in key_ref).
 local function drop_big(h, f)
   local len = redis.call('HSTRLEN', h, f)
   if len > 0 and len <= 512 then
-    local ks = big_chunks(redis.call('HGET', h, f))
-    if ks then
-      unlink_all(ks)
-    end
+    drop_value(redis.call('HGET', h, f))
   end
 end
 
@@ -99,7 +118,7 @@ local function release_object(sha, n)
   end
   redis.call('HDEL', K.objects(), sha)
   local ok = K.object(sha)
-  unlink_all(key_chunks(ok) or {})
+  drop_value(key_ref(ok))
   redis.call('UNLINK', ok)
 end
 
@@ -280,9 +299,7 @@ local function complete(wid, id, status, result, began)
   -- good with one recorded on a task that does not expire
   local chunks = string.byte(result, 1) == 0 and big_chunks(result)
   if not t.status or TERMINAL[t.status] then
-    if chunks then
-      unlink_all(chunks)
-    end
+    drop_value(result)
     return 0
   end
   if chunks then

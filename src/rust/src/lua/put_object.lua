@@ -9,10 +9,7 @@ local fresh = redis.call('EXISTS', ok) == 0
 if fresh then
   redis.call('SET', ok, stored)
 else
-  local mine = big_chunks(stored)
-  if mine then
-    unlink_all(mine)
-  end
+  drop_value(stored)
 end
 hold_object(sha, tonumber(ARGV[5]), ARGV[6] == '1', fresh)
 return 1

@@ -6,7 +6,7 @@
 local job = ARGV[3]
 cancel_tasks(args_from(4), true, false)
 local ek = K.job_env(job)
-unlink_all(key_chunks(ek) or {})
+drop_value(key_ref(ek))
 -- an environment stored as a shared object: one owner fewer
 if redis.call('STRLEN', ek) <= 512 then
   local sha = object_of(redis.call('GET', ek))
