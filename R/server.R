@@ -178,20 +178,27 @@ server_start <- function() {
   srv
 }
 
-server_launch <- function(bin = Sys.which("redis-server"), port = NULL, tries = 3L) {
+# `conf`: lines of a configuration file to start from (a sentinel's), `args`:
+# more options; a node of a cluster or a sentinel is ready when it answers
+# PING, a plain server when redq can open a controller on it.
+server_launch <- function(bin = Sys.which("redis-server"), port = NULL, tries = 3L,
+                          args = character(), conf = NULL) {
   for (attempt in seq_len(tries)) {
     p <- if (is.null(port)) free_port() else port
     dir <- tempfile("redq-redis-")
     dir.create(dir)
+    file <- if (!is.null(conf)) file.path(dir, "redis.conf")
+    if (!is.null(conf)) writeLines(conf, file)
     proc <- processx::process$new(
-      bin, c("--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+      bin, c(file, "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", dir, "--daemonize", "no", "--loglevel", "warning",
-             "--logfile", ""),
+             "--logfile", "", args),
       stdout = NULL, stderr = file.path(dir, "stderr"), supervise = TRUE, cleanup = TRUE)
     url <- sprintf("redis://127.0.0.1:%d/0", p)
+    ready <- if (length(args) || !is.null(conf)) function(url) node_answers(p) else server_answers
     deadline <- Sys.time() + 10
     while (proc$is_alive() && Sys.time() < deadline) {
-      if (server_answers(url)) {
+      if (ready(url)) {
         srv <- new.env(parent = emptyenv())
         srv$process <- proc
         srv$url <- url
@@ -206,6 +213,111 @@ server_launch <- function(bin = Sys.which("redis-server"), port = NULL, tries = 
     unlink(dir, recursive = TRUE)
   }
   redq_abort("server", sprintf("redis-server (%s) did not start; run it by hand to see why", bin))
+}
+
+# A node answers PING (a cluster node without slots or a sentinel, which
+# redq does not use directly).
+node_answers <- function(port) {
+  out <- tryCatch(processx::run("redis-cli", c("-p", port, "PING"), timeout = 5, error_on_status = FALSE),
+                  error = function(e) NULL)
+  !is.null(out) && identical(trimws(out$stdout), "PONG")
+}
+
+# redis-cli's answer to `args` from the node at `port`, as lines.
+node_command <- function(port, ...) {
+  out <- processx::run("redis-cli", c("-p", port, ...), timeout = 30, error_on_status = FALSE)
+  strsplit(trimws(out$stdout), "\r?\n")[[1]]
+}
+
+# A Redis Cluster of `masters` masters with `replicas` replicas each, on
+# loopback ports (test suites and the chaos soak): an environment with
+# `url` (redis+cluster://), `nodes` (servers as server_launch() returns).
+cluster_launch <- function(masters = 3L, replicas = 1L) {
+  opts <- c("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", "2000")
+  nodes <- lapply(seq_len(masters * (1L + replicas)), function(i) server_launch(args = opts))
+  cl <- new.env(parent = emptyenv())
+  cl$nodes <- nodes
+  hosts <- vapply(nodes, function(s) sprintf("127.0.0.1:%d", s$port), "")
+  out <- processx::run("redis-cli", c("--cluster", "create", hosts, "--cluster-replicas", replicas,
+                                      "--cluster-yes"), timeout = 60, error_on_status = FALSE)
+  if (out$status != 0) {
+    lapply(nodes, server_kill)
+    redq_abort("server", paste("redis-cli --cluster create failed:", out$stdout, out$stderr))
+  }
+  # ready: every node sees the cluster up, with every replica in place
+  ok <- function() all(vapply(nodes, function(s) {
+    any(node_command(s$port, "CLUSTER", "INFO") == "cluster_state:ok") &&
+      sum(grepl("slave", vapply(strsplit(node_command(s$port, "CLUSTER", "NODES"), " "),
+                                  function(r) r[[3]], ""))) == masters * replicas
+  }, TRUE))
+  deadline <- Sys.time() + 30
+  while (!ok()) {
+    if (Sys.time() > deadline) {
+      lapply(nodes, server_kill)
+      redq_abort("server", "the cluster did not reach cluster_state:ok within 30 s")
+    }
+    Sys.sleep(0.2)
+  }
+  cl$url <- paste0("redis+cluster://", paste(hosts, collapse = ","))
+  cl
+}
+
+# The ports of the master serving namespace `ns` in cluster `cl`, and of
+# its replicas: list(master, replicas).
+cluster_slot_nodes <- function(cl, ns) {
+  port <- cl$nodes[[1]]$port
+  slot <- as.integer(node_command(port, "CLUSTER", "KEYSLOT", sprintf("redq:{%s}:version", ns)))
+  rows <- strsplit(node_command(port, "CLUSTER", "NODES"), " ")
+  port_of <- function(r) as.integer(sub("^[^:]*:([0-9]+)@.*$", "\\1", r[[2]]))
+  serves <- function(r) {
+    any(vapply(r[-(1:8)], function(range) {
+      b <- suppressWarnings(as.integer(strsplit(range, "-", fixed = TRUE)[[1]]))
+      !anyNA(b) && slot >= b[[1]] && slot <= b[[length(b)]]
+    }, TRUE))
+  }
+  master <- Find(function(r) grepl("master", r[[3]]) && serves(r), rows)
+  replicas <- Filter(function(r) identical(r[[4]], master[[1]]), rows)
+  list(master = port_of(master), replicas = vapply(replicas, port_of, 1L))
+}
+
+# A master, a replica and three sentinels watching it as `name`, on
+# loopback ports: an environment with `url` (redis+sentinel://), `master`,
+# `replica` and `sentinels` (servers). A master refuses writes while no
+# replica follows it (min-replicas-to-write), as Sentinel deployments
+# should: a master a failover left behind then turns clients away instead
+# of taking writes its demotion would lose.
+sentinel_launch <- function(name = "redq") {
+  ha <- c("--min-replicas-to-write", "1", "--min-replicas-max-lag", "2")
+  master <- server_launch(args = ha)
+  replica <- server_launch(args = c("--replicaof", "127.0.0.1", master$port, ha))
+  conf <- c(sprintf("sentinel monitor %s 127.0.0.1 %d 2", name, master$port),
+            sprintf("sentinel down-after-milliseconds %s 1000", name),
+            sprintf("sentinel failover-timeout %s 10000", name))
+  sentinels <- lapply(1:3, function(i) server_launch(conf = conf, args = "--sentinel"))
+  st <- new.env(parent = emptyenv())
+  st$master <- master
+  st$replica <- replica
+  st$sentinels <- sentinels
+  st$name <- name
+  # ready: the replica in sync and known to every sentinel
+  ready <- function() {
+    any(node_command(replica$port, "INFO", "replication") == "master_link_status:up") &&
+      all(vapply(sentinels, function(s) {
+        length(node_command(s$port, "SENTINEL", "REPLICAS", name)) > 1
+      }, TRUE))
+  }
+  deadline <- Sys.time() + 30
+  while (!ready()) {
+    if (Sys.time() > deadline) {
+      lapply(c(list(master, replica), sentinels), server_kill)
+      redq_abort("server", "the sentinels did not see the replica within 30 s")
+    }
+    Sys.sleep(0.2)
+  }
+  hosts <- vapply(sentinels, function(s) sprintf("127.0.0.1:%d", s$port), "")
+  st$url <- sprintf("redis+sentinel://%s/%s", paste(hosts, collapse = ","), name)
+  st
 }
 
 server_kill <- function(srv) {
