@@ -32,7 +32,10 @@
 #'
 #' @param id Namespace: controllers and workers with the same namespace
 #'   share queues, tasks and workers.
-#' @param url Redis URL, or `NULL` for [redq_url()].
+#' @param url Redis URL, or `NULL` for [redq_url()]: `redis://[user:password@]host:port/db`
+#'   (`rediss://` for TLS), a Redis Cluster as
+#'   `redis+cluster://[user:password@]host:port,host:port` or the sentinels of
+#'   a master as `redis+sentinel://[user:password@]host:port,host:port/master`.
 #' @param queue Default queue for tasks created through this controller.
 #' @param default Make this the default controller.
 #' @param offload_path,offload_threshold For a small Redis: a directory

@@ -267,7 +267,8 @@ cluster_launch <- function(masters = 3L, replicas = 1L) {
 # its replicas: list(master, replicas).
 cluster_slot_nodes <- function(cl, ns) {
   port <- cl$nodes[[1]]$port
-  slot <- as.integer(node_command(port, "CLUSTER", "KEYSLOT", sprintf("redq:{%s}:version", ns)))
+  # the namespace is the hash tag of its keys: the slot of "{ns}" is theirs
+  slot <- as.integer(node_command(port, "CLUSTER", "KEYSLOT", sprintf("{%s}", ns)))
   rows <- strsplit(node_command(port, "CLUSTER", "NODES"), " ")
   port_of <- function(r) as.integer(sub("^[^:]*:([0-9]+)@.*$", "\\1", r[[2]]))
   serves <- function(r) {
