@@ -146,6 +146,10 @@ worker_serve <- function(cfg, max_batch, run) {
   message(sprintf("redq worker %s serving %s (namespace '%s')", id,
                   paste(cfg$queue, collapse = ", "), cfg$namespace))
   state <- new.env(parent = emptyenv())
+  # an idle worker asks for work this often (control messages and work on
+  # its own queue wake it at once): with the heartbeat, what an idle
+  # worker costs the server (see ARCHITECTURE.md, "Many workers")
+  state$idle_poll <- max(1, cfg$heartbeat)
   state$jobs <- list()
   state$signals_handled <- 0
   on.exit(rs_worker_exit(w), add = TRUE)
@@ -206,7 +210,7 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
         state$stop_at <- state$stop_at %||% Sys.time()
         if (as.numeric(Sys.time() - state$stop_at, units = "secs") >= (state$linger %||% 0)) limit <- 0
       }
-      batch <- rs_check(rs_worker_step(w, limit, 1))
+      batch <- rs_check(rs_worker_step(w, limit, state$idle_poll %||% 1))
       if (length(batch$id) == 0L) {
         if (paused && is.null(state$stop_at)) {
           Sys.sleep(0.05) # paused: answer messages, take no task

@@ -275,7 +275,7 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
                 }
             }
             if t.reap_every > 0 && beats % t.reap_every == 0 {
-                if let Err(e) = monitor::reap(&mut conn, &keys) {
+                if let Err(e) = monitor::reap(&mut conn, &keys, t.period * t.reap_every) {
                     note_error(&shared, &reg.id, "looking for lost workers", &e);
                 }
             }

@@ -150,6 +150,9 @@ keys! {
     object(h) => ["object", h];
     /// How many owners refer to each shared object: SHA-256 -> count (hash).
     objects() => ["objects"];
+    /// Set for a moment by each run of the reaper, which runs at most once
+    /// while it exists (string with a time to live).
+    reaped() => ["reaped"];
     /// How many references name each file of the offload directory:
     /// SHA-256 -> count (hash).
     offloaded() => ["offloaded"];

@@ -34,9 +34,11 @@ impl LostWorker {
     }
 }
 
-/// Run the reaper once; returns the workers it declared lost.
-pub fn reap(conn: &mut Connection, keys: &Keys) -> Result<Vec<LostWorker>> {
-    let flat: Vec<redis::Value> = conn.run(|c| invocation(scripts::reap(), keys).invoke(c))?;
+/// Run the reaper once, unless some process ran it less than `at_most_every`
+/// ago (zero: run it now); returns the workers it declared lost.
+pub fn reap(conn: &mut Connection, keys: &Keys, at_most_every: std::time::Duration) -> Result<Vec<LostWorker>> {
+    let every = at_most_every.as_millis() as u64;
+    let flat: Vec<redis::Value> = conn.run(|c| invocation(scripts::reap(), keys).arg(every).invoke(c))?;
     let mut out = Vec::new();
     for w in flat.chunks(4) {
         if let [id, host, requeued, died] = w {

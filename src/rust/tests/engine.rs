@@ -51,7 +51,7 @@ fn check_echo(ended: &[Ended]) {
 fn keys_left(ctl: &mut Controller) -> Vec<String> {
     let mut left: Vec<String> =
         ctl.conn.run(|c| redis::cmd("KEYS").arg(format!("{}*", ctl.keys.prefix())).query(c)).unwrap();
-    left.retain(|k| !(k.ends_with(":version") || k.ends_with(":queues") || k.contains(":worker") || k.ends_with(":events") || k.ends_with(":counts") || k.ends_with(":failures")));
+    left.retain(|k| !(k.ends_with(":version") || k.ends_with(":queues") || k.contains(":worker") || k.ends_with(":events") || k.ends_with(":counts") || k.ends_with(":failures") || k.ends_with(":reaped")));
     left
 }
 

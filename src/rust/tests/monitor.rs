@@ -30,12 +30,12 @@ fn a_silent_worker_is_reaped_once_and_its_task_requeued() {
     let id = submit(&mut ctl, 3);
     let ghost = ghost_claims(&mut ctl, Duration::from_millis(150));
     assert_eq!(field(&mut ctl, &keys, &id, "status").as_deref(), Some("RUNNING"));
-    assert!(monitor::reap(&mut ctl.conn, &keys).unwrap().is_empty(), "reaped while the lease held");
+    assert!(monitor::reap(&mut ctl.conn, &keys, std::time::Duration::ZERO).unwrap().is_empty(), "reaped while the lease held");
     std::thread::sleep(Duration::from_millis(300));
-    let lost = monitor::reap(&mut ctl.conn, &keys).unwrap();
+    let lost = monitor::reap(&mut ctl.conn, &keys, std::time::Duration::ZERO).unwrap();
     assert_eq!(lost.len(), 1);
     assert_eq!((lost[0].id.as_str(), lost[0].host.as_str(), lost[0].requeued, lost[0].died), (ghost.as_str(), "nowhere", 1, 0));
-    assert!(monitor::reap(&mut ctl.conn, &keys).unwrap().is_empty(), "a second reap found work");
+    assert!(monitor::reap(&mut ctl.conn, &keys, std::time::Duration::ZERO).unwrap().is_empty(), "a second reap found work");
     assert_eq!(field(&mut ctl, &keys, &id, "status").as_deref(), Some("PENDING"));
     assert_eq!(field(&mut ctl, &keys, &id, "attempt").as_deref(), Some("1"));
     assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 1);
@@ -53,7 +53,7 @@ fn a_task_that_used_up_its_attempts_ends_died_and_is_announced() {
     let id = submit(&mut ctl, 1);
     ghost_claims(&mut ctl, Duration::from_millis(100));
     std::thread::sleep(Duration::from_millis(250));
-    let lost = monitor::reap(&mut ctl.conn, &keys).unwrap();
+    let lost = monitor::reap(&mut ctl.conn, &keys, std::time::Duration::ZERO).unwrap();
     assert_eq!((lost[0].requeued, lost[0].died), (0, 1));
     assert_eq!(field(&mut ctl, &keys, &id, "status").as_deref(), Some("DIED"));
     assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 0);

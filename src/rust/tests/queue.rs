@@ -45,7 +45,7 @@ fn lua_preamble_builds_the_same_keys_words_and_ttls_as_rust() {
     for ttl in [redq::protocol::JOB_TTL_S, redq::protocol::NOTIFY_TTL_MS, redq::protocol::WORKER_TTL_S] {
         assert!(got.contains(&ttl.to_string()), "{ttl}");
     }
-    assert_eq!(keys.samples().len(), 27);
+    assert_eq!(keys.samples().len(), 28);
     assert!(got.contains(&keys.job_done("j")));
 }
 

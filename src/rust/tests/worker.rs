@@ -198,7 +198,7 @@ fn a_lost_worker_charges_only_the_task_it_began_and_the_rest_run_alone() {
     drop(w);
     let keys = ctl.keys.clone();
     assert!(common::wait_until(Duration::from_secs(5), || {
-        !redq::monitor::reap(&mut ctl.conn, &keys).unwrap().is_empty()
+        !redq::monitor::reap(&mut ctl.conn, &keys, std::time::Duration::ZERO).unwrap().is_empty()
     }));
     assert_eq!(hget(&mut ctl, &batch[0].id, "attempt").as_deref(), Some("1"));
     assert_eq!(hget(&mut ctl, &batch[0].id, "status").as_deref(), Some("PENDING"));

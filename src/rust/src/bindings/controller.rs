@@ -46,7 +46,7 @@ fn rs_controller_close(x: Robj) -> Robj {
 /// Run the reaper once: list(id, host, requeued, died, message).
 #[extendr]
 fn rs_controller_reap(x: Robj) -> Robj {
-    with_ctl(&x, |c| monitor::reap(&mut c.conn, &c.keys).map(|lost| lost_robj(&lost)))
+    with_ctl(&x, |c| monitor::reap(&mut c.conn, &c.keys, std::time::Duration::ZERO).map(|lost| lost_robj(&lost)))
 }
 
 /// Workers found lost while waiting: NULL for none (the common case, which

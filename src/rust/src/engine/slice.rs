@@ -253,7 +253,7 @@ impl Job {
         if self.last_reap.elapsed() >= self.opts.reap_every {
             self.last_reap = Instant::now();
             self.ensure_cursor(conn)?;
-            monitor::reap(conn, &self.keys)?;
+            monitor::reap(conn, &self.keys, self.opts.reap_every)?;
             self.read_lost(conn)?;
             big::sweep_offload(conn, &self.keys)?;
         }
