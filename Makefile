@@ -2,6 +2,7 @@
 #   make demo   install what is missing, build, run the demo
 #   make demo-dashboard  the live dashboard on a busy namespace, saved as dashboard.png
 #   make test   install what is missing, run cargo test and the testthat suite
+#   make chaos  the chaos soak on one server, a Redis Cluster and Sentinel (not part of make test)
 #   make bench  benchmarks against doParallel, sequential %do%, future plans, PSOCK clusters,
 #               MulticoreParam and SnowParam; rush-style task tables and worker loops
 
@@ -14,7 +15,7 @@ R_PKGS = r-base-dev redis-server libssl-dev pkg-config openssl r-cran-foreach r-
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 LIB ?= $(CURDIR)/.lib
 
-.PHONY: deps install demo demo-dashboard test bench docs wrappers clean
+.PHONY: deps install demo demo-dashboard test bench chaos docs wrappers clean
 
 deps:
 	@bash tools/deps.sh $(R_PKGS)
@@ -37,6 +38,11 @@ test: install
 
 bench: install
 	R_LIBS=$(LIB) Rscript bench/run.R
+
+# The chaos soak: faults injected while tasks and loops run, on one server,
+# a Redis Cluster and a Sentinel pair (or those named: make chaos TOPOLOGIES=single).
+chaos: install
+	@R_LIBS=$(LIB) Rscript tools/chaos.R $(TOPOLOGIES)
 
 # After changing a binding: rebuild, regenerate the R wrappers from it, and
 # install again with them.

@@ -189,11 +189,10 @@ server_launch <- function(bin = Sys.which("redis-server"), port = NULL, tries = 
     dir.create(dir)
     file <- if (!is.null(conf)) file.path(dir, "redis.conf")
     if (!is.null(conf)) writeLines(conf, file)
-    proc <- processx::process$new(
-      bin, c(file, "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", dir, "--daemonize", "no", "--loglevel", "warning",
-             "--logfile", "", args),
-      stdout = NULL, stderr = file.path(dir, "stderr"), supervise = TRUE, cleanup = TRUE)
+    argv <- c(file, "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+              "--dir", dir, "--daemonize", "no", "--loglevel", "warning", "--logfile", "", args)
+    proc <- processx::process$new(bin, argv, stdout = NULL, stderr = file.path(dir, "stderr"),
+                                  supervise = TRUE, cleanup = TRUE)
     url <- sprintf("redis://127.0.0.1:%d/0", p)
     ready <- if (length(args) || !is.null(conf)) function(url) node_answers(p) else server_answers
     deadline <- Sys.time() + 10
@@ -201,6 +200,8 @@ server_launch <- function(bin = Sys.which("redis-server"), port = NULL, tries = 
       if (ready(url)) {
         srv <- new.env(parent = emptyenv())
         srv$process <- proc
+        srv$bin <- bin
+        srv$argv <- argv
         srv$url <- url
         srv$port <- p
         srv$dir <- dir
@@ -319,6 +320,25 @@ sentinel_launch <- function(name = "redq") {
   hosts <- vapply(sentinels, function(s) sprintf("127.0.0.1:%d", s$port), "")
   st$url <- sprintf("redis+sentinel://%s/%s", paste(hosts, collapse = ","), name)
   st
+}
+
+# Kill a server launched by server_launch() (SIGKILL: what it has not
+# written to its append-only file is lost) and start it again on the same
+# port and directory; returns when it answers.
+server_restart <- function(srv, down = 0) {
+  srv$process$kill()
+  Sys.sleep(down)
+  srv$process <- processx::process$new(srv$bin, srv$argv, stdout = NULL,
+                                       stderr = file.path(srv$dir, "stderr"), supervise = TRUE,
+                                       cleanup = TRUE)
+  deadline <- Sys.time() + 30
+  while (!node_answers(srv$port)) {
+    if (Sys.time() > deadline || !srv$process$is_alive()) {
+      redq_abort("server", "redis-server did not come back after a restart")
+    }
+    Sys.sleep(0.05)
+  }
+  invisible(srv)
 }
 
 server_kill <- function(srv) {
