@@ -208,7 +208,7 @@ soak <- function(kind) {
   # nothing left: stop every worker this run started that still runs
   # (one the reaper declared lost while it was stopped included), let a
   # reaper find those that were killed, then look at processes and keys
-  procs <- Filter(Negate(is.null), redq:::redq_env$processes[workers])
+  procs <- redq:::redq_env$processes # every worker this session started
   running <- names(procs)[vapply(procs, function(p) p$is_alive(), TRUE)]
   worker_stop(running, type = "kill", wait = 10, controller = ctl)
   Sys.sleep(LEASE + 1)
@@ -226,7 +226,17 @@ soak <- function(kind) {
   # failures, lost-worker events, and worker records (a day)
   kept <- "(version|queues|counts|failures|events|reaped|worker:[^:]+|worker:[^:]+:log)$"
   leaked <- keys[!grepl(paste0(":", kept), keys)]
-  if (length(leaked)) problems <- c(problems, sprintf("%d keys left: %s", length(leaked), paste(utils::head(leaked, 5), collapse = ", ")))
+  if (length(leaked)) {
+    problems <- c(problems, sprintf("%d keys left: %s", length(leaked), paste(utils::head(leaked, 5), collapse = ", ")))
+    for (k in utils::head(leaked, 2)) {
+      type <- redq:::redis_command(c("TYPE", k), controller = ctl)
+      what <- switch(type, hash = redq:::redis_command(c("HGETALL", k), controller = ctl),
+                     string = redq:::redis_command(c("PTTL", k), controller = ctl),
+                     set = redq:::redis_command(c("SMEMBERS", k), controller = ctl), type)
+      cat(k, ":", paste(vapply(unlist(what), function(x) if (is.raw(x)) "<raw>" else as.character(x), ""),
+                        collapse = " "), "\n")
+    }
+  }
   redq_destroy(controller = ctl)
   cat(if (length(problems)) paste("FAILED:", problems, collapse = "\n") else "passed", "\n")
   !length(problems)

@@ -30,6 +30,48 @@ pub fn submit(conn: &mut Connection, keys: &Keys, tasks: &[TaskSpec], how: Submi
     submit_sharing(conn, keys, tasks, how, None)
 }
 
+/// `submit_sharing`, exactly once across a broken connection (a server
+/// restarting or failing over, a killed connection): the submission is one
+/// transaction, so after a connection error the first task's record says
+/// whether it ran, and only if it did not is it sent again, for up to
+/// `patience`.
+pub fn submit_once(
+    conn: &mut Connection,
+    keys: &Keys,
+    tasks: &[TaskSpec],
+    how: Submit,
+    shared: Option<&big::SharedObject>,
+    patience: std::time::Duration,
+) -> Result<()> {
+    let give_up = std::time::Instant::now() + patience;
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut nap = |last: &Error| -> Result<()> {
+        if std::time::Instant::now() + pause >= give_up {
+            return Err(Error::Connection(format!("{last}; gave up after {:.0} s", patience.as_secs_f64())));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        Ok(())
+    };
+    loop {
+        let e = match submit_sharing(conn, keys, tasks, how, shared) {
+            Err(e) if e.is_connection() && !tasks.is_empty() => e,
+            done => return done,
+        };
+        nap(&e)?;
+        // did it run? ask until the server answers
+        let first = keys.task(&tasks[0].id);
+        loop {
+            match conn.run(|c| redis::cmd("EXISTS").arg(&first).query::<bool>(c)) {
+                Ok(true) => return Ok(()),
+                Ok(false) => break,
+                Err(e) if e.is_connection() => nap(&e)?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// `submit()`, with a shared object (prepared by `big::prepare_shared`)
 /// that the tasks' payloads refer to (their `object`): stored, or counted
 /// if an earlier upload of the same content is there, in the same

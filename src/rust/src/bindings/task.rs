@@ -39,7 +39,7 @@ fn rs_task_submit(
             t.object = shared.as_ref().map(|o| o.sha.clone());
         }
         let how = Submit { register: true, expire: false };
-        queue::submit_sharing(&mut c.conn, &c.keys, &tasks, how, shared.as_ref())?;
+        queue::submit_once(&mut c.conn, &c.keys, &tasks, how, shared.as_ref(), std::time::Duration::from_secs(30))?;
         Ok(tasks.iter().map(|t| t.id.as_str()).collect::<Strings>())
     })
 }

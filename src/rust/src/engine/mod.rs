@@ -206,12 +206,26 @@ impl Job {
     /// the job for `jobs()`; `shared`: store it as a shared object, by the
     /// hash of its content (loops exporting the same data store it once,
     /// workers fetch it once). Kept, to upload again should the server
-    /// lose it.
+    /// lose it; a connection lost on the way is left to the next wait's
+    /// check, which uploads it if the server does not have it.
     pub fn put_env(&mut self, conn: &mut Connection, env: Vec<u8>, queue: &str, shared: bool) -> Result<()> {
         let about = crate::job::describe(queue);
-        self.upload_env(conn, &env, &about, shared)?;
+        let sent = self.upload_env(conn, &env, &about, shared);
         self.env = Some((env, about, shared));
-        Ok(())
+        self.unsure(sent)
+    }
+
+    /// A write whose connection broke may or may not have run: the next
+    /// wait checks what the server has (and submits or uploads what it
+    /// lacks) before anything else. Other errors stand.
+    fn unsure(&mut self, sent: Result<()>) -> Result<()> {
+        match sent {
+            Err(e) if e.is_connection() => {
+                self.need_check = true;
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Submit tasks to this job in one transaction; the job keeps their
@@ -220,14 +234,15 @@ impl Job {
         if tasks.is_empty() {
             return Ok(());
         }
-        self.ensure_cursor(conn)?;
         for t in &mut tasks {
             t.job = Some(self.id.clone());
             if self.held.contains_key(&t.id) || self.watched.contains(&t.id) {
                 return Err(Error::Argument(format!("task id '{}' is already part of this job", t.id)));
             }
         }
-        queue::submit(conn, &self.keys, &tasks, Submit { register: self.opts.register, expire: self.opts.consume })?;
+        let how = Submit { register: self.opts.register, expire: self.opts.consume };
+        let sent = self.ensure_cursor(conn).and_then(|_| queue::submit(conn, &self.keys, &tasks, how));
+        self.unsure(sent)?;
         self.total += tasks.len();
         for t in tasks {
             self.held.insert(t.id.clone(), t);
@@ -384,7 +399,8 @@ impl Job {
         for id in &ids {
             inv.arg(id);
         }
-        conn.run(|c| inv.invoke::<redis::Value>(c))?;
+        // idempotent, so sent again over a broken connection
+        conn.retry(self.opts.patience, |c| inv.invoke::<redis::Value>(c))?;
         let _ = crate::big::sweep_offload(conn, &self.keys);
         self.held.clear();
         self.watched.clear();
