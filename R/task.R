@@ -9,7 +9,9 @@
 #' call of `fn` with `args`. The bulk forms create one task per row of a
 #' data frame (or element of a list) in a single round trip: in
 #' `task_create_bulk_expr()` the row's columns are variables of `expr`; in
-#' `task_create_bulk_call()` they are the arguments of `fn`.
+#' `task_create_bulk_call()` they are the arguments of `fn`. The variables
+#' `task_create_bulk_expr()` captures, like the `args` of
+#' `task_create_bulk_call()`, are stored once when they are over 1 MB.
 #'
 #' All return at once with the new ids. Tasks wait in their queue until a
 #' worker takes them, even if no worker exists yet. With `depends_on`, they
@@ -84,12 +86,23 @@ task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_
   }
   vars <- capture_vars(expr, envir)
   seeds <- seed_streams(seed, length(rows))
-  payloads <- lapply(seq_along(rows), function(i) {
-    v <- vars
-    v[names(rows[[i]])] <- rows[[i]]
-    task_payload_expr(expr, v, seeds[[i]])
-  })
-  task_submit(payloads, queue, timeout, max_attempts, depends_on, controller)
+  # captured variables over the threshold are stored once, as an object the
+  # payloads name by its address (each row's values override them)
+  shared <- if (length(vars) && length(rows) > 1L) serialize_fast(vars)
+  if (!is.null(shared) && length(shared) > getOption("redq.shared_threshold", 1e6)) {
+    address <- rs_object_address(shared)
+    payloads <- lapply(seq_along(rows), function(i) {
+      task_payload_expr(expr, rows[[i]], seeds[[i]], shared = address)
+    })
+  } else {
+    shared <- NULL
+    payloads <- lapply(seq_along(rows), function(i) {
+      v <- vars
+      v[names(rows[[i]])] <- rows[[i]]
+      task_payload_expr(expr, v, seeds[[i]])
+    })
+  }
+  task_submit(payloads, queue, timeout, max_attempts, depends_on, controller, shared = shared)
 }
 
 #' @rdname task_create_expr
@@ -186,9 +199,10 @@ is_package_env <- function(e) {
 
 serialize_fast <- function(x) serialize(x, NULL, xdr = FALSE)
 
-task_payload_expr <- function(expr, vars, seed = NULL, stream = FALSE, controller = NULL) {
-  payload_bytes(c(list(type = "expr", expr = expr, vars = vars), if (!is.null(seed)) list(seed = seed)),
-                stream, controller)
+task_payload_expr <- function(expr, vars, seed = NULL, stream = FALSE, controller = NULL,
+                              shared = NULL) {
+  payload_bytes(c(list(type = "expr", expr = expr, vars = vars), if (!is.null(seed)) list(seed = seed),
+                  if (!is.null(shared)) list(shared = shared)), stream, controller)
 }
 
 task_payload_call <- function(fn, args, seed = NULL, shared = NULL, stream = FALSE,

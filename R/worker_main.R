@@ -400,7 +400,12 @@ eval_payload <- function(p, task, w, state) {
   if (!is.null(p$seed)) assign(".Random.seed", p$seed, envir = globalenv())
   switch(p$type,
     expr = {
-      env <- list2env(p$vars, parent = globalenv())
+      vars <- p$vars
+      if (!is.null(p$shared)) {
+        vars <- shared_object(w, p$shared, state)
+        vars[names(p$vars)] <- p$vars
+      }
+      env <- list2env(vars, parent = globalenv())
       eval(compile_expr(p$expr, env), env)
     },
     call = do.call(p$fn, if (is.null(p$shared)) p$args else c(p$args, shared_object(w, p$shared, state)),

@@ -122,10 +122,11 @@ soak <- function(kind) {
   note <- function(what) {
     injected <<- c(injected, sprintf("%6.1f s  %s", as.numeric(Sys.time() - t0, units = "secs"), what))
   }
+  # pids of the worker processes this session started that still run
+  # (never a number read back from Redis: a pid can be reused)
   live_pid <- function() {
-    info <- tryCatch(worker_info(controller = ctl), error = function(e) list())
-    pids <- vapply(info, function(i) as.integer(i$pid %||% NA), 1L)
-    pids[!is.na(pids)]
+    procs <- Filter(function(p) p$is_alive(), redq:::redq_env$processes)
+    vapply(procs, function(p) p$get_pid(), 1L)
   }
   faults <- c("kill", "kill", "stop", "clientkill", "server")
   Sys.sleep(3)
@@ -137,14 +138,14 @@ soak <- function(kind) {
     pids <- live_pid()
     try(switch(fault,
       kill = if (length(pids)) {
-        p <- sample(pids, 1)
+        p <- pids[sample.int(length(pids), 1)]
         tools::pskill(p, tools::SIGKILL)
         more <- worker_spawn(1, queue = c("default", "loops"), controller = ctl, timeout = 60)
         workers <- c(workers, more$id)
         note(sprintf("SIGKILLed worker pid %d, started %s", p, more$id))
       },
       stop = if (length(pids)) {
-        p <- sample(pids, 1)
+        p <- pids[sample.int(length(pids), 1)]
         tools::pskill(p, tools::SIGSTOP)
         Sys.sleep(LEASE + 2)
         tools::pskill(p, tools::SIGCONT)
@@ -221,14 +222,16 @@ soak <- function(kind) {
     log <- tryCatch(worker_log_tail(alive, n = 8, controller = ctl), error = function(e) NULL)
     if (!is.null(log)) print(log)
   }
-  keys <- unlist(redq:::redis_command(c("KEYS", sprintf("redq:{%s}:*", ns)), controller = ctl))
+  keys <- redq:::redis_command(c("KEYS", sprintf("redq:{%s}:*", ns)), controller = ctl)
+  # a name that is not text comes back raw: shown with its bytes escaped
+  keys <- vapply(keys, function(k) if (is.raw(k)) paste0("<binary> ", rawToChar(k[k != 0])) else k, "")
   # what stays by design: the namespace's version, totals, recent
   # failures, lost-worker events, and worker records (a day)
   kept <- "(version|queues|counts|failures|events|reaped|worker:[^:]+|worker:[^:]+:log)$"
   leaked <- keys[!grepl(paste0(":", kept), keys)]
   if (length(leaked)) {
     problems <- c(problems, sprintf("%d keys left: %s", length(leaked), paste(utils::head(leaked, 5), collapse = ", ")))
-    for (k in utils::head(leaked, 2)) {
+    for (k in utils::head(leaked[!startsWith(leaked, "<binary>")], 2)) {
       type <- redq:::redis_command(c("TYPE", k), controller = ctl)
       what <- switch(type, hash = redq:::redis_command(c("HGETALL", k), controller = ctl),
                      string = redq:::redis_command(c("PTTL", k), controller = ctl),

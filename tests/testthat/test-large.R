@@ -160,6 +160,25 @@ test_that("tasks sharing a 200 MB argument store it once, and each worker fetche
   expect_false(any(grepl(":object:", namespace_keys(ctl))))
 })
 
+test_that("variables a bulk expression captures are stored once, and rows still override them", {
+  ctl <- test_controller()
+  lookup <- as.raw(sample.int(255, 3e6, replace = TRUE))
+  k <- 0L
+  ids <- task_create_bulk_expr(as.integer(lookup[i]) + k, data.frame(i = 1:4, k = c(0L, 0L, 0L, 100L)))
+  expect_length(grep(":object:", namespace_keys(ctl)), 1)
+  # each payload names the object instead of carrying the 3 MB
+  largest <- redq:::redis_command(c(
+    "EVAL", "local m = 0 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do m = math.max(m, redis.call('HSTRLEN', KEYS[1], f)) end return m",
+    "1", sprintf("redq:{%s}:payloads", ctl$namespace)))
+  expect_lt(largest, 1e5)
+  w <- worker_spawn(1)
+  task_wait(ids, timeout = 60)
+  expect_equal(unname(unlist(task_results(ids))), as.integer(lookup[1:4]) + c(0L, 0L, 0L, 100L))
+  info <- worker_message_send_and_wait("INFO", worker_ids = w)[[1]]
+  expect_equal(info$objects_fetched, 1)
+  expect_length(grep(":object:", namespace_keys(ctl)), 0)
+})
+
 test_that("an argument shared by tasks that fail stays until they are deleted", {
   ctl <- test_controller()
   big <- as.raw(sample.int(255, 3e6, replace = TRUE))
