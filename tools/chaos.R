@@ -231,14 +231,15 @@ soak <- function(kind) {
   leaked <- keys[!grepl(paste0(":", kept), keys)]
   if (length(leaked)) {
     problems <- c(problems, sprintf("%d keys left: %s", length(leaked), paste(utils::head(leaked, 5), collapse = ", ")))
-    for (k in utils::head(leaked[!startsWith(leaked, "<binary>")], 2)) {
+    cat("left:", paste(utils::head(leaked, 10), collapse = "\n      "), "\n")
+    for (k in utils::head(leaked[!startsWith(leaked, "<binary>")], 2)) try({
       type <- redq:::redis_command(c("TYPE", k), controller = ctl)
       what <- switch(type, hash = redq:::redis_command(c("HGETALL", k), controller = ctl),
                      string = redq:::redis_command(c("PTTL", k), controller = ctl),
                      set = redq:::redis_command(c("SMEMBERS", k), controller = ctl), type)
       cat(k, ":", paste(vapply(unlist(what), function(x) if (is.raw(x)) "<raw>" else as.character(x), ""),
                         collapse = " "), "\n")
-    }
+    }, silent = TRUE)
   }
   redq_destroy(controller = ctl)
   cat(if (length(problems)) paste("FAILED:", problems, collapse = "\n") else "passed", "\n")
