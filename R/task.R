@@ -86,23 +86,14 @@ task_create_bulk_expr <- function(expr, data, queue = NULL, timeout = NULL, max_
   }
   vars <- capture_vars(expr, envir)
   seeds <- seed_streams(seed, length(rows))
-  # captured variables over the threshold are stored once, as an object the
-  # payloads name by its address (each row's values override them)
-  shared <- if (length(vars) && length(rows) > 1L) serialize_fast(vars)
-  if (!is.null(shared) && length(shared) > getOption("redq.shared_threshold", 1e6)) {
-    address <- rs_object_address(shared)
-    payloads <- lapply(seq_along(rows), function(i) {
-      task_payload_expr(expr, rows[[i]], seeds[[i]], shared = address)
-    })
-  } else {
-    shared <- NULL
-    payloads <- lapply(seq_along(rows), function(i) {
-      v <- vars
-      v[names(rows[[i]])] <- rows[[i]]
-      task_payload_expr(expr, v, seeds[[i]])
-    })
-  }
-  task_submit(payloads, queue, timeout, max_attempts, depends_on, controller, shared = shared)
+  # each row's values override the captured variables
+  b <- bulk_payloads(vars, length(rows), function(i, address) {
+    if (!is.null(address)) return(task_payload_expr(expr, rows[[i]], seeds[[i]], shared = address))
+    v <- vars
+    v[names(rows[[i]])] <- rows[[i]]
+    task_payload_expr(expr, v, seeds[[i]])
+  })
+  task_submit(b$payloads, queue, timeout, max_attempts, depends_on, controller, shared = b$shared)
 }
 
 #' @rdname task_create_expr
@@ -113,22 +104,26 @@ task_create_bulk_call <- function(fn, data, args = list(), queue = NULL, timeout
   check_fn(fn)
   rows <- data_rows(data)
   seeds <- seed_streams(seed, length(rows))
-  # common arguments over the threshold are stored once, as an object the
-  # payloads name by its address
-  shared <- if (length(args) && length(rows) > 1L) serialize_fast(args)
-  if (!is.null(shared) && length(shared) > getOption("redq.shared_threshold", 1e6)) {
-    address <- rs_object_address(shared)
-    payloads <- lapply(seq_along(rows), function(i) {
-      task_payload_call(fn, rows[[i]], seeds[[i]], shared = address)
-    })
-  } else {
-    shared <- NULL
-    payloads <- lapply(seq_along(rows), function(i) {
-      task_payload_call(fn, c(rows[[i]], args), seeds[[i]])
-    })
+  b <- bulk_payloads(args, length(rows), function(i, address) {
+    if (is.null(address)) task_payload_call(fn, c(rows[[i]], args), seeds[[i]])
+    else task_payload_call(fn, rows[[i]], seeds[[i]], shared = address)
+  })
+  warn_closure(fn, b$payloads)
+  task_submit(b$payloads, queue, timeout, max_attempts, depends_on, controller, shared = b$shared)
+}
+
+# The payloads of a bulk submission whose `n` rows share `common` (captured
+# variables, common arguments): over option redq.shared_threshold bytes,
+# `common` is stored once, as an object each payload names by its address
+# (`make(i, address)`); else each payload carries it (`make(i, NULL)`).
+# Returns list(payloads, shared: the serialized object or NULL).
+bulk_payloads <- function(common, n, make) {
+  shared <- if (length(common) && n > 1L) serialize_fast(common)
+  if (is.null(shared) || length(shared) <= getOption("redq.shared_threshold", 1e6)) {
+    return(list(payloads = lapply(seq_len(n), make, address = NULL), shared = NULL))
   }
-  warn_closure(fn, payloads)
-  task_submit(payloads, queue, timeout, max_attempts, depends_on, controller, shared = shared)
+  address <- rs_object_address(shared)
+  list(payloads = lapply(seq_len(n), make, address = address), shared = shared)
 }
 
 # A function written inside another function carries that function's

@@ -51,6 +51,35 @@ test_that("cluster and sentinel URLs are checked", {
                class = "redq_error_connection")
 })
 
+# A controller of namespace `ns` on `url` with two workers (stopped when
+# the test ends), which the task API is checked to reach.
+ha_controller <- function(url, ns, envir = parent.frame()) {
+  ctl <- redq_controller(ns, url = url, default = FALSE)
+  w <- worker_spawn(2, queue = c("default", "ha"), controller = ctl)
+  withr::defer(worker_stop(w, type = "kill", wait = 2, controller = ctl), envir = envir)
+  tasks_run(ctl, function(i) i + 1, 1:5)
+  list(ctl = ctl, w = w)
+}
+
+# Tasks of `fn` over `x` complete with their results.
+tasks_run <- function(ctl, fn, x) {
+  ids <- task_create_bulk_call(fn, as.list(x), controller = ctl)
+  task_wait(ids, timeout = 30, controller = ctl)
+  expect_equal(unname(unlist(task_results(ids, controller = ctl))), vapply(x, fn, 1))
+}
+
+# A loop on `url` while `command` fails the master over (see
+# failover_later()): the switch must come while the loop runs.
+loop_through_failover <- function(url, ns, port, command, switched) {
+  bg <- failover_later(port, command, switched)
+  withr::defer(bg$kill())
+  ended <- loop_through(url, ns)
+  bg$wait(30)
+  at <- bg$get_result()
+  expect_false(is.na(at))
+  expect_lt(as.numeric(at), as.numeric(ended))
+}
+
 test_that("on a Redis Cluster, namespaces spread over the masters, and work goes on through a failover", {
   withr::local_options(redq.lease = 5)
   cl <- redq:::cluster_launch(masters = 3, replicas = 1)
@@ -60,31 +89,15 @@ test_that("on a Redis Cluster, namespaces spread over the masters, and work goes
   expect_gt(length(unique(owners)), 1)
 
   ns <- "ha-cluster"
-  ctl <- redq_controller(ns, url = cl$url, default = FALSE)
-  w <- worker_spawn(2, queue = c("default", "ha"), controller = ctl)
-  withr::defer(worker_stop(w, type = "kill", wait = 2, controller = ctl))
-  ids <- task_create_bulk_call(function(i) i + 1, as.list(1:5), controller = ctl)
-  task_wait(ids, timeout = 30, controller = ctl)
-  expect_equal(unname(unlist(task_results(ids, controller = ctl))), 2:6)
-
-  nodes <- redq:::cluster_slot_nodes(cl, ns)
-  replica <- nodes$replicas[[1]]
-  bg <- failover_later(replica, c("CLUSTER", "FAILOVER"), function() {
+  h <- ha_controller(cl$url, ns)
+  replica <- redq:::cluster_slot_nodes(cl, ns)$replicas[[1]]
+  loop_through_failover(cl$url, ns, replica, c("CLUSTER", "FAILOVER"), function() {
     identical(redq:::node_command(replica, "ROLE")[[1]], "master")
   })
-  withr::defer(bg$kill())
-  ended <- loop_through(cl$url, ns)
-  bg$wait(30)
-  switched <- bg$get_result()
-  # the failover happened while the loop ran, and it followed it
-  expect_false(is.na(switched))
-  expect_lt(as.numeric(switched), as.numeric(ended))
   expect_identical(redq:::cluster_slot_nodes(cl, ns)$master, replica)
   # the task API goes on too, and the workers are the same
-  more <- task_create_bulk_call(function(i) i * 10, as.list(1:3), controller = ctl)
-  task_wait(more, timeout = 30, controller = ctl)
-  expect_equal(unname(unlist(task_results(more, controller = ctl))), c(10, 20, 30))
-  expect_setequal(worker_list(ctl), w$id)
+  tasks_run(h$ctl, function(i) i * 10, 1:3)
+  expect_setequal(worker_list(h$ctl), h$w$id)
 })
 
 test_that("with Sentinel, work goes on through a failover to the replica", {
@@ -92,31 +105,17 @@ test_that("with Sentinel, work goes on through a failover to the replica", {
   st <- redq:::sentinel_launch("redq")
   local_ha(c(list(st$master, st$replica), st$sentinels))
   ns <- "ha-sentinel"
-  ctl <- redq_controller(ns, url = st$url, default = FALSE)
-  w <- worker_spawn(2, queue = c("default", "ha"), controller = ctl)
-  withr::defer(worker_stop(w, type = "kill", wait = 2, controller = ctl))
-  ids <- task_create_bulk_call(function(i) i + 1, as.list(1:5), controller = ctl)
-  task_wait(ids, timeout = 30, controller = ctl)
-  expect_equal(unname(unlist(task_results(ids, controller = ctl))), 2:6)
-
+  h <- ha_controller(st$url, ns)
   sentinel <- st$sentinels[[1]]$port
   replica <- st$replica$port
-  bg <- failover_later(sentinel, c("SENTINEL", "FAILOVER", "redq"), function() {
+  loop_through_failover(st$url, ns, sentinel, c("SENTINEL", "FAILOVER", "redq"), function() {
     out <- redq:::node_command(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "redq")
     identical(out[[length(out)]], as.character(replica))
   })
-  withr::defer(bg$kill())
-  ended <- loop_through(st$url, ns)
-  bg$wait(30)
-  switched <- bg$get_result()
-  expect_false(is.na(switched))
-  expect_lt(as.numeric(switched), as.numeric(ended))
   # the old master follows the new one
   expect_true(wait_until(function() {
     identical(redq:::node_command(st$master$port, "ROLE")[[1]], "slave")
   }, timeout = 30, interval = 0.2))
-  more <- task_create_bulk_call(function(i) i * 10, as.list(1:3), controller = ctl)
-  task_wait(more, timeout = 30, controller = ctl)
-  expect_equal(unname(unlist(task_results(more, controller = ctl))), c(10, 20, 30))
-  expect_setequal(worker_list(ctl), w$id)
+  tasks_run(h$ctl, function(i) i * 10, 1:3)
+  expect_setequal(worker_list(h$ctl), h$w$id)
 })
