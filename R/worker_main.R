@@ -217,7 +217,11 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
           state$idle_since <- Sys.time()
           next
         }
-        if (limit <= 0 || as.numeric(Sys.time() - state$idle_since, units = "secs") > state$idle_timeout) break
+        if (limit <= 0 || as.numeric(Sys.time() - state$idle_since, units = "secs") > state$idle_timeout) {
+          # a message that woke it is answered before it leaves
+          worker_answer_messages(w, state)
+          break
+        }
         if (!is.null(state$stop_at)) Sys.sleep(0.1) # a stopping worker's step does not block
         next
       }
