@@ -284,7 +284,11 @@ task_submit <- function(payloads, queue, timeout, max_attempts, depends_on, cont
 #' not complete), or `MISSING` for ids the server does not know. `task_wait()` blocks until all tasks have
 #' ended; it can be interrupted with Ctrl+C, which leaves the tasks and
 #' the connection as they were. `task_result()` fetches one result;
-#' `task_results()` several, as a list.
+#' `task_results()` several, as a list. Small results (up to 1 KB
+#' serialized) come with the notice that a task completed, and the
+#' controller keeps those its waits received (up to 64 MB; forgotten when it
+#' deletes the task), so reading them after `task_wait()` costs no round
+#' trip to the server.
 #'
 #' A task whose R code failed has status `ERROR` and its result is a
 #' [redq_task_error()] condition; `error = TRUE` signals it instead.

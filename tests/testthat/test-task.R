@@ -342,3 +342,47 @@ test_that("task_data, task_preceeding and deferred_list answer as rrq's do", {
   expect_null(task_data(a)) # completed: its payload is gone
   expect_length(deferred_list(), 0)
 })
+
+test_that("a small result comes with the task's completion notice; a wait then fetch asks the server once", {
+  ctl <- test_controller()
+  w <- worker_spawn(1)$id
+  calls <- function(cmd) {
+    info <- redq:::redis_command(c("INFO", "commandstats"), controller = ctl)
+    m <- regmatches(info, regexpr(sprintf("cmdstat_%s:calls=[0-9]+", cmd), info))
+    if (length(m)) as.numeric(sub(".*=", "", m)) else 0
+  }
+  ids <- task_create_bulk_call(function(i) if (i == 2) stop("no") else i * 10, as.list(1:3))
+  big <- task_create_expr(seq_len(1000) + 0)
+  task_wait(c(ids, big), timeout = 20)
+  worker_stop(w, wait = 10) # nothing else talks to the server
+  before <- calls("hmget")
+  expect_equal(task_result(ids[[1]]), 10)
+  expect_equal(unname(task_results(ids[c(3, 1)])), list(30, 10))
+  expect_equal(calls("hmget"), before) # first read served by what the wait received
+  # not small, or not completed: read from the server
+  expect_equal(task_result(big), seq_len(1000) + 0)
+  expect_s3_class(task_result(ids[[2]]), "redq_task_error")
+  expect_gt(calls("hmget"), before)
+  # a task deleted through this controller is gone, whatever it received
+  worker_spawn(1)
+  id <- task_create_expr(7)
+  task_wait(id, timeout = 20)
+  task_delete(id)
+  expect_error(task_result(id), class = "redq_error_not_found")
+})
+
+test_that("an idle worker takes the next task after the server lost its scripts", {
+  ctl <- test_controller()
+  w <- worker_spawn(1)$id
+  id <- task_create_expr(1)
+  task_wait(id, timeout = 20)
+  Sys.sleep(0.3) # back in its blocking wait for work
+  redq:::redis_command(c("SCRIPT", "FLUSH"), controller = ctl)
+  id <- task_create_expr(2)
+  task_wait(id, timeout = 20)
+  expect_equal(task_result(id), 2)
+  info <- task_info(id)
+  expect_equal(info$worker, w)
+  expect_equal(info$attempt, 1)
+  expect_equal(unname(worker_status(w)), "IDLE")
+})

@@ -17,6 +17,56 @@ pub struct Controller {
     pub keys: Keys,
     /// This controller's id: the job its task API tasks report to.
     pub cid: String,
+    /// Results its waits received with completion notices.
+    pub results: ResultCache,
+}
+
+/// Results of tasks a controller saw complete while it waited (small
+/// ones, which come with the completion notice), kept so that fetching
+/// them right after the wait costs no round trip. A completed task's
+/// result never changes; an entry goes when the task is deleted through
+/// this controller, or all at once when the cache would pass
+/// `RESULT_CACHE_BYTES`.
+#[derive(Default)]
+pub struct ResultCache {
+    map: std::collections::HashMap<String, Vec<u8>>,
+    bytes: usize,
+}
+
+/// Most bytes of results a controller keeps (`ResultCache`).
+pub const RESULT_CACHE_BYTES: usize = 64 << 20;
+
+impl ResultCache {
+    /// Keep results that came with completion notices.
+    pub fn keep(&mut self, results: Vec<(String, Vec<u8>)>) {
+        for (id, r) in results {
+            if self.bytes + r.len() > RESULT_CACHE_BYTES {
+                self.map.clear();
+                self.bytes = 0;
+            }
+            self.bytes += r.len();
+            if let Some(old) = self.map.insert(id, r) {
+                self.bytes -= old.len();
+            }
+        }
+    }
+
+    /// The results of all of `ids`, or None if any is not there.
+    pub fn get_all(&self, ids: &[String]) -> Option<Vec<Vec<u8>>> {
+        if ids.is_empty() {
+            return None;
+        }
+        ids.iter().map(|id| self.map.get(id).cloned()).collect()
+    }
+
+    /// Forget the results of `ids`.
+    pub fn forget(&mut self, ids: &[String]) {
+        for id in ids {
+            if let Some(r) = self.map.remove(id) {
+                self.bytes -= r.len();
+            }
+        }
+    }
 }
 
 impl Controller {
@@ -28,7 +78,7 @@ impl Controller {
         if let Some(v) = version {
             check_version(&v)?;
         }
-        Ok(Controller { conn, keys, cid: new_id() })
+        Ok(Controller { conn, keys, cid: new_id(), results: ResultCache::default() })
     }
 
     /// The completion list of this controller's task API tasks.

@@ -34,6 +34,10 @@ pub const EVENTS_MAXLEN: u64 = 1000;
 /// stored in chunks (`big`).
 pub const BIG_VALUE: usize = 16 << 20;
 
+/// A result up to this many bytes travels with its task's completion
+/// notice, so the waiter has it without reading the task.
+pub const NOTICE_RESULT_MAX: usize = 1024;
+
 /// Bytes per chunk of a large value.
 pub const BIG_CHUNK: usize = 1 << 20;
 

@@ -32,12 +32,14 @@ fn constants() -> Vec<(&'static str, String)> {
         ("OUTCOME_RETRY", q(st::OUTCOME_RETRY)),
         ("CONTROL_CANCEL", q(st::CONTROL_CANCEL)),
         ("PRIVATE_MARK", q(st::PRIVATE_MARK)),
+        ("MOVED_HEAD", q(st::MOVED_HEAD)),
         ("DEFAULT_MAX_ATTEMPTS", protocol::DEFAULT_MAX_ATTEMPTS.to_string()),
         ("JOB_TTL_S", protocol::JOB_TTL_S.to_string()),
         ("NOTIFY_TTL_MS", protocol::NOTIFY_TTL_MS.to_string()),
         ("WORKER_TTL_S", protocol::WORKER_TTL_S.to_string()),
         ("EVENTS_MAXLEN", protocol::EVENTS_MAXLEN.to_string()),
         ("WORKER_LOG_LIMIT", protocol::WORKER_LOG_LIMIT.to_string()),
+        ("NOTICE_RESULT_MAX", protocol::NOTICE_RESULT_MAX.to_string()),
         ("FAILURES_LIMIT", protocol::FAILURES_LIMIT.to_string()),
         ("BIG_TAG", q(std::str::from_utf8(&crate::big::MARK[1..]).unwrap_or_default())),
         ("FILE_PART", q(crate::big::FILE)),
@@ -145,4 +147,13 @@ pub fn invocation<'a>(script: &'a Script, keys: &Keys) -> redis::ScriptInvocatio
     let mut inv = script.prepare_invoke();
     inv.key(keys.version()).arg(keys.prefix()).arg(now_ms());
     inv
+}
+
+/// The same call as a command, for a pipeline: `EVALSHA` with the
+/// arguments every script expects. A pipeline does not load a script the
+/// server lacks; its caller falls back to `invocation` on `NOSCRIPT`.
+pub fn evalsha(script: &Script, keys: &Keys) -> redis::Cmd {
+    let mut c = redis::cmd("EVALSHA");
+    c.arg(script.get_hash()).arg(1).arg(keys.version()).arg(keys.prefix()).arg(now_ms());
+    c
 }

@@ -108,6 +108,11 @@ pub const CONTROL_WAKE: &str = "WAKE";
 /// under `message(id)`; the reply goes to `response(id)`.
 pub const CONTROL_MESSAGE: &str = "MSG";
 
+/// The `moved` argument of a worker's step sent right behind its blocking
+/// move, which cannot know what the move will take: start the id the move
+/// put at the head of the worker's running list, if any.
+pub const MOVED_HEAD: &str = "*";
+
 /// A queue named `@<worker id>` is that worker's own: it serves it before
 /// its other queues, and what waits there when it leaves ends `DIED`, as
 /// no other worker may run it (calls addressed to one node of a cluster).

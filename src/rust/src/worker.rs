@@ -382,9 +382,7 @@ impl Worker {
                     accepted.extend(acc);
                     self.finished.clear();
                     if !tasks.is_empty() {
-                        self.shared.cancelled.lock().clear();
-                        self.batch = tasks.iter().map(|t| (t.id.clone(), t.timeout, t.job.clone())).collect();
-                        return Ok((accepted, tasks));
+                        return Ok((accepted, self.started(tasks)));
                     }
                     if want == 0 || self.stop_requested() || self.paused() || wait.is_zero() {
                         return Ok((accepted, vec![]));
@@ -399,16 +397,42 @@ impl Worker {
                         moved = None;
                         continue;
                     }
-                    moved = match self.conn.run_blocking(wait, |c| {
-                        redis::cmd("BLMOVE")
-                            .arg(self.reg.keys.queue(&self.queues[1]))
-                            .arg(self.reg.keys.worker_running(&self.reg.id))
-                            .arg("RIGHT")
-                            .arg("LEFT")
-                            .arg(wait.as_secs_f64())
-                            .query(c)
-                    }) {
-                        Ok(m) => m,
+                    // the step that starts what the move takes goes right
+                    // behind it, so that waking up costs no round trip
+                    let mut p = redis::pipe();
+                    p.cmd("BLMOVE")
+                        .arg(self.reg.keys.queue(&self.queues[1]))
+                        .arg(self.reg.keys.worker_running(&self.reg.id))
+                        .arg("RIGHT")
+                        .arg("LEFT")
+                        .arg(wait.as_secs_f64());
+                    let mut step = scripts::evalsha(scripts::step(), &self.reg.keys);
+                    step.arg(&self.reg.id).arg(0).arg(status::MOVED_HEAD).arg(want);
+                    for q in &self.queues {
+                        step.arg(q);
+                    }
+                    p.add_command(step);
+                    let no_script = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+                    let sent = self.conn.run_blocking(wait, |c| match p.query::<(Option<String>, Vec<redis::Value>)>(c) {
+                        // the server lacked the script (it restarted): the
+                        // step is sent again on its own, which loads it
+                        Err(e) if e.kind() == no_script => Ok(None),
+                        other => other.map(Some),
+                    });
+                    match sent {
+                        Ok(None) => moved = Some(status::MOVED_HEAD.to_string()),
+                        Ok(Some((took, reply))) => {
+                            let (_, tasks) = self.parse_step(reply);
+                            if !tasks.is_empty() {
+                                return Ok((accepted, self.started(tasks)));
+                            }
+                            if took.is_none() {
+                                self.idle();
+                                return Ok((accepted, vec![]));
+                            }
+                            // it took a task that ended meanwhile: look again
+                            moved = None;
+                        }
                         Err(e) if e.is_connection() => {
                             // BLMOVE may have moved an id into our running list
                             // before the connection broke: give it back
@@ -417,10 +441,6 @@ impl Worker {
                             return Ok((accepted, vec![]));
                         }
                         Err(e) => return Err(e),
-                    };
-                    if moved.is_none() {
-                        self.idle();
-                        return Ok((accepted, vec![]));
                     }
                 }
                 Err(e) if e.is_connection() => {
@@ -479,6 +499,19 @@ impl Worker {
             }
         }
         let reply: Vec<redis::Value> = self.conn.run(|c| inv.invoke(c))?;
+        Ok(self.parse_step(reply))
+    }
+
+    /// A new batch: what the R loop will begin and end in order.
+    fn started(&mut self, tasks: Vec<Task>) -> Vec<Task> {
+        self.shared.cancelled.lock().clear();
+        self.batch = tasks.iter().map(|t| (t.id.clone(), t.timeout, t.job.clone())).collect();
+        tasks
+    }
+
+    /// The step script's reply: whether each finished task's report was
+    /// accepted, and the tasks started.
+    fn parse_step(&mut self, reply: Vec<redis::Value>) -> (Vec<bool>, Vec<Task>) {
         let s = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap_or_default() };
         let n: usize = reply.first().and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or(0);
         let accepted = reply.iter().skip(1).take(n).map(|v| matches!(v, redis::Value::Int(1))).collect();
@@ -489,7 +522,7 @@ impl Worker {
             t.job = s(&c[4]);
             tasks.push(t);
         }
-        Ok((accepted, tasks))
+        (accepted, tasks)
     }
 
     /// A claimed task as the R loop receives it. Whatever is wrong with its

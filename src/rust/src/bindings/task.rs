@@ -76,7 +76,19 @@ fn rs_task_status(x: Robj, ids: Strings) -> Robj {
 /// vectors (NULL where none), and for tasks without one, why.
 #[extendr]
 fn rs_task_results(x: Robj, ids: Strings) -> Robj {
-    with_ctl(&x, |c| queue::results(&mut c.conn, &c.keys, &strs(&ids)).map(|v| ended_robj(&v)))
+    with_ctl(&x, |c| {
+        let ids = strs(&ids);
+        // completed tasks whose results came with the wait's notices
+        if let Some(results) = c.results.get_all(&ids) {
+            let v: Vec<queue::Ended> = ids
+                .into_iter()
+                .zip(results)
+                .map(|(id, r)| queue::Ended { id, status: status::COMPLETE.to_string(), result: Some(r), tag: None })
+                .collect();
+            return Ok(ended_robj(&v));
+        }
+        queue::results(&mut c.conn, &c.keys, &ids).map(|v| ended_robj(&v))
+    })
 }
 
 /// list(state, worker, payload, result) of each task (state: queued,
@@ -190,7 +202,8 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, patience
     let (mut check, mut show) = (interrupted, progress_hook(&progress));
     let mut hooks = Hooks { interrupted: &mut check, progress: &mut show };
     let cid = c.cid.clone();
-    let w = engine::wait_all(&mut c.conn, &c.keys, &cid, &strs(&ids), opts, timeout, &mut hooks);
+    let mut w = engine::wait_all(&mut c.conn, &c.keys, &cid, &strs(&ids), opts, timeout, &mut hooks);
+    c.results.keep(std::mem::take(&mut w.results));
     match w.error {
         None => list!(status = w.statuses.into_iter().collect::<Strings>(), lost = lost_or_null(&w.lost)).into(),
         Some(e) => {
@@ -254,7 +267,11 @@ fn rs_task_retry(x: Robj, ids: Strings) -> Robj {
 /// Delete tasks and their data.
 #[extendr]
 fn rs_task_delete(x: Robj, ids: Strings) -> Robj {
-    with_ctl(&x, |c| queue::delete(&mut c.conn, &c.keys, &strs(&ids)).map(|_| ()))
+    with_ctl(&x, |c| {
+        let ids = strs(&ids);
+        c.results.forget(&ids);
+        queue::delete(&mut c.conn, &c.keys, &ids).map(|_| ())
+    })
 }
 
 extendr_module! {

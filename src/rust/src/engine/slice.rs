@@ -116,6 +116,13 @@ impl Job {
         }
         let notices = self.poll(conn, slice)?;
         let quiet = notices.is_empty();
+        self.take_notices(conn, notices)?;
+        self.periodic(conn, quiet)
+    }
+
+    /// Take in completion notices (and the job's own cancellation, and
+    /// messages running tasks relay).
+    fn take_notices(&mut self, conn: &mut Connection, notices: Vec<Vec<u8>>) -> Result<()> {
         let mut ours = Vec::with_capacity(notices.len());
         for n in &notices {
             let Some(space) = n.iter().position(|&b| b == b' ') else { continue };
@@ -129,11 +136,15 @@ impl Job {
                     self.relayed.push((id.into_owned(), message.to_vec()));
                 }
             } else if self.is_ours(&id) {
-                ours.push((id.into_owned(), String::from_utf8_lossy(rest).into_owned()));
+                // "<status>" or "<status> <result>" (see notice() in common.lua)
+                let (st, result) = match rest.iter().position(|&b| b == b' ') {
+                    Some(at) => (&rest[..at], Some(rest[at + 1..].to_vec())),
+                    None => (rest, None),
+                };
+                ours.push((id.into_owned(), String::from_utf8_lossy(st).into_owned(), result));
             }
         }
-        self.ended(conn, ours)?;
-        self.periodic(conn, quiet)
+        self.ended(conn, ours)
     }
 
     /// Block up to `slice` for the first notice, then take every other
@@ -158,19 +169,20 @@ impl Job {
         Ok(notices)
     }
 
-    /// Tasks known to have ended, with the status they ended with. A job
-    /// that wants only statuses has all it needs for tasks it does not
-    /// own; the others are collected.
-    fn ended(&mut self, conn: &mut Connection, ended: Vec<(String, String)>) -> Result<()> {
+    /// Tasks known to have ended, with the status they ended with (and
+    /// the result, when small enough to come with the notice). A job that
+    /// does not fetch results has all it needs for tasks it does not own,
+    /// and passes on a result that came along; the others are collected.
+    fn ended(&mut self, conn: &mut Connection, ended: Vec<(String, String, Option<Vec<u8>>)>) -> Result<()> {
         let mut collect = Vec::new();
-        for (id, st) in ended {
+        for (id, st, result) in ended {
             if !self.is_ours(&id) || !status::is_done(&st) {
                 continue;
             }
             if self.opts.fetch || self.held.contains_key(&id) {
                 collect.push(id);
             } else {
-                self.deliver(id, st, None);
+                self.deliver(id, st, result);
             }
         }
         self.collect(conn, collect)
@@ -298,6 +310,8 @@ impl Job {
         for id in &ids {
             p.cmd("HMGET").arg(self.keys.task(id)).arg("status").arg("job");
         }
+        // the notices already there too: they carry small results
+        p.cmd("LPOP").arg(&self.done).arg(100_000);
         let reply: Vec<redis::Value> = conn.pipe(&p)?;
         let mut it = reply.iter();
         if want_cursor {
@@ -315,15 +329,23 @@ impl Job {
         }
         let mut ended = Vec::new();
         let mut lost = Vec::new();
-        for (id, v) in ids.into_iter().zip(it) {
+        let statuses: Vec<(String, &redis::Value)> = ids.into_iter().zip(it.by_ref()).collect();
+        let notices: Option<Vec<Vec<u8>>> = it.next().and_then(|v| redis::from_redis_value_ref(v).ok()).flatten();
+        // what the notices say first (a task they report leaves this job's
+        // outstanding set, so its status is not taken in twice)
+        self.take_notices(conn, notices.unwrap_or_default())?;
+        for (id, v) in statuses {
+            if !self.is_ours(&id) {
+                continue;
+            }
             let (st, job): (Option<String>, Option<String>) = redis::from_redis_value_ref(v).unwrap_or((None, None));
             if classify && self.watched.contains(&id) && job.as_deref() != Some(self.id.as_str()) {
                 self.foreign.insert(id.clone());
             }
             match st {
                 None if self.held.contains_key(&id) => lost.push(id),
-                None => ended.push((id, status::MISSING.to_string())),
-                Some(s) if status::is_done(&s) => ended.push((id, s)),
+                None => ended.push((id, status::MISSING.to_string(), None)),
+                Some(s) if status::is_done(&s) => ended.push((id, s, None)),
                 Some(_) => {}
             }
         }

@@ -69,6 +69,9 @@ pub struct Watched {
     pub lost: Vec<LostWorker>,
     /// Why the wait ended early.
     pub error: Option<Error>,
+    /// Results that came with the completion notices (small ones of tasks
+    /// that completed), by id.
+    pub results: Vec<(String, Vec<u8>)>,
 }
 
 /// Wait for tasks created anywhere, reading only their statuses: the task
@@ -87,16 +90,18 @@ pub fn wait_all(
     let mut j = Job::new(keys, Some(job.to_string()), JobOptions { fetch: false, consume: false, ..opts });
     j.watch(ids);
     let start = Instant::now();
-    let (ended, error) = match j.wait(conn, Want::All, None, timeout, hooks) {
+    let (mut ended, error) = match j.wait(conn, Want::All, None, timeout, hooks) {
         Ok(batch) if batch.timed_out => (batch.ended, Some(j.timeout_error(conn, Some(start.elapsed())))),
         Ok(batch) => (batch.ended, None),
         Err(e) => (Vec::new(), Some(e)),
     };
+    let results = ended.iter_mut().filter_map(|e| e.result.take().map(|r| (e.id.clone(), r))).collect();
     // borrowed, not copied: a wait may cover a million ids
     let by_id: HashMap<&str, &str> = ended.iter().map(|e| (e.id.as_str(), e.status.as_str())).collect();
     Watched {
         statuses: ids.iter().map(|id| by_id.get(id.as_str()).map_or_else(String::new, |s| s.to_string())).collect(),
         lost: j.take_lost(),
         error,
+        results,
     }
 }

@@ -160,19 +160,26 @@ local function log_attempt(tk, wid, started, outcome, ended)
 end
 
 -- A completion notice: the task's id and the status it ended with, so a
--- waiter that needs only statuses need not read them again.
-local function notice(id, status)
+-- waiter that needs only statuses need not read them again, then for a
+-- task that completed with a small result (up to NOTICE_RESULT_MAX bytes,
+-- stored inline) a space and the result, which spares a waiter that
+-- wants it one more round trip.
+local function notice(id, status, result)
+  if status == COMPLETE and result and #result > 0 and #result <= NOTICE_RESULT_MAX
+      and string.byte(result, 1) ~= 0 then
+    return id .. ' ' .. status .. ' ' .. result
+  end
   return id .. ' ' .. status
 end
 
 -- Tell whoever waits on the task that it ended: the completion list of its
 -- job (a foreach loop, or the controller that created it).
-local function notify(t, id, status)
+local function notify(t, id, status, result)
   if t.job then
     local list = K.job_done(t.job)
     -- a list nobody drains expires; one its waiter keeps emptying is
     -- created again, and given its time to live again, with its next notice
-    if redis.call('RPUSH', list, notice(id, status)) == 1 then
+    if redis.call('RPUSH', list, notice(id, status, result)) == 1 then
       redis.call('PEXPIRE', list, NOTIFY_TTL_MS)
     end
   end
@@ -215,7 +222,7 @@ end
 -- A completed task's payload is no longer needed; a task API task that
 -- ended otherwise keeps it until it is deleted, so that task_retry() can
 -- run it again.
-local function finish(tk, id, t, status, extra)
+local function finish(tk, id, t, status, extra, result)
   redis.call('HSET', tk, 'status', status, 'finished', NOW, unpack(extra or {}))
   redis.call('HINCRBY', K.counts(), status, 1)
   if status ~= COMPLETE then
@@ -228,7 +235,7 @@ local function finish(tk, id, t, status, extra)
   if status == COMPLETE or redis.call('TTL', tk) > 0 then
     drop_payload(id, t)
   end
-  notify(t, id, status)
+  notify(t, id, status, result)
   if t.dependents then
     settle_dependents(id, status == COMPLETE)
   end
@@ -323,7 +330,7 @@ local function complete(wid, id, status, result, began)
     extra[#extra + 1] = 'started'
     extra[#extra + 1] = began
   end
-  finish(tk, id, t, status, extra)
+  finish(tk, id, t, status, extra, result)
   return 1
 end
 

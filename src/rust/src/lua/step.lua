@@ -4,8 +4,9 @@
 -- status).
 -- ARGV[3] wid, [4] n finished, then n quadruples (id, status, result,
 -- began ms), then: the id BLMOVE already moved into the running list
--- ('' = none), how many tasks to start at most, the queues in priority
--- order.
+-- ('' = none; MOVED_HEAD = sent right behind the BLMOVE, so whatever it
+-- moved is the head of the list), how many tasks to start at most, the
+-- queues in priority order.
 -- Returns {n, accepted flags..., then id, payload, timeout, seed, job for
 -- each task started}.
 local wid = ARGV[3]
@@ -18,6 +19,15 @@ for _ = 1, n do
 end
 local moved, want, first_queue = ARGV[i], tonumber(ARGV[i + 1]), i + 2
 local started = 0
+if moved == MOVED_HEAD then
+  -- a task the move took is still PENDING (anything else there is not new)
+  local head = redis.call('LINDEX', K.worker_running(wid), 0)
+  moved = head and redis.call('HGET', K.task(head), 'status') ~= RUNNING and head or ''
+  if moved == '' then
+    -- the move timed out (or was woken): the worker's next step looks
+    return out
+  end
+end
 
 local function take(t)
   for _, v in ipairs(t) do out[#out + 1] = v end
