@@ -66,11 +66,17 @@ workload <- function(url, ns, n_tasks, out) {
     pending <- list() # id -> list(i, submitted)
     ended <- list()   # id -> list(status, ok, submitted)
     loops <- list()
+    failed <- character() # submissions and deletions that failed, when and why
+    to_delete <- character()
     next_i <- 1L
     repeat {
       if (next_i <= n_tasks) {
         i <- next_i:min(n_tasks, next_i + 999L)
-        got <- tryCatch(task_create_bulk_call(f, as.list(i)), error = function(e) NULL)
+        got <- tryCatch(task_create_bulk_call(f, as.list(i)), error = function(e) {
+          failed <<- c(failed, sprintf("%6.1f s  %s", as.numeric(Sys.time() - t0, units = "secs"),
+                                       conditionMessage(e)))
+          NULL
+        })
         if (!is.null(got)) {
           now <- as.numeric(Sys.time())
           for (j in seq_along(got)) pending[[got[[j]]]] <- list(i = i[[j]], submitted = now)
@@ -94,13 +100,24 @@ workload <- function(url, ns, n_tasks, out) {
             ended[[id]] <- list(status = unname(st[id]), ok = ok, submitted = p$submitted)
             pending[[id]] <- NULL
           }
-          try(task_delete(gone[gone %in% done | st[gone] != "MISSING"]), silent = TRUE)
+          to_delete <- c(to_delete, gone[gone %in% done | st[gone] != "MISSING"])
         }
       }
-      if (next_i > n_tasks && !length(pending) &&
+      # a deletion that failed (the server was away) is made again
+      if (length(to_delete)) {
+        to_delete <- tryCatch({
+          task_delete(to_delete)
+          character()
+        }, error = function(e) {
+          failed <<- c(failed, sprintf("%6.1f s  task_delete: %s", as.numeric(Sys.time() - t0, units = "secs"),
+                                       conditionMessage(e)))
+          to_delete
+        })
+      }
+      if (next_i > n_tasks && !length(pending) && !length(to_delete) &&
           as.numeric(Sys.time() - t0, units = "secs") > seconds) break
     }
-    saveRDS(list(ended = ended, loops = loops), out)
+    saveRDS(list(ended = ended, loops = loops, failed = failed), out)
     TRUE
   }, list(url, ns, n_tasks, out, options()[grep("^redq\\.", names(options()))], SECONDS),
   supervise = TRUE)
@@ -183,8 +200,13 @@ soak <- function(kind) {
   cat(sprintf("injected (%d):\n", length(injected)))
   cat(paste0("  ", injected), sep = "\n")
   problems <- character()
+  r <- NULL
   if (isTRUE(ok) && file.exists(out)) {
     r <- readRDS(out)
+    if (length(r$failed)) {
+      cat(sprintf("calls of the workload that failed (and were made again) (%d):\n", length(r$failed)))
+      cat(paste0("  ", r$failed), sep = "\n")
+    }
     status <- vapply(r$ended, function(e) e$status, "")
     ok <- vapply(r$ended, function(e) isTRUE(e$ok), TRUE)
     submitted <- vapply(r$ended, function(e) e$submitted, 1)
@@ -232,14 +254,29 @@ soak <- function(kind) {
   if (length(leaked)) {
     problems <- c(problems, sprintf("%d keys left: %s", length(leaked), paste(utils::head(leaked, 5), collapse = ", ")))
     cat("left:", paste(utils::head(leaked, 10), collapse = "\n      "), "\n")
-    for (k in utils::head(leaked[!startsWith(leaked, "<binary>")], 2)) try({
+    if (length(r$ended)) {
+      lost_ids <- names(r$ended)[vapply(r$ended, function(e) e$status == "MISSING", TRUE)]
+      left_ids <- sub(".*:task:", "", leaked[grepl(":task:[^:]+$", leaked)])
+      cat(sprintf("of the %d task records left, %d are of tasks the workload saw as lost\n",
+                  length(left_ids), sum(left_ids %in% lost_ids)))
+    }
+    for (k in utils::head(leaked[grepl(":task:[^:]+$", leaked)], 2)) tryCatch({
+      id <- sub(".*:task:", "", k)
+      f <- c("status", "queue", "job", "worker", "attempt", "created", "started", "finished")
+      v <- redq:::redis_command(c("HMGET", k, f), controller = ctl)
+      value <- tryCatch(format(task_result(id, controller = ctl)), error = function(e) conditionMessage(e))
+      cat(k, ":", paste(f, vapply(v, function(x) if (is.null(x)) "-" else as.character(x), ""), sep = "=",
+                        collapse = " "), "value", value,
+          sprintf("(created %.1f s into the run)", as.numeric(v[[6]]) / 1000 - as.numeric(t0)), "\n")
+    }, error = function(e) cat(k, ": cannot read it:", conditionMessage(e), "\n"))
+    for (k in utils::head(leaked[!startsWith(leaked, "<binary>") & !grepl(":task:[^:]+$", leaked)], 2)) tryCatch({
       type <- redq:::redis_command(c("TYPE", k), controller = ctl)
       what <- switch(type, hash = redq:::redis_command(c("HGETALL", k), controller = ctl),
                      string = redq:::redis_command(c("PTTL", k), controller = ctl),
                      set = redq:::redis_command(c("SMEMBERS", k), controller = ctl), type)
       cat(k, ":", paste(vapply(unlist(what), function(x) if (is.raw(x)) "<raw>" else as.character(x), ""),
                         collapse = " "), "\n")
-    }, silent = TRUE)
+    }, error = function(e) cat(k, ": cannot read it:", conditionMessage(e), "\n"))
   }
   redq_destroy(controller = ctl)
   cat(if (length(problems)) paste("FAILED:", problems, collapse = "\n") else "passed", "\n")
