@@ -85,6 +85,10 @@ pub struct Worker {
     began: Option<(Instant, u64)>,
     /// Recent tasks' duration (exponentially weighted), for the batch size.
     typical: Option<Duration>,
+    /// The last step was the one behind a blocking move that timed out: it
+    /// looked at every queue just now, so the next step, with nothing to
+    /// report, can block again at once.
+    looked: bool,
     shared: Arc<Shared>,
     heartbeat: Heartbeat,
     exited: bool,
@@ -150,6 +154,7 @@ impl Worker {
             finished: Vec::new(),
             began: None,
             typical: None,
+            looked: false,
             shared,
             heartbeat,
             exited: false,
@@ -376,8 +381,10 @@ impl Worker {
         let deadline = Instant::now() + patience;
         let mut accepted = Vec::new();
         let mut moved: Option<String> = None;
+        let mut looked = std::mem::take(&mut self.looked) && self.finished.is_empty();
         loop {
-            match self.step_once(moved.as_deref(), want) {
+            let stepped = if std::mem::take(&mut looked) { Ok((vec![], vec![])) } else { self.step_once(moved.as_deref(), want) };
+            match stepped {
                 Ok((acc, tasks)) => {
                     accepted.extend(acc);
                     self.finished.clear();
@@ -428,6 +435,7 @@ impl Worker {
                             }
                             if took.is_none() {
                                 self.idle();
+                                self.looked = true;
                                 return Ok((accepted, vec![]));
                             }
                             // it took a task that ended meanwhile: look again

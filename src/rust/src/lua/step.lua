@@ -23,10 +23,6 @@ if moved == MOVED_HEAD then
   -- a task the move took is still PENDING (anything else there is not new)
   local head = redis.call('LINDEX', K.worker_running(wid), 0)
   moved = head and redis.call('HGET', K.task(head), 'status') ~= RUNNING and head or ''
-  if moved == '' then
-    -- the move timed out (or was woken): the worker's next step looks
-    return out
-  end
 end
 
 local function take(t)
