@@ -5,6 +5,7 @@
 #   make chaos  the chaos soak on one server, a Redis Cluster and Sentinel (not part of make test)
 #   make bench  benchmarks against doParallel, sequential %do%, future plans, PSOCK clusters,
 #               MulticoreParam and SnowParam; rush-style task tables and worker loops
+#   make profile  where a task's time goes: CPU per process, Redis commands and scripts per task
 
 R_PKGS = r-base-dev redis-server libssl-dev pkg-config openssl r-cran-foreach r-cran-iterators r-cran-processx \
          r-cran-testthat r-cran-withr r-cran-callr r-cran-doparallel r-cran-dorng \
@@ -15,7 +16,7 @@ R_PKGS = r-base-dev redis-server libssl-dev pkg-config openssl r-cran-foreach r-
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 LIB ?= $(CURDIR)/.lib
 
-.PHONY: deps install demo demo-dashboard test bench chaos docs wrappers clean
+.PHONY: deps install demo demo-dashboard test bench profile chaos docs wrappers clean
 
 deps:
 	@bash tools/deps.sh $(R_PKGS)
@@ -38,6 +39,9 @@ test: install
 
 bench: install
 	R_LIBS=$(LIB) Rscript bench/run.R
+
+profile: install
+	@R_LIBS=$(LIB) Rscript bench/profile.R
 
 # The chaos soak: faults injected while tasks and loops run, on one server,
 # a Redis Cluster and a Sentinel pair (or those named: make chaos TOPOLOGIES=single).

@@ -5,7 +5,7 @@
 # and the Redis commands per task (INFO commandstats: calls and the
 # server's microseconds in each).
 #
-#   R_LIBS=.lib Rscript bench/profile.R [n_bulk] [n_single]
+#   make profile, or R_LIBS=.lib Rscript bench/profile.R [n_bulk] [n_single]
 #
 # On 2 cores the sum of the CPU columns bounds throughput: 4 busy
 # processes (server, controller, 2 workers) share 2 cores.
@@ -50,7 +50,7 @@ scripts_report <- function(port, n) {
   print(tab[order(-tab$us_per_task), ], row.names = FALSE)
 }
 
-profile <- function(label, n, run, ctl, pids, port = srv$port) {
+profile <- function(label, n, run, ctl, pids, port) {
   redq:::redis_command(c("CONFIG", "RESETSTAT"), controller = ctl)
   redq:::redis_command(c("CONFIG", "SET", "slowlog-log-slower-than", "0"), controller = ctl)
   redq:::redis_command(c("CONFIG", "SET", "slowlog-max-len", "1000000"), controller = ctl)
@@ -79,34 +79,38 @@ profile <- function(label, n, run, ctl, pids, port = srv$port) {
   scripts_report(port, n)
 }
 
-srv <- redq:::server_launch()
-on.exit(redq:::server_kill(srv), add = TRUE)
-ctl <- redq_controller("profile", url = srv$url, default = FALSE)
-w <- worker_spawn(2, controller = ctl)
-on.exit(worker_stop(w$id, type = "kill", wait = 5, controller = ctl), add = TRUE, after = FALSE)
-pids <- c(`redis-server` = srv$process$get_pid(), controller = Sys.getpid(),
-          stats::setNames(vapply(worker_info(w$id, ctl), function(i) as.integer(i$pid), 1L),
-                          paste("worker", 1:2)))
-warm <- task_create_bulk_call(identity, as.list(1:500), controller = ctl)
-task_wait(warm, progress = FALSE, controller = ctl)
-task_delete(warm, controller = ctl)
+main <- function() {
+  srv <- redq:::server_launch()
+  on.exit(redq:::server_kill(srv), add = TRUE)
+  ctl <- redq_controller("profile", url = srv$url, default = FALSE)
+  w <- worker_spawn(2, controller = ctl)
+  on.exit(worker_stop(w$id, type = "kill", wait = 5, controller = ctl), add = TRUE, after = FALSE)
+  pids <- c(`redis-server` = srv$process$get_pid(), controller = Sys.getpid(),
+            stats::setNames(vapply(worker_info(w$id, ctl), function(i) as.integer(i$pid), 1L),
+                            paste("worker", 1:2)))
+  warm <- task_create_bulk_call(identity, as.list(1:500), controller = ctl)
+  task_wait(warm, progress = FALSE, controller = ctl)
+  task_delete(warm, controller = ctl)
 
-profile("bulk", n_bulk, function() {
-  ids <- task_create_bulk_call(identity, as.list(seq_len(n_bulk)), controller = ctl)
-  task_wait(ids, progress = FALSE, controller = ctl)
-  res <- task_results(ids, controller = ctl)
-  stopifnot(identical(res[[n_bulk]], n_bulk))
-  task_delete(ids, controller = ctl)
-}, ctl, pids)
+  profile("bulk", n_bulk, function() {
+    ids <- task_create_bulk_call(identity, as.list(seq_len(n_bulk)), controller = ctl)
+    task_wait(ids, progress = FALSE, controller = ctl)
+    res <- task_results(ids, controller = ctl)
+    stopifnot(identical(res[[n_bulk]], n_bulk))
+    task_delete(ids, controller = ctl)
+  }, ctl, pids, srv$port)
 
-Sys.sleep(1.5)
-profile("one at a time", n_single, function() {
-  ids <- character(n_single)
-  for (i in seq_len(n_single)) {
-    id <- task_create_expr(1, controller = ctl)
-    task_wait(id, progress = FALSE, controller = ctl)
-    stopifnot(identical(task_result(id, controller = ctl), 1))
-    ids[[i]] <- id
-  }
-  task_delete(ids, controller = ctl)
-}, ctl, pids)
+  Sys.sleep(1.5)
+  profile("one at a time", n_single, function() {
+    ids <- character(n_single)
+    for (i in seq_len(n_single)) {
+      id <- task_create_expr(1, controller = ctl)
+      task_wait(id, progress = FALSE, controller = ctl)
+      stopifnot(identical(task_result(id, controller = ctl), 1))
+      ids[[i]] <- id
+    }
+    task_delete(ids, controller = ctl)
+  }, ctl, pids, srv$port)
+}
+
+main()
