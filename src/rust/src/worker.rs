@@ -419,11 +419,13 @@ impl Worker {
                         step.arg(q);
                     }
                     p.add_command(step);
-                    let no_script = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
                     let sent = self.conn.run_blocking(wait, |c| match p.query::<(Option<String>, Vec<redis::Value>)>(c) {
-                        // the server lacked the script (it restarted): the
-                        // step is sent again on its own, which loads it
-                        Err(e) if e.kind() == no_script => Ok(None),
+                        // the server lacked the script (it restarted, or is a
+                        // replica just promoted), whether or not the move was
+                        // refused too: the step is sent again on its own,
+                        // which loads it (and is refused in turn if the
+                        // server still refuses writes)
+                        Err(e) if crate::connection::lacks_script(&e) => Ok(None),
                         other => other.map(Some),
                     });
                     match sent {

@@ -1,7 +1,9 @@
 //! Workers against a real redis-server: a task whose record a worker
 //! cannot use ends ERROR and the worker goes on; a worker whose connection
 //! breaks while it waits for work gives back what it may have claimed; the
-//! side thread's errors reach the worker's record.
+//! side thread's errors reach the worker's record; work that wakes an idle
+//! worker starts in the step pipelined behind its blocking move, which loads
+//! its script again if the server lost it.
 
 mod common;
 
@@ -77,6 +79,60 @@ fn a_worker_whose_connection_breaks_while_waiting_gives_back_its_claims() {
     queue::submit(&mut ctl.conn, &keys, &[q.clone()], API).unwrap();
     let (_, again) = common::step1(&mut w, None, true, Duration::ZERO);
     assert_eq!(again.map(|t| t.id), Some(q.id));
+}
+
+#[test]
+fn work_that_wakes_a_worker_starts_with_the_move_even_if_the_server_lost_its_scripts() {
+    let srv = Server::start();
+    let cfg = srv.config("woken");
+    let mut ctl = Controller::open(&cfg).unwrap();
+    let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
+    let wid = w.id().to_string();
+    let keys = ctl.keys.clone();
+    // a claim whose step never ran (refused after its move): in the
+    // worker's running list and still PENDING
+    let stale = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"s".to_vec()) };
+    queue::submit(&mut ctl.conn, &keys, &[stale.clone()], API).unwrap();
+    let _: () = ctl.conn.run(|c| redis::cmd("LREM").arg(keys.queue("q")).arg(0).arg(&stale.id).query(c)).unwrap();
+    let _: () = ctl.conn.run(|c| redis::cmd("RPUSH").arg(keys.worker_running(&wid)).arg(&stale.id).query(c)).unwrap();
+    let fresh = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"f".to_vec()) };
+    let submitter = {
+        let (cfg, fresh) = (cfg.clone(), fresh.clone());
+        std::thread::spawn(move || {
+            let mut ctl = Controller::open(&cfg).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            // the step pipelined behind the blocked move meets an empty cache
+            let _: () = ctl.conn.run(|c| redis::cmd("SCRIPT").arg("FLUSH").query(c)).unwrap();
+            queue::submit(&mut ctl.conn, &ctl.keys, &[fresh], API).unwrap();
+        })
+    };
+    let (_, got) = common::step1(&mut w, None, true, Duration::from_secs(3));
+    submitter.join().unwrap();
+    let got = got.expect("the task that woke the worker was started");
+    assert_eq!(got.id, fresh.id);
+    assert_eq!(got.payload, b"f".to_vec());
+    let running: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(keys.worker_running(&wid)).arg(0).arg(-1).query(c)).unwrap();
+    assert_eq!(running, vec![fresh.id.clone()]);
+    let queued: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(keys.queue("q")).arg(0).arg(-1).query(c)).unwrap();
+    assert_eq!(queued, vec![stale.id.clone()], "the stale claim went back to its queue");
+    assert_eq!(queue::statuses(&mut ctl.conn, &keys, &[fresh.id.clone(), stale.id.clone()]).unwrap(), vec!["RUNNING", "PENDING"]);
+    w.exit("EXITED").unwrap();
+}
+
+#[test]
+fn a_missing_script_is_seen_in_a_pipeline_whose_other_command_was_refused() {
+    let srv = Server::start();
+    let mut ctl = Controller::open(&srv.config("refused")).unwrap();
+    // no replica: every write is refused (NOREPLICAS)
+    let _: () = ctl.conn.run(|c| redis::cmd("CONFIG").arg("SET").arg("min-replicas-to-write").arg(1).query(c)).unwrap();
+    let mut p = redis::pipe();
+    p.cmd("LPUSH").arg("k").arg("v");
+    p.cmd("EVALSHA").arg("0123456789012345678901234567890123456789").arg(0);
+    let mut c = redis::Client::open(srv.url()).unwrap().get_connection().unwrap();
+    let e = p.query::<(i64, i64)>(&mut c).unwrap_err();
+    assert!(redq::connection::lacks_script(&e), "{e}");
+    let e = redis::cmd("LPUSH").arg("k").arg("v").query::<i64>(&mut c).unwrap_err();
+    assert!(!redq::connection::lacks_script(&e), "{e}");
 }
 
 #[test]

@@ -20,9 +20,28 @@ end
 local moved, want, first_queue = ARGV[i], tonumber(ARGV[i + 1]), i + 2
 local started = 0
 if moved == MOVED_HEAD then
-  -- a task the move took is still PENDING (anything else there is not new)
-  local head = redis.call('LINDEX', K.worker_running(wid), 0)
-  moved = head and redis.call('HGET', K.task(head), 'status') ~= RUNNING and head or ''
+  -- The move puts what it took at the head of the running list, which
+  -- holds nothing else not yet started, unless an earlier move's step was
+  -- refused (a server turning replica) and the pipeline was sent again:
+  -- what that move took goes back to the front of its queue.
+  moved = ''
+  local running = K.worker_running(wid)
+  for _, id in ipairs(redis.call('LRANGE', running, 0, -1)) do
+    local st = redis.call('HGET', K.task(id), 'status')
+    if st ~= RUNNING then
+      if moved == '' then
+        moved = id
+      else
+        redis.call('LREM', running, 1, id)
+        if st == PENDING then
+          requeue(redis.call('HGET', K.task(id), 'queue'), id, '')
+        elseif not st then
+          drop_big(PAYLOADS, id)
+          redis.call('HDEL', PAYLOADS, id)
+        end
+      end
+    end
+  end
 end
 
 local function take(t)
