@@ -229,6 +229,34 @@ test_that("a foreach loop survives a redis-server restart", {
   expect_match(log$detail[log$event == "reconnected"], "connection was lost")
 })
 
+test_that("a foreach loop begun while its server restarts waits for the server", {
+  srv <- redq:::server_launch()
+  withr::defer(redq:::server_kill(srv))
+  ctl <- redq_controller("away", url = srv$url, default = FALSE)
+  worker_spawn(2, queue = "jobs", controller = ctl)
+  withr::defer(try(worker_stop(type = "kill", wait = 1, controller = ctl), silent = TRUE))
+  ready <- tempfile()
+  go <- tempfile()
+  bg <- callr::r_bg(function(url, ready, go) {
+    library(redq)
+    options(redq.heartbeat = 0.2, redq.lease = 1, redq.reap_interval = 0.2)
+    registerDoRedis("jobs", url = url, namespace = "away", ftinterval = 1)
+    file.create(ready)
+    while (!file.exists(go)) Sys.sleep(0.02)
+    foreach(i = 1:50, .combine = c) %dopar% (i * 2)
+  }, list(srv$url, ready, go), supervise = TRUE)
+  withr::defer(bg$kill())
+  expect_true(wait_until(function() file.exists(ready), timeout = 30))
+  # the loop begins while the server is down; it is back 1.5 s later
+  srv$process$kill()
+  srv$process <- processx::process$new("sh", c("-c", paste(
+    "sleep 1.5; exec", shQuote(srv$bin), paste(shQuote(srv$argv), collapse = " "))),
+    cleanup = TRUE, supervise = TRUE)
+  file.create(go)
+  bg$wait(60000)
+  expect_equal(bg$get_result(), (1:50) * 2)
+})
+
 test_that("a foreach loop survives FLUSHALL", {
   ctl <- loop_survives("flush", function(srv, ctl) {
     redq:::redis_command("FLUSHALL", controller = ctl)

@@ -241,7 +241,20 @@ impl Job {
             }
         }
         let how = Submit { register: self.opts.register, expire: self.opts.consume };
-        let sent = self.ensure_cursor(conn).and_then(|_| queue::submit(conn, &self.keys, &tasks, how));
+        if self.need_check && self.env.is_some() {
+            // the environment's upload was not confirmed (the server was
+            // away): the check uploads it if the server lacks it, before
+            // any task that needs it is queued
+            let checked = self.check(conn, true);
+            self.unsure(checked)?;
+        }
+        let sent = if self.need_check && self.env.is_some() {
+            // still unconfirmed: the tasks are kept, and the next wait's
+            // check submits them after the environment
+            Ok(())
+        } else {
+            self.ensure_cursor(conn).and_then(|_| queue::submit(conn, &self.keys, &tasks, how))
+        };
         self.unsure(sent)?;
         self.total += tasks.len();
         for t in tasks {

@@ -291,7 +291,7 @@ impl Job {
     /// not come are taken in; held tasks the server lost are submitted
     /// again, after the environment if that is gone too. The first check
     /// after `watch` also learns which watched tasks report elsewhere.
-    fn check(&mut self, conn: &mut Connection, all: bool) -> Result<()> {
+    pub(super) fn check(&mut self, conn: &mut Connection, all: bool) -> Result<()> {
         let ids: Vec<String> = if all {
             self.held.keys().chain(self.watched.iter()).cloned().collect()
         } else {
