@@ -50,8 +50,7 @@ fn refused_elsewhere(e: &redis::RedisError) -> bool {
 /// failed in different ways) includes `NOSCRIPT`: the server lacks a
 /// script, which only a caller that holds its source can load.
 pub fn lacks_script(e: &redis::RedisError) -> bool {
-    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-        || e.clone().into_server_errors().is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "NOSCRIPT"))
+    e.clone().into_server_errors().is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "NOSCRIPT"))
 }
 
 /// A Redis connection owned by one thread.

@@ -44,30 +44,19 @@ pub fn submit_once(
     patience: std::time::Duration,
 ) -> Result<()> {
     let give_up = std::time::Instant::now() + patience;
-    let mut pause = std::time::Duration::from_millis(50);
-    let mut nap = |last: &Error| -> Result<()> {
-        if std::time::Instant::now() + pause >= give_up {
-            return Err(Error::Connection(format!("{last}; gave up after {:.0} s", patience.as_secs_f64())));
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(std::time::Duration::from_secs(1));
-        Ok(())
-    };
     loop {
         let e = match submit_sharing(conn, keys, tasks, how, shared) {
             Err(e) if e.is_connection() && !tasks.is_empty() => e,
             done => return done,
         };
-        nap(&e)?;
-        // did it run? ask until the server answers
+        // did it run? asked until the server answers, within the patience
+        let left = give_up.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(Error::Connection(format!("{e}; gave up after {:.0} s", patience.as_secs_f64())));
+        }
         let first = keys.task(&tasks[0].id);
-        loop {
-            match conn.run(|c| redis::cmd("EXISTS").arg(&first).query::<bool>(c)) {
-                Ok(true) => return Ok(()),
-                Ok(false) => break,
-                Err(e) if e.is_connection() => nap(&e)?,
-                Err(e) => return Err(e),
-            }
+        if conn.retry(left, |c| redis::cmd("EXISTS").arg(&first).query::<bool>(c))? {
+            return Ok(());
         }
     }
 }
@@ -196,7 +185,7 @@ pub fn submit_sharing(
 /// there could fail on an empty script cache and abort all of it), with
 /// the arguments every script expects; the caller adds its own.
 fn eval_in<'a>(p: &'a mut redis::Pipeline, source: &str, keys: &Keys, now: u64) -> &'a mut redis::Pipeline {
-    p.cmd("EVAL").arg(source).arg(1).arg(keys.version()).arg(keys.prefix()).arg(now)
+    p.add_command(scripts::command("EVAL", source, keys, now))
 }
 
 /// Store shared object `o` in transaction `p` (or count `n` more owners of

@@ -149,11 +149,14 @@ pub fn invocation<'a>(script: &'a Script, keys: &Keys) -> redis::ScriptInvocatio
     inv
 }
 
-/// The same call as a command, for a pipeline: `EVALSHA` with the
-/// arguments every script expects. A pipeline does not load a script the
-/// server lacks; its caller falls back to `invocation` on `NOSCRIPT`.
-pub fn evalsha(script: &Script, keys: &Keys) -> redis::Cmd {
-    let mut c = redis::cmd("EVALSHA");
-    c.arg(script.get_hash()).arg(1).arg(keys.version()).arg(keys.prefix()).arg(now_ms());
+/// A script call as a command of a pipeline, with the arguments every
+/// script expects (as `invocation` gives them): `verb` `EVALSHA` with the
+/// script's hash (a pipeline does not load a script the server lacks; its
+/// caller falls back to `invocation` on `NOSCRIPT`), or `EVAL` with its
+/// source (inside a transaction, where a missing script would abort all
+/// of it).
+pub fn command(verb: &str, code: &str, keys: &Keys, now: u64) -> redis::Cmd {
+    let mut c = redis::cmd(verb);
+    c.arg(code).arg(1).arg(keys.version()).arg(keys.prefix()).arg(now);
     c
 }

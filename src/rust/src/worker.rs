@@ -413,7 +413,7 @@ impl Worker {
                         .arg("RIGHT")
                         .arg("LEFT")
                         .arg(wait.as_secs_f64());
-                    let mut step = scripts::evalsha(scripts::step(), &self.reg.keys);
+                    let mut step = scripts::command("EVALSHA", scripts::step().get_hash(), &self.reg.keys, scripts::now_ms());
                     step.arg(&self.reg.id).arg(0).arg(status::MOVED_HEAD).arg(want);
                     for q in &self.queues {
                         step.arg(q);

@@ -215,6 +215,12 @@ impl Job {
         self.unsure(sent)
     }
 
+    /// The environment's upload (or a submission) was not confirmed: the
+    /// next check sees to it.
+    fn env_unconfirmed(&self) -> bool {
+        self.need_check && self.env.is_some()
+    }
+
     /// A write whose connection broke may or may not have run: the next
     /// wait checks what the server has (and submits or uploads what it
     /// lacks) before anything else. Other errors stand.
@@ -241,14 +247,13 @@ impl Job {
             }
         }
         let how = Submit { register: self.opts.register, expire: self.opts.consume };
-        if self.need_check && self.env.is_some() {
-            // the environment's upload was not confirmed (the server was
-            // away): the check uploads it if the server lacks it, before
-            // any task that needs it is queued
+        if self.env_unconfirmed() {
+            // the server was away: the check uploads the environment if the
+            // server lacks it, before any task that needs it is queued
             let checked = self.check(conn, true);
             self.unsure(checked)?;
         }
-        let sent = if self.need_check && self.env.is_some() {
+        let sent = if self.env_unconfirmed() {
             // still unconfirmed: the tasks are kept, and the next wait's
             // check submits them after the environment
             Ok(())

@@ -334,6 +334,17 @@ local function complete(wid, id, status, result, began)
   return 1
 end
 
+-- A claimed id whose task ended (`status`) or vanished (nil) meanwhile
+-- leaves the worker's running list; a vanished one's record expired (its
+-- job's controller vanished), and so does its payload.
+local function unclaim(wid, id, status)
+  redis.call('LREM', K.worker_running(wid), 1, id)
+  if not status then
+    drop_big(PAYLOADS, id)
+    redis.call('HDEL', PAYLOADS, id)
+  end
+end
+
 -- Mark a claimed id RUNNING on worker wid. The first task of a claim is
 -- recorded as started now and counts an attempt; the others of a batch
 -- are recorded only when they complete (`complete`), so that a worker
@@ -344,12 +355,7 @@ local function start(wid, id, first)
   local tk = K.task(id)
   local t = redis.call('HMGET', tk, 'status', 'timeout', 'seed', 'solo', 'job')
   if not t[1] or TERMINAL[t[1]] then
-    redis.call('LREM', K.worker_running(wid), 1, id)
-    if not t[1] then
-      -- its record expired (its job's controller vanished): so does the payload
-      drop_big(PAYLOADS, id)
-      redis.call('HDEL', PAYLOADS, id)
-    end
+    unclaim(wid, id, t[1])
     return nil
   end
   if first then

@@ -31,14 +31,11 @@ if moved == MOVED_HEAD then
     if st ~= RUNNING then
       if moved == '' then
         moved = id
-      else
+      elseif st == PENDING then
         redis.call('LREM', running, 1, id)
-        if st == PENDING then
-          requeue(redis.call('HGET', K.task(id), 'queue'), id, '')
-        elseif not st then
-          drop_big(PAYLOADS, id)
-          redis.call('HDEL', PAYLOADS, id)
-        end
+        requeue(redis.call('HGET', K.task(id), 'queue'), id, '')
+      else
+        unclaim(wid, id, st)
       end
     end
   end
