@@ -497,7 +497,7 @@ bioc_timed <- function(FUN, timeout, w, state) {
     withRestarts(
       withCallingHandlers(FUN(...), interrupt = function(cnd) {
         if (rs_worker_take_timeout(w)) {
-          own_interrupt(w, state)
+          interrupt_kind(w, state)
           invokeRestart("redq_element_timeout")
         }
       }),

@@ -180,17 +180,17 @@ called_from <- function(names) {
 cluster_submit <- function(st, k, payload, tag, lb, replaces = NULL) {
   if (!lb && isTRUE(st$lost[[st$nodes[[k]]]])) cluster_replace(st, k)
   queue <- if (lb) st$queue else rs_private_queue(st$nodes[[k]])
-  id <- job_submit(st$job, queue, list(payload), max_attempts = st$max_attempts)
   runs <- if (is.null(replaces)) 1L else st$calls[[replaces]]$runs + 1L
-  assign(id, list(node = k, worker = st$nodes[[k]], tag = tag, payload = payload, lb = lb,
-                  runs = runs), envir = st$calls)
-  if (is.null(replaces)) {
-    st$pending[[k]] <- c(st$pending[[k]], id)
-  } else {
-    st$pending[[k]][st$pending[[k]] == replaces] <- id
-    rm(list = replaces, envir = st$calls)
-  }
-  id
+  job_submit(st$job, queue, list(payload), max_attempts = st$max_attempts, record = function(id) {
+    assign(id, list(node = k, worker = st$nodes[[k]], tag = tag, payload = payload, lb = lb,
+                    runs = runs), envir = st$calls)
+    if (is.null(replaces)) {
+      st$pending[[k]] <- c(st$pending[[k]], id)
+    } else {
+      st$pending[[k]][st$pending[[k]] == replaces] <- id
+      rm(list = replaces, envir = st$calls)
+    }
+  })
 }
 
 # Wait until one of `ids` has ended; returns its id. A node-addressed call

@@ -149,11 +149,13 @@ run.RedqFuture <- function(future, ...) {
   payload <- serialize_fast(list(type = "future", expr = expr,
                                  globals = as.list(future$globals)))
   spec <- future$redq
-  future$task_id <- job_submit(st$job, spec$queue, list(payload), spec$timeout,
-                               spec$max_attempts)
-  assign(future$task_id, future, envir = st$pending)
-  future$state <- "running"
-  future_guard_caller(future)
+  job_submit(st$job, spec$queue, list(payload), spec$timeout, spec$max_attempts,
+             record = function(id) {
+               future$task_id <- id
+               assign(id, future, envir = st$pending)
+               future$state <- "running"
+               future_guard_caller(future)
+             })
   invisible(future)
 }
 

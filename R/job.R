@@ -36,10 +36,17 @@ job_env <- function(job, env, queue) {
 # Submit serialized payloads; returns their ids. tags: one number per
 # payload, handed back with its result; seed: a .Random.seed of
 # L'Ecuyer-CMRG, from which the task tagged i gets stream i - 1.
+# record(ids): the caller's bookkeeping of the new ids, run with the
+# submission under one suspension of interrupts, so that a Ctrl+C cannot
+# land between them and leave queued tasks that no cleanup knows of.
 job_submit <- function(job, queue, payloads, timeout = NULL, max_attempts = NULL, tags = NULL,
-                       seed = NULL) {
-  rs_check(rs_job_submit(job$ctl$ptr, job$ptr, queue, payloads, timeout, max_attempts, tags,
-                         seed))
+                       seed = NULL, record = NULL) {
+  suspendInterrupts({
+    ids <- rs_check(rs_job_submit(job$ctl$ptr, job$ptr, queue, payloads, timeout, max_attempts,
+                                  tags, seed))
+    if (!is.null(record)) record(ids)
+    ids
+  })
 }
 
 # Wait up to `timeout` seconds for `n` tasks (NA: any, 0: all) among `ids`

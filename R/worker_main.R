@@ -152,6 +152,7 @@ worker_serve <- function(cfg, max_batch, run) {
   state$idle_poll <- max(1, cfg$heartbeat)
   state$jobs <- list()
   state$signals_handled <- 0
+  state$interrupted <- FALSE
   on.exit(rs_worker_exit(w), add = TRUE)
   loaded <- worker_envir_load()
   if (inherits(loaded, "error")) {
@@ -188,12 +189,14 @@ OUTCOME_INTERRUPTED <- 2L
 # in one round trip; the loop then begins, runs and ends them in order.
 #
 # Interrupts: the side thread interrupts a task it times out or cancels,
-# and its SIGINT may land a moment after that task ended, anywhere in this
-# loop. A calling handler resumes the loop after such a stray interrupt of
-# our own, so no claimed task or unsent result is dropped; inside a task
-# run_task() turns it into the task's end. Any other interrupt is a user's
-# Ctrl+C: the worker reports what it finished and leaves; the task it was
-# running, and those of its batch it had not begun, go back to their queue.
+# and its SIGINT may land anywhere in this loop: a moment after that task
+# ended (a stray one: the loop resumes, so no claimed task or unsent
+# result is dropped), or after the task began and before run_task()'s
+# handler is in place (the task is marked, and run_task() ends it at
+# once); inside a task run_task() turns it into the task's end. Any other
+# interrupt is a user's Ctrl+C: the worker reports what it finished and
+# leaves; the task it was running, and those of its batch it had not
+# begun, go back to their queue.
 worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %||% Inf) {
   n <- 0
   state$idle_since <- Sys.time()
@@ -228,6 +231,7 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
       for (i in seq_along(batch$id)) {
         id <- batch$id[[i]]
         if (i > 1L && rs_worker_stop_requested(w) && is.null(state$stop_at)) break # the rest go back
+        state$interrupted <- FALSE
         if (!rs_worker_begin(w, id)) {
           rs_worker_end(w, id, OUTCOME_INTERRUPTED, raw()) # cancelled before it began
           next
@@ -250,7 +254,9 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
     }
   }, interrupt = function(cnd) {
     # inside a task, run_task()'s own handler sees the interrupt first
-    if (own_interrupt(w, state)) invokeRestart("resume")
+    kind <- interrupt_kind(w, state)
+    if (kind == "task") state$interrupted <- TRUE
+    if (kind != "user") invokeRestart("resume")
   }), interrupt = function(cnd) NULL)
   # report what finished; what was claimed and not finished goes back when
   # the worker exits
@@ -290,15 +296,15 @@ worker_answer_messages <- function(w, state) {
   }
 }
 
-# An interrupt is ours if the side thread sent more SIGINTs than we have
-# handled (a timeout or cancel); otherwise a user pressed Ctrl+C.
-own_interrupt <- function(w, state) {
+# Whose interrupt this is. Ours if the side thread sent more SIGINTs than
+# we have handled: "task" if it sent one for the task now running (a
+# timeout or cancel), else "stray" (the late SIGINT of a task that has
+# ended). Otherwise "user": a user pressed Ctrl+C.
+interrupt_kind <- function(w, state) {
   sent <- rs_worker_signals(w)
-  if (sent > state$signals_handled) {
-    state$signals_handled <- sent
-    return(TRUE)
-  }
-  FALSE
+  if (sent[[1L]] <= state$signals_handled) return("user")
+  state$signals_handled <- sent[[1L]]
+  if (sent[[2L]] > 0) "task" else "stray"
 }
 
 # One task. A single exiting handler (error) and calling handlers for the
@@ -310,15 +316,19 @@ run_task <- function(w, task, state) {
   if (isTRUE(state$task_log)) return(run_task_logged(w, task, state))
   warnings <- character()
   value <- tryCatch(
-    withCallingHandlers(
-      eval_payload(unserialize(task$payload), task, w, state),
+    withCallingHandlers({
+      if (state$interrupted) stop(INTERRUPTED) # before this handler was in place
+      eval_payload(unserialize(task$payload), task, w, state)
+    },
       warning = function(cnd) {
         warnings <<- c(warnings, conditionMessage(cnd))
         if (isTRUE(state$logging)) cat("Warning message:\n", conditionMessage(cnd), "\n", sep = "")
         invokeRestart("muffleWarning")
       },
       interrupt = function(cnd) {
-        if (own_interrupt(w, state)) stop(INTERRUPTED)
+        kind <- interrupt_kind(w, state)
+        if (kind == "task") stop(INTERRUPTED)
+        if (kind == "stray") invokeRestart("resume")
       }),
     error = function(e) {
       if (inherits(e, "redq_interrupted")) return(e)

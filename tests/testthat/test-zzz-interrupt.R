@@ -99,6 +99,22 @@ test_that("Ctrl+C in future_lapply cancels its futures' tasks, and the plan goes
   expect_equal(rs$run(function() future::value(future::future(6 * 7))), 42)
 })
 
+test_that("Ctrl+C while future_lapply still creates its futures cancels every one of them", {
+  # the first workers begin tasks while the session still submits more,
+  # and their cancels arrive around the moment the freed workers begin the
+  # next ones: each must still end CANCELLED and free its worker
+  ctl <- test_controller()
+  worker_spawn(2)
+  rs <- session_with_redq(ctl$namespace)
+  rs$run(function(url, ns) future::plan(redq_future, namespace = ns, url = url), list(test_url(), ctl$namespace))
+  rs$call(function() future.apply::future_lapply(1:60, function(i) Sys.sleep(30), future.chunk.size = 1))
+  res <- interrupt_when_busy(rs, ctl)
+  expect_match(conditionMessage(res$error), "interrupt")
+  expect_true(wait_until(function() all(worker_status(controller = ctl) == "IDLE"), timeout = 5))
+  expect_equal(queue_length(controller = ctl), 0)
+  expect_equal(rs$run(function() future::value(future::future(6 * 7))), 42)
+})
+
 test_that("Ctrl+C in bplapply cancels its tasks, removes its job, and the param goes on", {
   ctl <- test_controller(queue = "bioc")
   worker_spawn(2, queue = "bioc")

@@ -55,6 +55,9 @@ pub struct Current {
     pub deadline: Option<Instant>,
     /// Set once the side thread has sent SIGINT for this task.
     pub interrupted: Option<(Reason, Instant)>,
+    /// `Shared::signals` when it began: the SIGINTs counted beyond it
+    /// were sent for this task (they are sent with this lock held).
+    pub signals_at_begin: u64,
 }
 
 /// State shared by the R thread and the side thread.
@@ -76,8 +79,8 @@ pub struct Shared {
     pub last_error: Mutex<Option<String>>,
     /// What failed (and was logged) since the last beat that got through.
     pub logged: Mutex<Vec<&'static str>>,
-    /// Tasks of the current batch cancelled before the R loop began them:
-    /// it skips them.
+    /// Tasks cancelled before the R loop began them (they may arrive
+    /// before the step that claimed them has returned): it skips them.
     pub cancelled: Mutex<std::collections::HashSet<String>>,
     /// The server's id for the R thread's connection (0: not known yet),
     /// so that the side thread can end its blocking wait for work.

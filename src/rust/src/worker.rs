@@ -177,8 +177,10 @@ impl Worker {
     }
 
     /// How many SIGINTs the side thread has sent.
-    pub fn signals_sent(&self) -> u64 {
-        self.shared.signals.load(Ordering::SeqCst)
+    pub fn signals_sent(&self) -> (u64, u64) {
+        let cur = self.shared.current.lock();
+        let sent = self.shared.signals.load(Ordering::SeqCst);
+        (sent, if cur.id.is_some() { sent - cur.signals_at_begin } else { 0 })
     }
 
     /// Arm a deadline for part of the running task (one element of a
@@ -256,13 +258,16 @@ impl Worker {
         };
         self.relay_to = Some((id.to_string(), job));
         self.began = Some((Instant::now(), scripts::now_ms()));
+        // under the lock the side thread holds while it reads `id`, so a
+        // cancel lands either in `cancelled` (seen here) or on this task
+        let mut cur = self.shared.current.lock();
         if self.shared.cancelled.lock().remove(id) {
             return false;
         }
-        let mut cur = self.shared.current.lock();
         cur.interrupted = None;
         cur.id = Some(id.to_string());
         cur.deadline = timeout.and_then(|d| Instant::now().checked_add(d));
+        cur.signals_at_begin = self.shared.signals.load(Ordering::SeqCst);
         true
     }
 
@@ -325,7 +330,7 @@ impl Worker {
         let took = at.elapsed();
         self.shared.count_task(took);
         self.typical = Some(self.typical.map_or(took, |t| (t * 3 + took) / 4));
-        self.set_current(None);
+        self.clear_current();
         self.finished.push(Finished { id: id.to_string(), status, result, began_ms });
     }
 
@@ -373,7 +378,7 @@ impl Worker {
     /// Returns whether each report was accepted (first result wins) and
     /// the tasks started, for the R loop to `begin` and `end` in order.
     pub fn step(&mut self, limit: usize, wait: Duration) -> Result<(Vec<bool>, Vec<Task>)> {
-        self.set_current(None);
+        self.clear_current();
         // a paused worker (PAUSE message) reports what it finished and
         // takes nothing
         let want = if self.paused() { 0 } else { limit.min(self.batch_size()) };
@@ -514,7 +519,9 @@ impl Worker {
 
     /// A new batch: what the R loop will begin and end in order.
     fn started(&mut self, tasks: Vec<Task>) -> Vec<Task> {
-        self.shared.cancelled.lock().clear();
+        // a cancel may have come before the step's reply: keep those of
+        // this batch, forget the rest
+        self.shared.cancelled.lock().retain(|id| tasks.iter().any(|t| &t.id == id));
         self.batch = tasks.iter().map(|t| (t.id.clone(), t.timeout, t.job.clone())).collect();
         tasks
     }
@@ -579,11 +586,9 @@ impl Worker {
         task
     }
 
-    fn set_current(&self, task: Option<&Task>) {
-        let mut cur = self.shared.current.lock();
-        cur.interrupted = None;
-        cur.id = task.map(|t| t.id.clone());
-        cur.deadline = task.and_then(|t| t.timeout).and_then(|d| Instant::now().checked_add(d));
+    /// No task is running (the side thread interrupts none).
+    fn clear_current(&self) {
+        *self.shared.current.lock() = Default::default();
     }
 
     /// Fetch a job's environment (checked like task payloads): the value,
@@ -622,7 +627,7 @@ impl Worker {
             return Ok(());
         }
         self.exited = true;
-        self.set_current(None);
+        self.clear_current();
         let control = self.reg.keys.worker_control(&self.reg.id);
         let _ = self.conn.run(|c| redis::cmd("RPUSH").arg(&control).arg(status::CONTROL_WAKE).query::<()>(c));
         self.heartbeat.stop();

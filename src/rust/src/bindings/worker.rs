@@ -161,11 +161,13 @@ fn rs_worker_relay(x: Robj, message: Raw) -> Robj {
     out(w.as_mut().relay(message.as_slice()))
 }
 
-/// SIGINTs the side thread has sent so far.
+/// SIGINTs the side thread has sent so far, and how many of them it sent
+/// for the task now running (0 when none is).
 #[extendr]
 fn rs_worker_signals(x: Robj) -> Robj {
     let w = wkr!(x);
-    (w.signals_sent() as f64).into()
+    let (sent, for_task) = w.signals_sent();
+    r!([sent as f64, for_task as f64])
 }
 
 /// True once a graceful STOP arrived.
