@@ -203,7 +203,8 @@ rs_worker_relay <- function(x, message) .Call(wrap__rs_worker_relay, x, message)
 # True once a graceful STOP arrived.
 rs_worker_stop_requested <- function(x) .Call(wrap__rs_worker_stop_requested, x)
 
-# SIGINTs the side thread has sent so far.
+# SIGINTs the side thread has sent so far, and how many of them it sent
+# for the task now running (0 when none is).
 rs_worker_signals <- function(x) .Call(wrap__rs_worker_signals, x)
 
 # Arm a deadline `seconds` from now for part of the running task
