@@ -34,6 +34,14 @@ do_redis <- function(obj, expr, envir, data) {
   total <- NA_integer_
   done_iters <- 0L
   bar <- NULL
+  # An ordered loop's results reach foreach's accumulator in iteration
+  # order: it keeps results that come early in a buffer it scans on every
+  # call, so feeding it out of order makes the combine quadratic in how
+  # far ahead they come. Those that come early wait here instead.
+  in_order <- isTRUE(obj$combineInfo$in.order)
+  held <- list()
+  held_at <- integer()
+  next_combine <- 1L
 
   # pull up to n iterations' arguments off the iterator (one handler for
   # the whole window: the iterator signals its end with an error)
@@ -90,12 +98,28 @@ do_redis <- function(obj, expr, envir, data) {
       values[[i]] <- if (got$completed[[i]]) job_value(got, i) else rep(list(job_value(got, i)), n)
     }
     n <- sizes[got$tag]
-    tryCatch(accumulator(unlist(values, recursive = FALSE),
-                         sequence(n, from = as.integer(got$tag))),
-             error = function(e) {
-               redq_abort("combine", sprintf("error calling combine function: %s",
-                                             conditionMessage(e)))
-             })
+    values <- unlist(values, recursive = FALSE)
+    at <- sequence(n, from = as.integer(got$tag))
+    if (in_order) {
+      held <- c(held, values)
+      held_at <- c(held_at, at)
+      o <- order(held_at)
+      held <- held[o]
+      held_at <- held_at[o]
+      gap <- which(held_at != seq.int(next_combine, length.out = length(held_at)))
+      k <- if (length(gap)) gap[[1L]] - 1L else length(held_at)
+      values <- held[seq_len(k)]
+      at <- held_at[seq_len(k)]
+      held <- held[k + seq_len(length(held) - k)]
+      held_at <- held_at[k + seq_len(length(held_at) - k)]
+      next_combine <- next_combine + k
+    }
+    if (length(at)) {
+      tryCatch(accumulator(values, at), error = function(e) {
+        redq_abort("combine", sprintf("error calling combine function: %s",
+                                      conditionMessage(e)))
+      })
+    }
     in_flight <- in_flight - sum(n)
     done_iters <- done_iters + sum(n)
     if (!exhausted && in_flight < FOREACH_WINDOW / 2) {

@@ -32,6 +32,34 @@ test_that(".combine, .init, .final, .multicombine and .inorder", {
   expect_equal(foreach(i = 1:25) %dopar% i, as.list(1:25))
 })
 
+test_that("an ordered loop combines in order when later chunks end first", {
+  ctl <- foreach_setup(2)
+  # the first iterations are the slow ones, so the chunks after them end
+  # first; the combine function sees every value in iteration order, and
+  # failures keep their place
+  seen <- new.env()
+  seen$order <- integer()
+  keep <- function(acc, ...) {
+    v <- c(...)
+    seen$order <- c(seen$order, v)
+    c(acc, v)
+  }
+  r <- foreach(i = 1:40, .combine = keep, .init = integer(), .multicombine = TRUE,
+               .errorhandling = "remove", .options.redis = list(chunkSize = 5)) %dopar% {
+    if (i <= 5) Sys.sleep(0.5)
+    if (i == 23) stop("bad 23")
+    i
+  }
+  expect_equal(r, setdiff(1:40, 23))
+  expect_equal(seen$order, setdiff(1:40, 23))
+  r <- foreach(i = 1:40, .errorhandling = "pass", .options.redis = list(chunkSize = 5)) %dopar% {
+    if (i <= 5) Sys.sleep(0.5)
+    if (i == 23) stop("bad 23") else i
+  }
+  expect_equal(r[-23], as.list(setdiff(1:40, 23)))
+  expect_s3_class(r[[23]], "simpleError")
+})
+
 test_that(".errorhandling stop, remove and pass behave as with doParallel", {
   ctl <- foreach_setup(2)
   body <- quote(if (i == 3) stop("bad three") else i)
