@@ -328,9 +328,12 @@ worker_stop <- function(ids = NULL, type = c("graceful", "kill"), wait = 10, con
   while (wait > 0 && any(ids %in% worker_list(ctl)) && Sys.time() < deadline) {
     Sys.sleep(0.02)
   }
+  # a process this session started has gone when this returns (within
+  # the same wait): it has written out what it had buffered
   for (id in ids) {
     proc <- redq_env$processes[[id]]
-    if (!is.null(proc) && wait > 0) proc$wait(1000)
+    left <- as.numeric(deadline - Sys.time(), units = "secs")
+    if (!is.null(proc) && wait > 0) proc$wait(max(1, left) * 1000)
   }
   invisible(ids)
 }

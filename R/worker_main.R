@@ -81,6 +81,7 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
     # doRedis' log: a file (appended to: several workers may share it) or
     # a connection; output and messages (logger()) go there
     con <- if (is.character(log)) file(log, open = "a") else log
+    log_to <- con
     sink(con, type = "output")
     sink(con, type = "message")
     on.exit({
@@ -90,6 +91,9 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
     }, add = TRUE)
   }
   offload <- check_offload(offload_path, offload_threshold)
+  # a log, or the task lines of loglevel 1, is written out after each
+  # task, so that it shows what ran even if the process is killed later
+  log_to <- if (!is.null(log)) log_to else if (loglevel > 0) stdout()
   worker_serve(cfg, max_batch, function(w, state) {
     if (!is.null(offload)) rs_worker_offload(w, offload$path, offload$threshold)
     state$linger <- linger
@@ -97,6 +101,7 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
     state$loglevel <- loglevel
     state$idle_timeout <- idle_timeout
     state$task_log <- task_log
+    state$log_to <- log_to
     worker_loop(w, state, cfg$max_tasks)
   })
 }
@@ -247,6 +252,7 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
           run_task(w, list(id = id, payload = batch$payload[[i]], seed = batch$seed[[i]]), state)
         }
         end_task(w, id, out)
+        if (!is.null(state$log_to)) flush(state$log_to)
         n <- n + 1
         state$n <- n
       }

@@ -289,7 +289,11 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
 
 fn handle_control(conn: &mut Connection, keys: &Keys, wid: &str, msg: &str, shared: &Shared) {
     match msg.split_once(' ').map_or((msg, ""), |(a, b)| (a, b)) {
-        (status::CONTROL_STOP, _) => shared.stop.store(true, Ordering::SeqCst),
+        (status::CONTROL_STOP, _) => {
+            // an idle worker leaves now, not when its wait for work ends
+            shared.stop.store(true, Ordering::SeqCst);
+            wake_r_thread(conn, shared);
+        }
         (status::CONTROL_KILL, _) => end_process(conn, keys, wid, status::EXIT_KILLED),
         (status::CONTROL_CANCEL, id) => {
             let mut cur = shared.current.lock();
