@@ -77,13 +77,16 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
   loglevel <- loglevel %||% env("REDQ_LOGLEVEL", 0)
   task_log <- isTRUE(task_log %||% (env("REDQ_TASK_LOG", 0) > 0))
   log <- log %||% (if (nzchar(Sys.getenv("REDQ_LOG"))) Sys.getenv("REDQ_LOG"))
+  # a log, or the task lines of loglevel 1, is written out after each
+  # task, so that it shows what ran even if the process is killed later
+  log_to <- if (loglevel > 0) stdout()
   if (!is.null(log)) {
     # doRedis' log: a file (appended to: several workers may share it) or
     # a connection; output and messages (logger()) go there
     con <- if (is.character(log)) file(log, open = "a") else log
-    log_to <- con
     sink(con, type = "output")
     sink(con, type = "message")
+    log_to <- con
     on.exit({
       sink(type = "message")
       sink(type = "output")
@@ -91,9 +94,6 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
     }, add = TRUE)
   }
   offload <- check_offload(offload_path, offload_threshold)
-  # a log, or the task lines of loglevel 1, is written out after each
-  # task, so that it shows what ran even if the process is killed later
-  log_to <- if (!is.null(log)) log_to else if (loglevel > 0) stdout()
   worker_serve(cfg, max_batch, function(w, state) {
     if (!is.null(offload)) rs_worker_offload(w, offload$path, offload$threshold)
     state$linger <- linger

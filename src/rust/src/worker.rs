@@ -176,7 +176,8 @@ impl Worker {
         self.shared.stop.load(Ordering::SeqCst)
     }
 
-    /// How many SIGINTs the side thread has sent.
+    /// How many SIGINTs the side thread has sent, and how many of them
+    /// for the task now running (0 when none is).
     pub fn signals_sent(&self) -> (u64, u64) {
         let cur = self.shared.current.lock();
         let sent = self.shared.signals.load(Ordering::SeqCst);

@@ -334,9 +334,10 @@ local function complete(wid, id, status, result, began)
   return 1
 end
 
--- A claimed id whose task ended (`status`) or vanished (nil) meanwhile
--- leaves the worker's running list; a vanished one's record expired (its
--- job's controller vanished), and so does its payload.
+-- A claimed id the worker will not start leaves its running list: its
+-- task ended (`status`), is still PENDING (the caller puts it back in its
+-- queue), or vanished (nil): a vanished one's record expired (its job's
+-- controller vanished), and so does its payload.
 local function unclaim(wid, id, status)
   redis.call('LREM', K.worker_running(wid), 1, id)
   if not status then

@@ -31,11 +31,11 @@ if moved == MOVED_HEAD then
     if st ~= RUNNING then
       if moved == '' then
         moved = id
-      elseif st == PENDING then
-        redis.call('LREM', running, 1, id)
-        requeue(redis.call('HGET', K.task(id), 'queue'), id, '')
       else
         unclaim(wid, id, st)
+        if st == PENDING then
+          requeue(redis.call('HGET', K.task(id), 'queue'), id, '')
+        end
       end
     end
   end
