@@ -63,11 +63,13 @@ redq_controller <- function(id = "default", url = NULL, queue = "default", defau
   check_string(queue, "queue")
   offload <- check_offload(offload_path, offload_threshold)
   url <- redq_url(url)
-  ptr <- rs_check(rs_controller_open(url, id))
+  secret <- url_secret(url)
+  ptr <- rs_check(rs_controller_open(url, id, secret))
   if (!is.null(offload)) rs_check(rs_controller_offload(ptr, offload$path, offload$threshold))
   ctl <- new.env(parent = emptyenv())
   ctl$ptr <- ptr
   ctl$url <- url
+  ctl$secret <- secret
   ctl$namespace <- id
   ctl$queue <- queue
   ctl$address <- rs_controller_address(ptr)
@@ -83,7 +85,7 @@ redq_controller <- function(id = "default", url = NULL, queue = "default", defau
 
 # Whether a Redis server answers at url.
 server_answers <- function(url) {
-  !inherits(rs_controller_open(url, "redq"), "redq_rs_error")
+  !inherits(rs_controller_open(url, "redq", NULL), "redq_rs_error")
 }
 
 controller_finalize <- function(ctl) {

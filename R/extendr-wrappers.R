@@ -14,8 +14,9 @@ rs_arg_count <- function(x, name, none_ok) .Call(wrap__rs_arg_count, x, name, no
 # A heartbeat period and lease (seconds, checked) that fit together.
 rs_arg_lease <- function(heartbeat, lease) .Call(wrap__rs_arg_lease, heartbeat, lease)
 
-# Open a controller connection.
-rs_controller_open <- function(url, namespace) .Call(wrap__rs_controller_open, url, namespace)
+# Open a controller connection; `secret` seals what it writes and opens
+# what it reads (NULL: `REDQ_SECRET`'s, if set).
+rs_controller_open <- function(url, namespace, secret) .Call(wrap__rs_controller_open, url, namespace, secret)
 
 # `host:port/db` of the server.
 rs_controller_address <- function(x) .Call(wrap__rs_controller_address, x)
@@ -129,7 +130,7 @@ rs_task_logs <- function(x, ids) .Call(wrap__rs_task_logs, x, ids)
 # function(done, total). Returns final statuses and the workers found
 # lost while waiting (also on an error, as attribute `lost` of the error
 # value).
-rs_task_wait <- function(x, ids, timeout, reap_every, patience, progress) .Call(wrap__rs_task_wait, x, ids, timeout, reap_every, patience, progress)
+rs_task_wait <- function(x, ids, timeout, reap_every, patience, progress, starve, workers) .Call(wrap__rs_task_wait, x, ids, timeout, reap_every, patience, progress, starve, workers)
 
 # Bookkeeping of a task: list(fields = named character vector,
 # attempts = list(worker, started, ended, outcome)) with times in ms.
@@ -165,7 +166,7 @@ rs_queue_remove <- function(x, queue) .Call(wrap__rs_queue_remove, x, queue)
 
 # Register a worker and start its side thread. Durations in seconds
 # (NULL for the defaults); `info` is a named character vector.
-rs_worker_start <- function(url, namespace, queues, name, heartbeat, lease, grace, max_batch, info) .Call(wrap__rs_worker_start, url, namespace, queues, name, heartbeat, lease, grace, max_batch, info)
+rs_worker_start <- function(url, namespace, queues, name, heartbeat, lease, grace, max_batch, info, secret) .Call(wrap__rs_worker_start, url, namespace, queues, name, heartbeat, lease, grace, max_batch, info, secret)
 
 # The worker's id.
 rs_worker_id <- function(x) .Call(wrap__rs_worker_id, x)
@@ -266,8 +267,10 @@ rs_worker_signal <- function(x, ids, kill) .Call(wrap__rs_worker_signal, x, ids,
 # Open a job. `fetch`: results come with each ended task; `consume`: the
 # job deletes its tasks once received; `relay`: waits also hand back the
 # messages running tasks relay; `register`: its tasks are listed in the
-# namespace's task list. Intervals in seconds.
-rs_job_open <- function(x, fetch, consume, relay, register, reap_every, check_every, patience) .Call(wrap__rs_job_open, x, fetch, consume, relay, register, reap_every, check_every, patience)
+# namespace's task list; `starve`: c(warn, error), seconds after which a
+# wait whose tasks no live worker serves tells its caller, and fails.
+# Intervals in seconds.
+rs_job_open <- function(x, fetch, consume, relay, register, reap_every, check_every, patience, starve) .Call(wrap__rs_job_open, x, fetch, consume, relay, register, reap_every, check_every, patience, starve)
 
 # The job's id.
 rs_job_id <- function(j) .Call(wrap__rs_job_id, j)
@@ -288,7 +291,7 @@ rs_job_submit <- function(x, j, queue, payloads, timeout, max_attempts, tags, se
 # of running tasks, for a job that relays), `outstanding` (tasks not yet
 # handed out) and `lost` (workers found lost meanwhile). On an error the
 # lost workers travel as attribute `lost`.
-rs_job_wait <- function(x, j, n, ids, timeout, progress) .Call(wrap__rs_job_wait, x, j, n, ids, timeout, progress)
+rs_job_wait <- function(x, j, n, ids, timeout, progress, workers) .Call(wrap__rs_job_wait, x, j, n, ids, timeout, progress, workers)
 
 # Cancel the job's outstanding tasks, or those in `ids`; returns how
 # many were still queued or running.
@@ -306,3 +309,9 @@ rs_job_list <- function(x) .Call(wrap__rs_job_list, x)
 
 # Cancel a job from any session; returns how many tasks were cancelled.
 rs_job_cancel_remote <- function(x, job_id) .Call(wrap__rs_job_cancel_remote, x, job_id)
+
+# A new secret of `bytes` random bytes, as hexadecimal digits.
+rs_secret_new <- function(bytes) .Call(wrap__rs_secret_new, bytes)
+
+# A TCP port on 127.0.0.1 that was free a moment ago.
+rs_server_free_port <- function() .Call(wrap__rs_server_free_port)

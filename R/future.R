@@ -316,6 +316,7 @@ future_collect <- function(st, r, i) {
 }
 
 future_failure <- function(st, r, i) {
+  if (isTRUE(r$refused[[i]])) return(r$message[[i]])
   if (!is.null(r$result[[i]])) {
     e <- unserialize(r$result[[i]])
     if (inherits(e, "condition")) return(conditionMessage(e))

@@ -7,11 +7,14 @@
 # consume: the job deletes its tasks once received; relay: waits also
 # return the messages running tasks relay (`relayed`: list(id, message));
 # check_every: seconds between looks for tasks the server lost; register:
-# its tasks are listed by task_list(), so that other sessions find them.
+# its tasks are listed by task_list(), so that other sessions find them;
+# no_workers: seconds after which a wait whose tasks wait in queues no live
+# worker serves fails with redq_error_no_workers (Inf: never; it warns
+# after a lease period whatever this is).
 job_open <- function(ctl, fetch = TRUE, consume = TRUE, relay = FALSE, check_every = 30,
-                     register = FALSE) {
+                     register = FALSE, no_workers = Inf) {
   ptr <- rs_check(rs_job_open(ctl$ptr, fetch, consume, relay, register, reap_interval(),
-                              check_every, reconnect_patience()))
+                              check_every, reconnect_patience(), starve(no_workers)))
   job <- new.env(parent = emptyenv())
   job$ptr <- ptr
   job$ctl <- ctl
@@ -22,6 +25,11 @@ job_open <- function(ctl, fetch = TRUE, consume = TRUE, relay = FALSE, check_eve
 reap_interval <- function() getOption("redq.reap_interval", 1)
 
 reconnect_patience <- function() getOption("redq.reconnect_patience", 60)
+
+# When a wait tells its caller that none of its queues has a live worker
+# (a lease period: workers that just started have registered by then),
+# and when it fails (`error` seconds; Inf: never).
+starve <- function(error = Inf) c(getOption("redq.lease", 5), error)
 
 # Upload the job's environment (workers fetch it once per job); the job is
 # listed by jobs() on `queue`. An environment over option
@@ -50,20 +58,32 @@ job_submit <- function(job, queue, payloads, timeout = NULL, max_attempts = NULL
 }
 
 # Wait up to `timeout` seconds for `n` tasks (NA: any, 0: all) among `ids`
-# (NULL: all of the job's). Warns once per worker found lost meanwhile.
-# Returns the ended tasks as list(id, status, exists, done, completed, died,
-# result, message, tag) plus timed_out, relayed and outstanding. A job
-# that relays returns early with messages of running tasks.
+# (NULL: all of the job's). Warns once per worker found lost meanwhile,
+# and when the tasks wait in queues that no live worker serves (the
+# engine then returns early with only that notice, and the wait goes on
+# here). Meanwhile the local workers this session started that die are
+# declared lost at once and replaced (local_workers()). Returns the ended
+# tasks as list(id, status, exists, done, completed, died, refused, result,
+# message, tag) plus timed_out, relayed and outstanding. A job that relays
+# returns early with messages of running tasks.
 job_wait <- function(job, n = NA, ids = NULL, timeout = Inf, progress = NULL) {
-  r <- rs_job_wait(job$ctl$ptr, job$ptr, n, ids, timeout, progress)
-  warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)
-  rs_check(r)
+  deadline <- Sys.time() + timeout
+  repeat {
+    left <- max(0, as.numeric(deadline - Sys.time(), units = "secs"))
+    r <- rs_job_wait(job$ctl$ptr, job$ptr, n, ids, if (is.finite(timeout)) left else timeout,
+                     progress, local_workers(job$ctl))
+    warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)
+    r <- rs_check(r)
+    for (m in r$notices) warning(m, call. = FALSE)
+    if (!length(r$notices)) return(r)
+  }
 }
 
 # The R value of ended task i of a wait's (or task_results()') reply: its
 # result, or an error condition saying why it has none.
 job_value <- function(r, i) {
   raw <- r$result[[i]]
+  if (isTRUE(r$refused[[i]])) redq_abort("signature", r$message[[i]])
   if (is.null(raw)) {
     return(redq_task_error(r$message[[i]], status = r$status[[i]], id = r$id[[i]]))
   }

@@ -80,7 +80,10 @@ worker_handle <- function(ids, ctl) {
     },
     kill = function(worker_id = NULL) {
       # the process itself, as the operating system sees it: for a worker
-      # that no longer answers its control list
+      # that no longer answers its control list (and is not replaced)
+      for (id in pick(worker_id)) {
+        if (!is.null(redq_env$spawned[[id]])) redq_env$spawned[[id]]$stopping <- TRUE
+      }
       for (p in procs(worker_id)) if (!is.null(p) && p$is_alive()) p$kill()
       invisible(pick(worker_id))
     },
@@ -138,6 +141,8 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
            REDQ_QUEUES = paste(queue, collapse = ","),
            REDQ_HEARTBEAT = heartbeat, REDQ_LEASE = lease,
            REDQ_MAX_TASKS = max_tasks,
+           # the controller's secret: the workers sign and check as it does
+           REDQ_SECRET = ctl$secret %||% "",
            R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep))
   # settings passed to the workers: linger, timelimit, loglevel, idle
   # timeout, task logs, a log file all
@@ -160,14 +165,67 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
     out <- if (isTRUE(d$console)) "" else if (isFALSE(log)) NULL else
       file.path(log %||% session_log_dir(), paste0(id, ".log"))
     redq_env$logs[[id]] <- out
-    proc <- processx::process$new(
+    proc <- preserve_seed(processx::process$new(
       rscript, args, env = c(env, REDQ_NAME = id), stdout = out,
       stderr = if (is.null(out)) NULL else if (identical(out, "")) "" else "2>&1",
-      supervise = !outlive, cleanup = !outlive)
+      supervise = !outlive, cleanup = !outlive))
     redq_env$processes[[id]] <- proc
+    # how to start another in its place (local_workers())
+    redq_env$spawned[[id]] <- list(
+      ctl = ctl, reported = FALSE, stopping = FALSE,
+      again = list(queue = queue, timeout = timeout, heartbeat = heartbeat, lease = lease,
+                   log = log, max_tasks = max_tasks, command = command, settings = settings))
   }
   if (wait) wait_registered(ctl, ids, timeout)
   invisible(ids)
+}
+
+# The worker processes this session started on ctl's server and namespace,
+# for the engine, which watches them while it waits (see
+# src/rust/src/engine/workers.rs): ended() lists those whose process ended
+# since the last call, with how it ended; the engine declares those still
+# registered lost at once (the task they ran counts the attempt) and calls
+# replace() with them, which starts a new worker in the place of each, with
+# the same settings, so that a task that kills its worker cannot empty the
+# pool. A worker that left on its own (stopped, done with its tasks, idle)
+# or never registered is not replaced. These run inside the engine's wait
+# and must not use the waiting controller.
+local_workers <- function(ctl) {
+  mine <- function(s) identical(s$ctl$url, ctl$url) && identical(s$ctl$namespace, ctl$namespace)
+  list(
+    ended = function() {
+      ids <- character()
+      why <- character()
+      for (id in names(redq_env$spawned)) {
+        s <- redq_env$spawned[[id]]
+        p <- redq_env$processes[[id]]
+        if (s$reported || !mine(s) || is.null(p) || p$is_alive()) next
+        redq_env$spawned[[id]]$reported <- TRUE
+        ids <- c(ids, id)
+        why <- c(why, exit_reason(p$get_exit_status()))
+      }
+      list(id = ids, why = why)
+    },
+    replace = function(ids) {
+      for (id in ids) {
+        s <- redq_env$spawned[[id]]
+        if (is.null(s) || s$stopping) next
+        a <- s$again
+        try(spawn_workers(1, a$queue, a$timeout, a$heartbeat, a$lease, a$log, a$max_tasks, s$ctl,
+                          command = a$command, wait = FALSE, settings = a$settings))
+      }
+    })
+}
+
+# How a worker's process ended, from its exit status (negative: the
+# signal that killed it), as the reports of lost workers say it.
+exit_reason <- function(status) {
+  if (is.null(status) || is.na(status)) return("its R process ended")
+  if (status >= 0) return(sprintf("its R process exited with status %d during its work", status))
+  names <- c(`1` = "SIGHUP", `2` = "SIGINT", `4` = "SIGILL", `6` = "SIGABRT", `7` = "SIGBUS",
+             `8` = "SIGFPE", `9` = "SIGKILL", `11` = "SIGSEGV", `13` = "SIGPIPE", `15` = "SIGTERM")
+  sig <- names[as.character(-status)]
+  sprintf("its R process was killed by signal %d%s", -status, if (is.na(sig)) "" else paste0(", ", sig))
 }
 
 # Where workers started without a log directory write: removed with the
@@ -323,6 +381,8 @@ worker_stop <- function(ids = NULL, type = c("graceful", "kill"), wait = 10, con
   if (length(ids) == 0L) {
     return(invisible(ids))
   }
+  # asked to go: not replaced should their processes end (local_workers())
+  for (id in intersect(ids, names(redq_env$spawned))) redq_env$spawned[[id]]$stopping <- TRUE
   rs_check(rs_worker_signal(ctl$ptr, ids, identical(type, "kill")))
   deadline <- Sys.time() + wait
   while (wait > 0 && any(ids %in% worker_list(ctl)) && Sys.time() < deadline) {
@@ -489,11 +549,16 @@ worker_message_send_and_wait <- function(command, args = NULL, worker_ids = NULL
   worker_message_response(mid, timeout = timeout, controller = controller)
 }
 
-# A reply: "s" and a string from the side thread, or "r" and an R
+# A reply: "s" and a string from the side thread, "e" and why the worker
+# (or this session) refused the message or its reply, or "r" and an R
 # serialization from the R thread.
 message_reply <- function(raw) {
   body <- raw[-1]
-  if (identical(raw[[1]], charToRaw("s"))) rawToChar(body) else unserialize(body)
+  switch(rawToChar(raw[1]),
+    s = rawToChar(body),
+    e = structure(class = c("redq_error_signature", "redq_error", "error", "condition"),
+                  list(message = rawToChar(body), call = NULL)),
+    unserialize(body))
 }
 
 #' A worker environment: packages, code and set-up for every worker

@@ -11,15 +11,17 @@
 #' idle for `idle_timeout` seconds. Arguments left `NULL` come from the
 #' environment variables `REDIS_URL`, `REDQ_NAMESPACE`, `REDQ_QUEUES`
 #' (comma separated), `REDQ_NAME`, `REDQ_HEARTBEAT`, `REDQ_LEASE` and
-#' `REDQ_MAX_TASKS`. With `REDQ_SECRET` set, the worker runs only payloads
-#' signed with that secret (see the cluster vignette); others end `ERROR`
-#' without being unserialized.
+#' `REDQ_MAX_TASKS`. With a secret (`REDQ_SECRET`, or the one of redq's own
+#' server that `url` names), the worker runs only payloads signed with
+#' that secret and signs its results (see `vignette("security", "redq")`);
+#' other payloads end `ERROR` without being unserialized.
 #'
 #' Each task is evaluated in a fresh environment whose parent is the global
 #' environment. An error in a task ends the task `ERROR`, not the worker.
 #'
 #' @param namespace Namespace to serve (default `"default"`).
-#' @param url Redis URL (default: `REDIS_URL`, else 127.0.0.1:6379).
+#' @param url Redis URL (default: [redq_url()]: `REDIS_URL`, else your own
+#'   embedded server).
 #' @param queue Queues, highest priority first (default `"default"`).
 #' @param name Worker id (default: a fresh unique id).
 #' @param heartbeat,lease Heartbeat period and lease length, seconds.
@@ -61,7 +63,7 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
     # a saved configuration fills in what is not given
     saved <- worker_config_read(config, controller = redq_controller(
       namespace %||% Sys.getenv("REDQ_NAMESPACE", "default"),
-      url = url %||% Sys.getenv("REDIS_URL", DEFAULT_LOCAL_URL), default = FALSE))
+      url = url, default = FALSE))
     queue <- queue %||% saved$queue
     heartbeat <- heartbeat %||% saved$heartbeat
     lease <- lease %||% saved$lease
@@ -117,7 +119,7 @@ worker_settings <- function(namespace = NULL, url = NULL, queue = NULL, name = N
   num <- function(x) if (is.character(x)) suppressWarnings(as.numeric(x)) else x
   list(
     namespace = namespace %||% env("REDQ_NAMESPACE", "default"),
-    url = url %||% env("REDIS_URL", DEFAULT_LOCAL_URL),
+    url = redq_url(url),
     queue = queue %||% strsplit(env("REDQ_QUEUES", "default"), ",", fixed = TRUE)[[1]],
     name = name %||% env("REDQ_NAME"),
     heartbeat = check_seconds(num(heartbeat %||% env("REDQ_HEARTBEAT", 1)), "heartbeat",
@@ -135,7 +137,8 @@ worker_register <- function(cfg, max_batch) {
             redq_version = as.character(utils::packageVersion("redq")),
             started = format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"))
   rs_check(rs_worker_start(cfg$url, cfg$namespace, cfg$queue, cfg$name, cfg$heartbeat,
-                           cfg$lease, getOption("redq.grace", 3), max_batch, info))
+                           cfg$lease, getOption("redq.grace", 3), max_batch, info,
+                           url_secret(cfg$url)))
 }
 
 # Register a worker with the settings `cfg`, run `run(w, state)` (the loop
@@ -175,9 +178,11 @@ end_task <- function(w, id, out) {
   r <- if (is.null(out$result)) rs_worker_end_value(w, id, out$outcome, out$value) else
     rs_worker_end(w, id, out$outcome, out$result)
   if (inherits(r, "redq_rs_error")) {
-    size <- if (is.null(out$result)) utils::object.size(out$value) else length(out$result)
-    msg <- sprintf("its result (%s) could not be stored: %s",
-                   format(structure(size, class = "object_size"), units = "auto"), r$message)
+    size <- tryCatch({
+      n <- if (is.null(out$result)) utils::object.size(out$value) else length(out$result)
+      format(structure(n, class = "object_size"), units = "auto")
+    }, error = function(e) "of unknown size")
+    msg <- sprintf("its result (%s) could not be stored: %s", size, r$message)
     rs_worker_end(w, id, OUTCOME_ERROR, serialize_fast(redq_task_error(msg, id = id)))
   }
   invisible()
@@ -350,9 +355,15 @@ run_task <- function(w, task, state) {
   }
   outcome <- if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE
   # a large value is serialized by the core straight to where it is
-  # stored, never held whole as a raw vector
-  if (is_large(value)) return(list(outcome = outcome, value = value))
-  list(outcome = outcome, result = serialize_fast(value))
+  # stored, never held whole as a raw vector; a value R cannot serialize
+  # (nested too deeply, say) ends the task ERROR, not the worker
+  tryCatch({
+    if (is_large(value)) return(list(outcome = outcome, value = value))
+    list(outcome = outcome, result = serialize_fast(value))
+  }, error = function(e) {
+    msg <- paste("its result could not be serialized:", conditionMessage(e))
+    list(outcome = OUTCOME_ERROR, result = serialize_fast(redq_task_error(msg, id = task$id)))
+  })
 }
 
 

@@ -8,6 +8,9 @@ if (is.null(getOption("redq.test_server")) || !getOption("redq.test_server")$pro
   withr::defer(redq:::server_kill(srv), envir = testthat::teardown_env())
 }
 Sys.setenv(REDIS_URL = getOption("redq.test_server")$url)
+# as on the servers redq starts for its users, everything R unserializes
+# is sealed with a secret (tests of unsealed values unset it)
+if (!nzchar(Sys.getenv("REDQ_SECRET"))) Sys.setenv(REDQ_SECRET = redq:::secure_token())
 # short leases so that fault tests run in seconds
 options(redq.heartbeat = 0.2, redq.lease = 1, redq.reap_interval = 0.2, redq.grace = 1)
 

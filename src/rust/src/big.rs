@@ -219,6 +219,14 @@ impl<'a> Writer<'a> {
         self.buf.drain(..off);
     }
 
+    /// Give up: `finish` will remove what was written apart and return `e`
+    /// (the producer of the bytes failed).
+    pub fn fail(&mut self, e: Error) {
+        if self.err.is_none() {
+            self.err = Some(e);
+        }
+    }
+
     /// The value stored: inline bytes, or the reference to what was
     /// written apart. On failure, what was written apart is removed.
     pub fn finish(mut self) -> Result<Stored> {
@@ -432,7 +440,7 @@ pub fn prepare_shared(conn: &mut Connection, keys: &Keys, value: &[u8], owners: 
     if hold(conn, keys, &sha, owners as i64, expire)? {
         return Ok(SharedObject { sha, stored: Vec::new(), chunks: None, held: true });
     }
-    let sealed = crate::signature::seal(conn.config().secret.as_deref(), value);
+    let sealed = conn.config().seal(crate::signature::Purpose::Object, &sha, value);
     if is_big(conn.config(), sealed.len()) {
         let owner = format!("{sha}-{}", crate::task::new_id());
         let r = write(conn, keys, &owner, OBJECT, &[&sealed])?;
@@ -474,7 +482,7 @@ pub fn read_shared(conn: &mut Connection, keys: &Keys, sha: &str) -> Result<Vec<
         Error::NotFound(format!("the shared object {sha} is gone (every task that used it ended, or it expired)"))
     })?;
     let v = resolve(conn, keys, v)?;
-    let v = crate::signature::open(conn.config().secret.as_deref(), v)?;
+    let v = conn.config().open(crate::signature::Purpose::Object, sha, v)?;
     if address(&v) != sha {
         return Err(Error::Corrupt(format!("the shared object {sha} is not what was stored")));
     }

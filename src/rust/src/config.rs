@@ -7,6 +7,7 @@
 //! server from hanging a thread.
 
 use crate::error::{Error, Result};
+use crate::signature::Purpose;
 use redis::IntoConnectionInfo;
 use std::time::Duration;
 
@@ -22,7 +23,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Bound on one non-blocking command's answer.
     pub io_timeout: Duration,
-    /// Shared secret for signed payloads (`REDQ_SECRET`), if any.
+    /// Shared secret that seals what R unserializes (see `signature`):
+    /// given by the caller (the embedded servers' own), else
+    /// `REDQ_SECRET`, if any.
     pub secret: Option<Vec<u8>>,
     /// Where values over a size go instead of Redis (`REDQ_OFFLOAD_PATH`,
     /// `REDQ_OFFLOAD_THRESHOLD`, or set by the controller or worker).
@@ -69,7 +72,7 @@ impl Config {
         validate_name("namespace", namespace)?;
         let (info, topology) = if let Some((tls, kind, rest)) = several_nodes(url) {
             nodes(url, tls, kind, rest)?
-        } else if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") {
+        } else if ["redis://", "rediss://", "unix://", "redis+unix://"].iter().any(|s| url.starts_with(s)) {
             (node_info(url, url)?, Topology::Single)
         } else {
             return Err(Error::Argument(format!(
@@ -87,6 +90,26 @@ impl Config {
             offload: Offload::from_env(),
             topology,
         })
+    }
+
+    /// Use this secret (None: keep `REDQ_SECRET`'s, if any).
+    pub fn with_secret(mut self, secret: Option<&str>) -> Config {
+        if let Some(s) = secret.filter(|s| !s.is_empty()) {
+            self.secret = Some(s.as_bytes().to_vec());
+        }
+        self
+    }
+
+    /// Seal a value for `purpose` in `context` (the id it belongs to) with
+    /// this configuration's secret (as is without one).
+    pub fn seal(&self, purpose: Purpose, context: &str, value: &[u8]) -> Vec<u8> {
+        crate::signature::seal(self.secret.as_deref(), purpose, context, value)
+    }
+
+    /// Open a value sealed for `purpose` in `context`: refused unless its
+    /// seal verifies (see `signature::open`).
+    pub fn open(&self, purpose: Purpose, context: &str, value: Vec<u8>) -> Result<Vec<u8>> {
+        crate::signature::open(self.secret.as_deref(), purpose, context, value)
     }
 
     /// `host:port/db`, safe to print (for a cluster or sentinels, the
@@ -206,17 +229,25 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
-/// Replace the password of a URL with `***`.
+/// Replace the password of a URL with `***` (in its user part, or in the
+/// `pass=` parameter of a Unix socket's URL).
 pub fn redact(url: &str) -> String {
+    let url = match url.find("pass=") {
+        Some(p) if url[..p].contains('?') && (url[..p].ends_with('?') || url[..p].ends_with('&')) => {
+            let end = url[p..].find('&').map_or(url.len(), |e| p + e);
+            format!("{}pass=***{}", &url[..p], &url[end..])
+        }
+        _ => url.to_string(),
+    };
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let cred = &url[s + 3..at];
             match cred.find(':') {
                 Some(c) => format!("{}{}:***{}", &url[..s + 3], &cred[..c], &url[at..]),
-                None => url.to_string(),
+                None => url,
             }
         }
-        _ => url.to_string(),
+        _ => url,
     }
 }
 
@@ -231,6 +262,10 @@ mod tests {
         assert!(!format!("{}", c.address()).contains("secret"));
         assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(redact("unix:///run/r.sock?db=0&pass=pw&x=1"), "unix:///run/r.sock?db=0&pass=***&x=1");
+        let u = Config::new("unix:///tmp/r.sock?pass=pw", "ns").unwrap();
+        assert_eq!(u.info.redis_settings().password(), Some("pw"));
+        assert!(!u.address().contains("pw"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::keys::Keys;
 use crate::protocol::check_version;
 use crate::task::new_id;
 use crate::scripts;
+use crate::signature::{message_context, reply_context, Purpose};
 
 /// Connection, namespace keys, and this controller's id.
 pub struct Controller {
@@ -104,16 +105,18 @@ impl Controller {
         self.conn.run(|c| cmd.query(c))
     }
 
-    /// Store a user value (`redisSet()`).
+    /// Store a value of the namespace (`value_set()`), sealed for its key.
     pub fn data_set(&mut self, name: &str, value: &[u8]) -> Result<()> {
         let k = self.keys.data(name);
-        self.conn.run(|c| redis::cmd("SET").arg(&k).arg(value).query(c))
+        let v = self.conn.config().seal(Purpose::Value, &k, value);
+        self.conn.run(|c| redis::cmd("SET").arg(&k).arg(&v).query(c))
     }
 
-    /// Fetch a user value (`redisGet()`), if set.
+    /// Fetch a value of the namespace (`value_get()`), if set, opened.
     pub fn data_get(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
         let k = self.keys.data(name);
-        self.conn.run(|c| redis::cmd("GET").arg(&k).query(c))
+        let v: Option<Vec<u8>> = self.conn.run(|c| redis::cmd("GET").arg(&k).query(c))?;
+        v.map(|v| self.conn.config().open(Purpose::Value, &k, v)).transpose()
     }
 
     /// Send a message to workers: returns its id, under which their
@@ -122,8 +125,9 @@ impl Controller {
         let mid = crate::task::new_id();
         let mk = self.keys.message(&mid);
         let ttl = crate::protocol::CONTROL_TTL_S as i64;
+        let args = self.conn.config().seal(Purpose::Message, &message_context(&mid, command), args);
         let mut p = redis::pipe();
-        p.cmd("HSET").arg(&mk).arg("command").arg(command.as_bytes()).arg("args").arg(args).ignore();
+        p.cmd("HSET").arg(&mk).arg("command").arg(command.as_bytes()).arg("args").arg(&args).ignore();
         p.expire(&mk, ttl).ignore();
         for w in workers {
             let ck = self.keys.worker_control(w);
@@ -134,21 +138,44 @@ impl Controller {
         Ok(mid)
     }
 
-    /// Replies to message `mid` so far: (worker, reply).
+    /// Replies to message `mid` so far: (worker, reply), each opened; a
+    /// reply whose seal does not verify is replaced by an `e` reply that
+    /// says so.
     pub fn message_responses(&mut self, mid: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let k = self.keys.response(mid);
-        self.conn.run(|c| redis::cmd("HGETALL").arg(&k).query(c))
+        let got: Vec<(String, Vec<u8>)> = self.conn.run(|c| redis::cmd("HGETALL").arg(&k).query(c))?;
+        Ok(got
+            .into_iter()
+            .map(|(w, r)| {
+                let r = self.conn.config().open(Purpose::Reply, &reply_context(mid, &w), r).unwrap_or_else(|e| {
+                    let mut refused = b"e".to_vec();
+                    refused.extend_from_slice(e.to_string().as_bytes());
+                    refused
+                });
+                (w, r)
+            })
+            .collect())
     }
 
     /// doRedis' `redisSet()`: a value under the key the user names, outside
     /// any namespace.
+    /// Sealed for the key, like the namespace's values.
     pub fn raw_set(&mut self, key: &str, value: &[u8]) -> Result<()> {
-        self.conn.run(|c| redis::cmd("SET").arg(key).arg(value).query(c))
+        let v = self.conn.config().seal(Purpose::Value, key, value);
+        self.conn.run(|c| redis::cmd("SET").arg(key).arg(&v).query(c))
     }
 
-    /// doRedis' `redisGet()`.
+    /// doRedis' `redisGet()`: a sealed value opened; a plain string (a
+    /// counter) as it is; an unsealed R serialization refused when this
+    /// controller has a secret (R would unserialize it).
     pub fn raw_get(&mut self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.conn.run(|c| redis::cmd("GET").arg(key).query(c))
+        let v: Option<Vec<u8>> = self.conn.run(|c| redis::cmd("GET").arg(key).query(c))?;
+        match v {
+            Some(v) if crate::signature::is_sealed(&v) || crate::signature::is_serialization(&v) => {
+                self.conn.config().open(Purpose::Value, key, v).map(Some)
+            }
+            v => Ok(v),
+        }
     }
 
     /// doRedis' `redisIncrBy()`/`redisDecrBy()`: the new value.
@@ -190,10 +217,28 @@ impl Controller {
     /// The dashboard's picture of the namespace, in one read-only script
     /// (see `lua/snapshot.lua`): {now, queues, workers, counts, failures,
     /// recent tasks}, nested as the script returns it.
+    /// A failure's result is opened (its seal checked) and left out if it
+    /// is refused or stored in chunks.
     pub fn snapshot(&mut self, recent: usize, failures: usize) -> Result<redis::Value> {
         let mut inv = scripts::invocation(scripts::snapshot(), &self.keys);
         inv.arg(recent).arg(failures);
-        self.conn.run(|c| inv.invoke(c))
+        let mut v: redis::Value = self.conn.run(|c| inv.invoke(c))?;
+        if let redis::Value::Array(parts) = &mut v {
+            if let Some(redis::Value::Array(failed)) = parts.get_mut(4) {
+                for f in failed.iter_mut() {
+                    let redis::Value::Array(f) = f else { continue };
+                    let id: String = f.first().and_then(|i| redis::from_redis_value_ref(i).ok()).unwrap_or_default();
+                    if let Some(slot) = f.get_mut(5) {
+                        let stored: Option<Vec<u8>> = redis::from_redis_value_ref(slot).unwrap_or(None);
+                        *slot = match stored.map(|s| self.conn.config().open(Purpose::Result, &id, s)) {
+                            Some(Ok(r)) if crate::big::BigRef::parse(&r).is_none() => redis::Value::BulkString(r),
+                            _ => redis::Value::Nil,
+                        };
+                    }
+                }
+            }
+        }
+        Ok(v)
     }
 
     /// The last `n` events of each worker's log, oldest first, in one
@@ -215,7 +260,8 @@ impl Controller {
             return Ok(vec![]);
         }
         let ks: Vec<String> = names.iter().map(|n| self.keys.data(n)).collect();
-        self.conn.run(|c| redis::cmd("MGET").arg(&ks).query(c))
+        let got: Vec<Option<Vec<u8>>> = self.conn.run(|c| redis::cmd("MGET").arg(&ks).query(c))?;
+        ks.iter().zip(got).map(|(k, v)| v.map(|v| self.conn.config().open(Purpose::Value, k, v)).transpose()).collect()
     }
 
     /// Delete a user value.

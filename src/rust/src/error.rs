@@ -30,6 +30,11 @@ pub enum Error {
     ServerMemory(String),
     /// A stored value is not what was written (a chunk missing or altered).
     Corrupt(String),
+    /// No live worker serves a queue that a wait's tasks are in.
+    NoWorkers(String),
+    /// The operating system refused what redq needs (its random generator,
+    /// a file's permissions).
+    System(String),
 }
 
 /// Result with the core error.
@@ -51,6 +56,8 @@ impl Error {
             Error::Interrupted => "interrupt",
             Error::ServerMemory(_) => "server_memory",
             Error::Corrupt(_) => "corrupt",
+            Error::System(_) => "system",
+            Error::NoWorkers(_) => "no_workers",
         }
     }
 
@@ -78,7 +85,9 @@ impl fmt::Display for Error {
             | Error::Worker(m)
             | Error::Cancelled(m)
             | Error::ServerMemory(m)
-            | Error::Corrupt(m) => f.write_str(m),
+            | Error::Corrupt(m)
+            | Error::System(m)
+            | Error::NoWorkers(m) => f.write_str(m),
             Error::Interrupted => f.write_str("interrupted by the user"),
         }
     }

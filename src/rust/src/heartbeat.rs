@@ -20,6 +20,7 @@ use crate::monitor;
 use crate::protocol;
 use crate::registry::{self, register, Registration};
 use crate::scripts::{self, invocation};
+use crate::signature::{message_context, reply_context, Purpose};
 use crate::status;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -313,10 +314,13 @@ fn handle_control(conn: &mut Connection, keys: &Keys, wid: &str, msg: &str, shar
     }
 }
 
-/// A reply to message `mid`: `s` and a string, or `r` and an R
-/// serialization (from the R thread).
+/// A reply to message `mid`: `s` and a string, `e` and why the message
+/// was refused, or `r` and an R serialization (from the R thread), sealed for the message and this
+/// worker (see `message_context`).
 pub fn respond(conn: &mut Connection, keys: &Keys, wid: &str, mid: &str, reply: &[u8]) -> Result<()> {
     let k = keys.response(mid);
+    let reply = conn.config().seal(Purpose::Reply, &reply_context(mid, wid), reply);
+    let reply = &reply[..];
     conn.run(|c| {
         redis::pipe()
             .hset(&k, wid, reply)
@@ -336,11 +340,23 @@ fn reply_str(s: &str) -> Vec<u8> {
 /// A message: PING, ECHO, PAUSE and RESUME are answered here at once,
 /// even while a task runs; the others (EVAL, REFRESH, INFO, TIMEOUT_SET,
 /// TIMEOUT_GET, ...) wait for the R thread, woken if it waits for work.
+///
+/// With a secret, a message whose seal does not verify (sent by someone
+/// without the secret, or altered) is not acted on: its reply says why.
 fn handle_message(conn: &mut Connection, keys: &Keys, wid: &str, mid: &str, shared: &Shared) {
     let got: Result<(Option<String>, Option<Vec<u8>>)> =
         conn.run(|c| redis::cmd("HMGET").arg(keys.message(mid)).arg("command").arg("args").query(c));
     let Ok((Some(command), args)) = got else { return };
-    let args = args.unwrap_or_default();
+    let args = match conn.config().open(Purpose::Message, &message_context(mid, &command), args.unwrap_or_default()) {
+        Ok(a) => a,
+        Err(e) => {
+            note_error(shared, wid, "checking a message", &e);
+            let mut refused = b"e".to_vec();
+            refused.extend_from_slice(e.to_string().as_bytes());
+            let _ = respond(conn, keys, wid, mid, &refused);
+            return;
+        }
+    };
     let reply = match command.as_str() {
         "PING" => Some(reply_str("PONG")),
         "ECHO" => Some(reply_str(&String::from_utf8_lossy(&args))),

@@ -9,7 +9,12 @@ use std::time::Duration;
 
 /// Schema version of the Redis data; controllers and workers of another
 /// version refuse the namespace instead of corrupting it.
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
+
+/// The shortest timeout a task may have: a worker's side thread interrupts
+/// a task within milliseconds of its deadline, and a shorter timeout
+/// could not be told from none.
+pub const MIN_TASK_TIMEOUT_S: f64 = 0.01;
 
 /// Runs allowed before a task whose workers keep dying ends DIED.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;

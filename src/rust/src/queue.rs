@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::protocol::{CONTROL_TTL_S, JOB_TTL_S};
 use crate::scripts::{self, invocation};
-use crate::signature;
+use crate::signature::{self, Purpose};
 use crate::status;
 use crate::task::{TaskInfo, TaskSpec, INFO_FIELDS};
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,10 +89,10 @@ pub fn submit_sharing(
         // reference is what gets sealed and stored
         if let Some(r) = big::BigRef::parse(&t.payload) {
             big_refs.push(r);
-            sealed.push(signature::seal(secret.as_deref(), &t.payload));
+            sealed.push(signature::seal(secret.as_deref(), Purpose::Payload, &t.id, &t.payload));
             continue;
         }
-        let s = signature::seal(secret.as_deref(), &t.payload);
+        let s = signature::seal(secret.as_deref(), Purpose::Payload, &t.id, &t.payload);
         if big::is_big(conn.config(), s.len()) {
             match big::write(conn, keys, &t.id, big::PAYLOAD, &[&s]) {
                 Ok(r) => {
@@ -245,6 +245,12 @@ pub struct Ended {
     pub result: Option<Vec<u8>>,
     /// The tag the task was submitted with.
     pub tag: Option<f64>,
+    /// Why its stored result was refused (its seal did not verify): the
+    /// result is then absent and must not be taken for one.
+    pub refused: Option<String>,
+    /// Why a task that DIED did (the workers lost while running it and
+    /// how they ended), when known.
+    pub detail: Option<String>,
 }
 
 impl Ended {
@@ -256,13 +262,37 @@ impl Ended {
     pub fn done(&self) -> bool {
         status::is_done(&self.status)
     }
-    /// It ran to the end and its result is a value.
+    /// It ran to the end and its result is a value (one whose seal was
+    /// refused is not).
     pub fn completed(&self) -> bool {
-        self.status == status::COMPLETE
+        self.status == status::COMPLETE && self.refused.is_none()
     }
     /// Why there is no result, for the error value shown in its place.
     pub fn message(&self) -> String {
-        status::describe(&self.status)
+        match (&self.refused, &self.detail) {
+            (Some(why), _) => format!("task {}: {why}", self.id),
+            (None, Some(d)) => d.clone(),
+            (None, None) => status::describe(&self.status),
+        }
+    }
+
+    /// A task's end with its stored result (as `open_result` gives it).
+    pub fn new(id: String, status: String, result: std::result::Result<Option<Vec<u8>>, String>, tag: Option<f64>) -> Ended {
+        match result {
+            Ok(result) => Ended { id, status, result, tag, refused: None, detail: None },
+            Err(why) => Ended { id, status, result: None, tag, refused: Some(why), detail: None },
+        }
+    }
+}
+
+/// Task `id`'s stored result as R may unserialize it: its seal opened
+/// (refused, with the reason, unless it verifies) and, for a reference,
+/// its chunks read and checked. Failures to read are errors.
+pub fn open_result(conn: &mut Connection, keys: &Keys, id: &str, stored: Option<Vec<u8>>) -> Result<std::result::Result<Option<Vec<u8>>, String>> {
+    let Some(stored) = stored.filter(|s| !s.is_empty()) else { return Ok(Ok(None)) };
+    match conn.config().open(Purpose::Result, id, stored) {
+        Ok(v) => Ok(Ok(Some(big::resolve(conn, keys, v)?))),
+        Err(e) => Ok(Err(e.to_string())),
     }
 }
 
@@ -275,18 +305,24 @@ pub fn results(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec
     let out: Vec<(Option<String>, Option<Vec<u8>>)> = conn.pipe(&p)?;
     let mut v = Vec::with_capacity(ids.len());
     for (id, (s, r)) in ids.iter().zip(out) {
-        let result = match r.filter(|r| !r.is_empty()) {
-            Some(r) => Some(big::resolve(conn, keys, r)?),
-            None => None,
-        };
-        v.push(Ended { id: id.clone(), status: s.unwrap_or_else(|| status::MISSING.to_string()), result, tag: None });
+        let result = open_result(conn, keys, id, r)?;
+        v.push(Ended::new(id.clone(), s.unwrap_or_else(|| status::MISSING.to_string()), result, None));
     }
+    explain_died(conn, keys, &mut v);
     Ok(v)
+}
+
+/// Say why each task that DIED did (`failure`): rare, so worth the round
+/// trip it costs.
+pub fn explain_died(conn: &mut Connection, keys: &Keys, ended: &mut [Ended]) {
+    for e in ended.iter_mut().filter(|e| e.status == status::DIED && e.detail.is_none()) {
+        e.detail = failure(conn, keys, &e.id).ok();
+    }
 }
 
 /// What a table view of tasks needs of each: status, the worker that ran
 /// (or runs) it, its payload (kept until it completes, or, for a task API
-/// task that ended otherwise, until deleted) and its result.
+/// task that ended otherwise, until deleted) and its result, both opened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub status: String,
@@ -316,13 +352,16 @@ pub fn records(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec
             result: r.filter(|b| !b.is_empty()),
         });
     }
-    for r in v.iter_mut() {
+    // a seal that does not verify is an error here: a table cannot show
+    // a value it must not unserialize
+    for (id, r) in ids.iter().zip(v.iter_mut()) {
         if let Some(b) = r.payload.take() {
+            // a payload streamed to its chunks is sealed as its reference
+            let b = big::resolve(conn, keys, b)?;
+            let b = conn.config().open(Purpose::Payload, id, b)?;
             r.payload = Some(big::resolve(conn, keys, b)?);
         }
-        if let Some(b) = r.result.take() {
-            r.result = Some(big::resolve(conn, keys, b)?);
-        }
+        r.result = open_result(conn, keys, id, r.result.take())?.map_err(Error::Signature)?;
     }
     Ok(v)
 }
@@ -356,8 +395,13 @@ pub fn failure(conn: &mut Connection, keys: &Keys, id: &str) -> Result<String> {
     let mut text = format!("redq task {id} ended {st}: {}", status::describe(&st));
     if !lost.is_empty() {
         let records = crate::registry::info(conn, keys, &lost)?;
-        let named: Vec<String> =
-            records.iter().map(|w| format!("{} on host {}", w.id, w.get("host").unwrap_or("?"))).collect();
+        let named: Vec<String> = records
+            .iter()
+            .map(|w| match w.get("lost").filter(|r| !r.is_empty()) {
+                Some(why) => format!("{} on host {} ({why})", w.id, w.get("host").unwrap_or("?")),
+                None => format!("{} on host {}", w.id, w.get("host").unwrap_or("?")),
+            })
+            .collect();
         text.push_str(&format!("; workers lost while running it: {}", named.join(", ")));
     }
     Ok(text)
@@ -435,7 +479,8 @@ pub fn queue_length(conn: &mut Connection, keys: &Keys, queue: &str) -> Result<u
 
 /// The progress each task's code last reported (`task_progress_update()`).
 pub fn progress(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-    field(conn, keys, ids, "progress")
+    let got = field(conn, keys, ids, "progress")?;
+    ids.iter().zip(got).map(|(id, v)| v.map(|v| conn.config().open(Purpose::Progress, id, v)).transpose()).collect()
 }
 
 /// What each task printed, if its worker kept it (`task_log()`).

@@ -44,6 +44,8 @@ fn constants() -> Vec<(&'static str, String)> {
         ("BIG_TAG", q(std::str::from_utf8(&crate::big::MARK[1..]).unwrap_or_default())),
         ("FILE_PART", q(crate::big::FILE)),
         ("OBJECT_TAG", q(std::str::from_utf8(&crate::big::OBJECT_MARK[1..]).unwrap_or_default())),
+        ("SEAL_MAGIC", q(std::str::from_utf8(crate::signature::MAGIC).unwrap_or_default())),
+        ("SEAL_HEADER", crate::signature::HEADER.to_string()),
     ]
 }
 
@@ -91,6 +93,8 @@ macro_rules! script {
 script!(step, "step.lua");
 script!(complete, "complete.lua");
 script!(reap, "reap.lua");
+script!(lose, "lose.lua");
+script!(serving, "serving.lua");
 script!(exit_worker, "exit_worker.lua");
 script!(release, "release.lua");
 script!(cancel, "cancel.lua");

@@ -11,7 +11,7 @@ use crate::big;
 use crate::registry::{self, register, Registration};
 use crate::rng::Stream;
 use crate::scripts::{self, invocation};
-use crate::signature;
+use crate::signature::Purpose;
 use crate::status::{self, Outcome};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -210,6 +210,7 @@ impl Worker {
 
     /// Reply to message `mid` (an R serialization).
     pub fn respond(&mut self, mid: &str, reply: &[u8]) -> Result<()> {
+        // sealed by heartbeat::respond, as the side thread's replies
         let mut v = b"r".to_vec();
         v.extend_from_slice(reply);
         crate::heartbeat::respond(&mut self.conn, &self.reg.keys, &self.reg.id, mid, &v)
@@ -276,7 +277,9 @@ impl Worker {
     /// record, where any session reads it (`task_progress()`). False when
     /// no task is running.
     pub fn progress(&mut self, value: &[u8]) -> Result<bool> {
-        self.record("progress", value)
+        let Some((id, _)) = self.relay_to.clone() else { return Ok(false) };
+        let sealed = self.conn.config().seal(Purpose::Progress, &id, value);
+        self.record("progress", &sealed)
     }
 
     /// Record what the running task printed (stdout, messages, warnings),
@@ -308,10 +311,11 @@ impl Worker {
         if job.is_empty() {
             return Ok(());
         }
+        let message = self.conn.config().seal(Purpose::Relay, &id, message);
         let mut item = Vec::with_capacity(id.len() + 2 + message.len());
         item.extend_from_slice(id.as_bytes());
         item.extend_from_slice(b" @");
-        item.extend_from_slice(message);
+        item.extend_from_slice(&message);
         let list = self.reg.keys.job_done(&job);
         self.conn.run(|c| {
             let n: i64 = redis::cmd("RPUSH").arg(&list).arg(&item).query(c)?;
@@ -323,9 +327,11 @@ impl Worker {
     }
 
     /// The R loop finished the task it began: what its code produced and
-    /// the serialized result, reported with the next step.
+    /// the serialized result (or the reference to its chunks), reported,
+    /// sealed, with the next step.
     pub fn end(&mut self, id: &str, outcome: Outcome, result: Vec<u8>) {
         self.relay_to = None;
+        let result = if result.is_empty() { result } else { self.conn.config().seal(Purpose::Result, id, &result) };
         let status = self.outcome_status(outcome);
         let (at, began_ms) = self.began.take().unwrap_or((Instant::now(), 0));
         let took = at.elapsed();
@@ -574,7 +580,7 @@ impl Worker {
             Ok(raw) => raw,
             Err(e) => return refuse(task, format!("could not read the task's payload: {e}")),
         };
-        let opened = match signature::open(self.conn.config().secret.as_deref(), raw) {
+        let opened = match self.conn.config().open(Purpose::Payload, &task.id, raw) {
             Ok(p) => p,
             Err(e) => return refuse(task, e.to_string()),
         };
@@ -602,7 +608,7 @@ impl Worker {
             Some(e) => big::resolve(&mut self.conn, &self.reg.keys, e)?,
             None => return Ok(None),
         };
-        let env = signature::open(self.conn.config().secret.as_deref(), env)?;
+        let env = self.conn.config().open(Purpose::Env, job, env)?;
         Ok(Some(match big::parse_object_ref(&env) {
             Some(sha) => JobEnv::Object(sha.to_string()),
             None => JobEnv::Value(env),
@@ -618,7 +624,8 @@ impl Worker {
     /// connection.
     pub fn data_get(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
         let key = self.reg.keys.data(name);
-        self.conn.run(|c| redis::cmd("GET").arg(&key).query(c))
+        let v: Option<Vec<u8>> = self.conn.run(|c| redis::cmd("GET").arg(&key).query(c))?;
+        v.map(|v| self.conn.config().open(Purpose::Value, &key, v)).transpose()
     }
 
     /// Leave: stop the side thread, give back unstarted claims, unregister.

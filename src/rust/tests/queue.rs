@@ -200,6 +200,44 @@ fn workers_run_only_payloads_signed_with_their_secret() {
     assert!(t.refused.unwrap().contains("signature"));
 }
 
+#[test]
+fn results_are_sealed_and_one_forged_or_moved_is_refused() {
+    let srv = Server::start();
+    let mut signed = srv.config("sealres");
+    signed.secret = Some(b"k".to_vec());
+    let mut ctl = Controller::open(&signed).unwrap();
+    let tasks: Vec<TaskSpec> = (0..3).map(|i| spec("q", &[i], &ctl.cid)).collect();
+    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
+    let mut w = Worker::start(&signed, options(&["q"])).unwrap();
+    let (_, a) = common::step1(&mut w, None, true, Duration::ZERO);
+    let a = a.unwrap();
+    let (_, b) = common::step1(&mut w, Some((&a.id, Outcome::Value, b"ra")), true, Duration::ZERO);
+    let b = b.unwrap();
+    let (_, c) = common::step1(&mut w, Some((&b.id, Outcome::Value, b"rb")), true, Duration::ZERO);
+    let c = c.unwrap();
+    common::step1(&mut w, Some((&c.id, Outcome::Value, b"rc")), false, Duration::ZERO);
+    let ids: Vec<String> = [&a, &b, &c].iter().map(|t| t.id.clone()).collect();
+    let stored = |ctl: &mut Controller, id: &str| -> Vec<u8> {
+        ctl.conn.run(|c| redis::cmd("HGET").arg(ctl.keys.task(id)).arg("result").query(c)).unwrap()
+    };
+    assert!(stored(&mut ctl, &ids[0]).starts_with(redq::signature::MAGIC));
+    let got = queue::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
+    assert_eq!(got.iter().map(|e| e.result.clone().unwrap()).collect::<Vec<_>>(), vec![b"ra".to_vec(), b"rb".to_vec(), b"rc".to_vec()]);
+    // someone without the secret writes b's result; a's sealed result is
+    // copied onto c's: both are refused, a's still opens
+    let a_sealed = stored(&mut ctl, &ids[0]);
+    let (kb, kc) = (ctl.keys.task(&ids[1]), ctl.keys.task(&ids[2]));
+    ctl.conn.run(|c| redis::cmd("HSET").arg(&kb).arg("result").arg(&b"X\n forged"[..]).query::<()>(c)).unwrap();
+    ctl.conn.run(|c| redis::cmd("HSET").arg(&kc).arg("result").arg(&a_sealed).query::<()>(c)).unwrap();
+    let got = queue::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
+    assert!(got[0].completed() && got[0].refused.is_none());
+    for e in &got[1..] {
+        assert!(!e.completed() && e.result.is_none(), "{e:?}");
+        assert!(e.message().contains("refused"), "{}", e.message());
+    }
+    w.exit("EXITED").unwrap();
+}
+
 fn with_deps(mut t: TaskSpec, deps: &[&TaskSpec]) -> TaskSpec {
     t.depends_on = deps.iter().map(|d| d.id.clone()).collect();
     t

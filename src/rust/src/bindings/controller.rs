@@ -15,10 +15,13 @@ pub(crate) fn with_ctl<T: Into<Robj>>(x: &Robj, f: impl FnOnce(&mut Controller) 
     }
 }
 
-/// Open a controller connection.
+/// Open a controller connection; `secret` seals what it writes and opens
+/// what it reads (NULL: `REDQ_SECRET`'s, if set).
 #[extendr]
-fn rs_controller_open(url: &str, namespace: &str) -> Robj {
-    out(Config::new(url, namespace).and_then(|c| Controller::open(&c)).map(ExternalPtr::new))
+fn rs_controller_open(url: &str, namespace: &str, secret: Nullable<String>) -> Robj {
+    out(Config::new(url, namespace)
+        .and_then(|c| Controller::open(&c.with_secret(super::secret::given(&secret))))
+        .map(ExternalPtr::new))
 }
 
 /// Offload values over `threshold` bytes to the directory `path` (NULL:

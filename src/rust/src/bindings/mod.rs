@@ -15,6 +15,8 @@ pub mod controller;
 pub mod error;
 pub mod job;
 pub mod queue;
+pub mod secret;
+pub mod server;
 pub mod task;
 pub mod worker;
 
@@ -136,8 +138,60 @@ pub(crate) fn progress_hook(f: &Robj) -> impl FnMut(usize, usize) + '_ {
     }
 }
 
+/// The worker processes a session started, as R keeps them (R/worker.R):
+/// `x` is NULL, or list(ended = function() list(id, why), replace =
+/// function(ids)). The functions run inside R_tryEval, like the progress
+/// hook, and must not call redq on the waiting controller.
+pub(crate) struct RWorkers<'a>(&'a Robj);
+
+impl<'a> RWorkers<'a> {
+    pub(crate) fn from(x: &'a Robj) -> Option<RWorkers<'a>> {
+        x.as_list().is_some().then_some(RWorkers(x))
+    }
+
+    fn function(&self, name: &str) -> Option<Function> {
+        self.0.as_list()?.iter().find(|(k, _)| *k == name).and_then(|(_, v)| v.as_function())
+    }
+}
+
+impl crate::engine::LocalWorkers for RWorkers<'_> {
+    fn ended(&mut self) -> Vec<(String, String)> {
+        let Some(f) = self.function("ended") else { return vec![] };
+        let Ok(r) = f.call(pairlist!()) else { return vec![] };
+        let field = |name: &str| -> Vec<String> {
+            r.as_list()
+                .and_then(|l| l.iter().find(|(k, _)| *k == name).map(|(_, v)| v))
+                .and_then(|v| v.as_str_vector().map(|s| s.iter().map(|x| x.to_string()).collect()))
+                .unwrap_or_default()
+        };
+        field("id").into_iter().zip(field("why")).collect()
+    }
+
+    fn replace(&mut self, ids: &[String]) {
+        if let (Some(f), false) = (self.function("replace"), ids.is_empty()) {
+            let _ = f.call(pairlist!(ids.iter().map(|s| s.as_str()).collect::<Strings>()));
+        }
+    }
+}
+
+/// When a wait tells its caller that no live worker serves its queues,
+/// and when it fails: c(warn, error) in seconds (NA or Inf: never).
+pub(crate) fn starve_options(x: &Robj) -> Result<(Option<std::time::Duration>, Option<std::time::Duration>)> {
+    let v = numbers(x, "starve")?;
+    let at = |i: usize| -> Result<Option<std::time::Duration>> {
+        match v.get(i) {
+            Some(s) if s.is_finite() => crate::protocol::seconds("starve", *s, false, false),
+            _ => Ok(None),
+        }
+    };
+    Ok((at(0)?, at(1)?))
+}
+
 /// R's serialize(x, xdr = FALSE), written to `w` as it is produced.
-pub(crate) fn serialize_into(w: &mut crate::big::Writer<'_>, x: &Robj) {
+/// False if R failed (a value nested too deeply, a connection it cannot
+/// serialize): the error is caught inside `R_ToplevelExec`, so it never
+/// unwinds through Rust frames, and what `w` holds must be dropped.
+pub(crate) fn serialize_into(w: &mut crate::big::Writer<'_>, x: &Robj) -> bool {
     use extendr_ffi::{R_NilValue, R_Serialize, R_outpstream_st, R_outpstream_t, R_pstream_format_t};
     use std::os::raw::{c_int, c_void};
     unsafe extern "C" fn out_char(s: R_outpstream_t, c: c_int) {
@@ -148,9 +202,14 @@ pub(crate) fn serialize_into(w: &mut crate::big::Writer<'_>, x: &Robj) {
         let w = &mut *((*s).data as *mut crate::big::Writer<'_>);
         w.push(std::slice::from_raw_parts(buf as *const u8, n as usize));
     }
-    unsafe {
+    struct Job<'a, 'b> {
+        w: &'a mut crate::big::Writer<'b>,
+        x: extendr_ffi::SEXP,
+    }
+    unsafe extern "C" fn run(data: *mut c_void) {
+        let job = &mut *(data as *mut Job<'_, '_>);
         let mut stream = R_outpstream_st {
-            data: w as *mut crate::big::Writer<'_> as *mut c_void,
+            data: job.w as *mut crate::big::Writer<'_> as *mut c_void,
             type_: R_pstream_format_t::R_pstream_binary_format,
             version: 3,
             OutChar: Some(out_char),
@@ -158,8 +217,18 @@ pub(crate) fn serialize_into(w: &mut crate::big::Writer<'_>, x: &Robj) {
             OutPersistHookFunc: None,
             OutPersistHookData: R_NilValue,
         };
-        R_Serialize(x.get(), &mut stream);
+        R_Serialize(job.x, &mut stream);
     }
+    let mut job = Job { w, x: unsafe { x.get() } };
+    let ok = unsafe { R_ToplevelExec(Some(run), &mut job as *mut Job<'_, '_> as *mut c_void) != 0 };
+    if !ok {
+        let why = extendr_api::eval_string("geterrmessage()")
+            .ok()
+            .and_then(|m| m.as_str().map(|s| s.trim().to_string()))
+            .unwrap_or_default();
+        job.w.fail(Error::Argument(format!("R could not serialize the value: {why}")));
+    }
+    ok
 }
 
 extendr_module! {
@@ -171,4 +240,6 @@ extendr_module! {
     use queue;
     use worker;
     use job;
+    use secret;
+    use server;
 }

@@ -83,7 +83,7 @@ fn rs_task_results(x: Robj, ids: Strings) -> Robj {
             let v: Vec<queue::Ended> = ids
                 .into_iter()
                 .zip(results)
-                .map(|(id, r)| queue::Ended { id, status: status::COMPLETE.to_string(), result: Some(r), tag: None })
+                .map(|(id, r)| queue::Ended::new(id, status::COMPLETE.to_string(), Ok(Some(r)), None))
                 .collect();
             return Ok(ended_robj(&v));
         }
@@ -172,6 +172,7 @@ pub(crate) fn ended_robj(v: &[queue::Ended]) -> Robj {
         died = v.iter().map(|e| e.status == status::DIED).collect::<Logicals>(),
         result = raw_list(v.iter().map(|e| e.result.as_ref())),
         message = v.iter().map(|e| if e.result.is_some() { String::new() } else { e.message() }).collect::<Strings>(),
+        refused = v.iter().map(|e| e.refused.is_some()).collect::<Logicals>(),
         tag = v.iter().map(|e| e.tag.unwrap_or(f64::NAN)).collect::<Vec<f64>>()
     )
     .into()
@@ -184,7 +185,8 @@ pub(crate) fn ended_robj(v: &[queue::Ended]) -> Robj {
 /// lost while waiting (also on an error, as attribute `lost` of the error
 /// value).
 #[extendr]
-fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, patience: Robj, progress: Robj) -> Robj {
+#[allow(clippy::too_many_arguments)]
+fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, patience: Robj, progress: Robj, starve: Robj, workers: Robj) -> Robj {
     let mut c = match super::ptr::<Controller>(&x, "controller") {
         Ok(c) => c,
         Err(e) => return e,
@@ -192,7 +194,12 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, patience
     let c = c.as_mut();
     let checked = (|| {
         let timeout = protocol::seconds("timeout", number(&timeout, "timeout")?.unwrap_or(f64::INFINITY), true, true)?;
-        let opts = super::job::job_options(false, false, &reap_every, &Robj::from(()), &patience)?;
+        let (starve_warn, starve_error) = super::starve_options(&starve)?;
+        let opts = crate::engine::JobOptions {
+            starve_warn,
+            starve_error,
+            ..super::job::job_options(false, false, &reap_every, &Robj::from(()), &patience)?
+        };
         Ok::<_, Error>((timeout, opts))
     })();
     let (timeout, opts) = match checked {
@@ -200,12 +207,22 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, patience
         Err(e) => return err(&e),
     };
     let (mut check, mut show) = (interrupted, progress_hook(&progress));
-    let mut hooks = Hooks { interrupted: &mut check, progress: &mut show };
+    let mut local = super::RWorkers::from(&workers);
+    let mut hooks = Hooks {
+        interrupted: &mut check,
+        progress: &mut show,
+        workers: local.as_mut().map(|w| w as &mut dyn engine::LocalWorkers),
+    };
     let cid = c.cid.clone();
     let mut w = engine::wait_all(&mut c.conn, &c.keys, &cid, &strs(&ids), opts, timeout, &mut hooks);
     c.results.keep(std::mem::take(&mut w.results));
     match w.error {
-        None => list!(status = w.statuses.into_iter().collect::<Strings>(), lost = lost_or_null(&w.lost)).into(),
+        None => list!(
+            status = w.statuses.into_iter().collect::<Strings>(),
+            lost = lost_or_null(&w.lost),
+            notices = w.notices.iter().map(|s| s.as_str()).collect::<Strings>()
+        )
+        .into(),
         Some(e) => {
             let mut r = err(&e);
             let _ = r.set_attrib("lost", lost_or_null(&w.lost));

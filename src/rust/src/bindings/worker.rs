@@ -41,6 +41,7 @@ fn rs_worker_start(
     grace: Robj,
     max_batch: Robj,
     info: Strings,
+    secret: Nullable<String>,
 ) -> Robj {
     let info_names: Vec<String> = info.names().map(|n| n.map(|s| s.to_string()).collect()).unwrap_or_default();
     let info: Vec<(String, String)> = info_names.into_iter().zip(strs(&info)).collect();
@@ -62,7 +63,7 @@ fn rs_worker_start(
             info,
         })
     })();
-    out(opts.and_then(|o| Config::new(url, namespace).and_then(|c| Worker::start(&c, o))).map(ExternalPtr::new))
+    out(opts.and_then(|o| Config::new(url, namespace).and_then(|c| Worker::start(&c.with_secret(super::secret::given(&secret)), o))).map(ExternalPtr::new))
 }
 
 /// The worker's id.
@@ -137,6 +138,7 @@ fn rs_worker_end_value(x: Robj, id: &str, outcome: i32, value: Robj) -> Robj {
     };
     let stored = {
         let mut writer = w.as_mut().result_writer(id);
+        // on failure the writer holds the error, and finish() returns it
         super::serialize_into(&mut writer, &value);
         writer.finish()
     };

@@ -10,7 +10,7 @@ use crate::monitor;
 use crate::protocol::JOB_TTL_S;
 use crate::queue::{self, Ended, Submit};
 use crate::scripts::{self, invocation};
-use crate::signature;
+use crate::signature::{self, Purpose};
 use crate::status;
 use crate::task::TaskSpec;
 use std::collections::{HashSet, VecDeque};
@@ -31,9 +31,9 @@ impl Job {
         let sealed = if let Some(o) = &object {
             p.atomic();
             queue::put_object(&mut p, &self.keys, scripts::now_ms(), o, 1, true);
-            signature::seal(secret.as_deref(), &big::object_ref(&o.sha))
+            signature::seal(secret.as_deref(), Purpose::Env, &self.id, &big::object_ref(&o.sha))
         } else {
-            let sealed = signature::seal(secret.as_deref(), env);
+            let sealed = signature::seal(secret.as_deref(), Purpose::Env, &self.id, env);
             // an environment over the inline limit goes in chunks, the key
             // holding the reference
             if big::is_big(conn.config(), sealed.len()) {
@@ -132,8 +132,12 @@ impl Job {
                 // the job itself: cancelled from another session
                 self.cancelled = true;
             } else if let Some(message) = rest.strip_prefix(b"@") {
+                // a relayed condition whose seal does not verify is dropped:
+                // it is no result, and R must not unserialize it
                 if self.opts.relay && self.is_ours(&id) {
-                    self.relayed.push((id.into_owned(), message.to_vec()));
+                    if let Ok(m) = conn.config().open(Purpose::Relay, &id, message.to_vec()) {
+                        self.relayed.push((id.into_owned(), m));
+                    }
                 }
             } else if self.is_ours(&id) {
                 // "<status>" or "<status> <result>" (see notice() in common.lua)
@@ -182,13 +186,15 @@ impl Job {
             if self.opts.fetch || self.held.contains_key(&id) {
                 collect.push(id);
             } else {
+                // a notice carries only an inline result, never a reference
+                let result = queue::open_result(conn, &self.keys, &id, result)?;
                 self.deliver(id, st, result);
             }
         }
         self.collect(conn, collect)
     }
 
-    fn deliver(&mut self, id: String, status: String, result: Option<Vec<u8>>) {
+    fn deliver(&mut self, id: String, status: String, result: std::result::Result<Option<Vec<u8>>, String>) {
         let tag = match self.held.remove(&id) {
             Some(t) => {
                 self.acked.push(id.clone());
@@ -198,7 +204,8 @@ impl Job {
         };
         self.watched.remove(&id);
         self.foreign.remove(&id);
-        self.ready.push_back(Ended { id, status, result, tag });
+        self.progressed = true;
+        self.ready.push_back(Ended::new(id, status, result, tag));
     }
 
     /// Read tasks that ended (statuses, and results if the job fetches
@@ -227,14 +234,14 @@ impl Job {
             };
             for (id, read) in chunk.iter().zip(flat.chunks(3)) {
                 let st: String = redis::from_redis_value_ref(&read[0]).unwrap_or_default();
-                let result: Vec<u8> = redis::from_redis_value_ref(&read[1]).unwrap_or_default();
+                let result: Option<Vec<u8>> = redis::from_redis_value_ref(&read[1]).unwrap_or_default();
                 let attempt: u32 = redis::from_redis_value_ref(&read[2]).unwrap_or(0);
                 if st == status::MISSING && self.held.contains_key(id) {
                     lost.push(id.clone());
                 } else if status::is_done(&st) {
                     // it ran again: a worker it ran on may have been lost
                     self.rerun |= attempt > 1;
-                    let result = if result.is_empty() { None } else { Some(big::resolve(conn, &self.keys, result)?) };
+                    let result = queue::open_result(conn, &self.keys, id, result)?;
                     self.deliver(id.clone(), st, result);
                 }
                 // anything else is a stale notice (the task was retried): ignore
@@ -308,7 +315,7 @@ impl Job {
             p.exists(self.keys.job_env(&self.id));
         }
         for id in &ids {
-            p.cmd("HMGET").arg(self.keys.task(id)).arg("status").arg("job");
+            p.cmd("HMGET").arg(self.keys.task(id)).arg("status").arg("job").arg("queue");
         }
         // the notices already there too: they carry small results
         p.cmd("LPOP").arg(&self.done).arg(100_000);
@@ -338,9 +345,13 @@ impl Job {
             if !self.is_ours(&id) {
                 continue;
             }
-            let (st, job): (Option<String>, Option<String>) = redis::from_redis_value_ref(v).unwrap_or((None, None));
+            let (st, job, queue): (Option<String>, Option<String>, Option<String>) =
+                redis::from_redis_value_ref(v).unwrap_or((None, None, None));
             if classify && self.watched.contains(&id) && job.as_deref() != Some(self.id.as_str()) {
                 self.foreign.insert(id.clone());
+            }
+            if let Some(q) = queue.filter(|_| self.watched.contains(&id)) {
+                self.queues.insert(q);
             }
             match st {
                 None if self.held.contains_key(&id) => lost.push(id),

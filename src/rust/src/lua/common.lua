@@ -14,21 +14,38 @@ local BIG_MARK = string.char(0) .. BIG_TAG
 -- A reference to a shared object (see big.rs): NUL, OBJECT_TAG, its address.
 local OBJECT_MARK = string.char(0) .. OBJECT_TAG
 
--- The address of the shared object `v` refers to (found, like a big
--- reference, right after a seal's header), or nil.
+-- Where a reference would start in stored value `v`: at its first byte,
+-- or right after the header of a seal (a value sealed with the secret
+-- carries its reference there, see signature.rs). References start with
+-- a NUL, which no R serialization does.
+local function ref_start(v)
+  if not v then
+    return nil
+  end
+  local at = 1
+  if #v > SEAL_HEADER and string.sub(v, 1, #SEAL_MAGIC) == SEAL_MAGIC then
+    at = SEAL_HEADER + 1
+  end
+  if string.byte(v, at) == 0 then
+    return at
+  end
+  return nil
+end
+
+-- The address of the shared object `v` refers to, or nil.
 local function object_of(v)
-  local at = v and string.find(string.sub(v, 1, 64), OBJECT_MARK, 1, true)
-  return at and string.match(string.sub(v, at + #OBJECT_MARK), '^%x+$')
+  local at = ref_start(v)
+  if not at or string.sub(v, at, at + #OBJECT_MARK - 1) ~= OBJECT_MARK then
+    return nil
+  end
+  return string.match(string.sub(v, at + #OBJECT_MARK), '^%x+$')
 end
 
 -- The chunk keys a reference names (none for a value offloaded to a
 -- file) and, for a file, its SHA-256; nil if `v` is not a reference.
 local function big_chunks(v)
-  -- a payload sealed with the controller's secret carries its reference
-  -- right after the seal's header (so only the start is searched: the
-  -- bytes of a value that merely contains the mark are not a reference)
-  local at = v and string.find(string.sub(v, 1, 64), BIG_MARK, 1, true)
-  if not at then
+  local at = ref_start(v)
+  if not at or string.sub(v, at, at + #BIG_MARK - 1) ~= BIG_MARK then
     return nil
   end
   local n, sha, owner, part = string.match(string.sub(v, at + #BIG_MARK), '^%d+:(%d+):(%x+):(.+):(%a+)$')
@@ -166,7 +183,7 @@ end
 -- wants it one more round trip.
 local function notice(id, status, result)
   if status == COMPLETE and result and #result > 0 and #result <= NOTICE_RESULT_MAX
-      and string.byte(result, 1) ~= 0 then
+      and not ref_start(result) then
     return id .. ' ' .. status .. ' ' .. result
   end
   return id .. ' ' .. status
@@ -304,7 +321,7 @@ local function complete(wid, id, status, result, began)
   -- a result over the inline limit: its chunks were written with a time
   -- to live; they go with a result that is not recorded, and stay for
   -- good with one recorded on a task that does not expire
-  local chunks = string.byte(result, 1) == 0 and big_chunks(result)
+  local chunks = big_chunks(result)
   if not t.status or TERMINAL[t.status] then
     drop_value(result)
     return 0
@@ -436,6 +453,27 @@ local function drop_private(wid)
     end
   end
   return died
+end
+
+-- Declare registered worker `wid` lost, `why` (its lease ran out, or the
+-- session that started it saw its process end): give its tasks back
+-- (release_worker: the task it was running is charged an attempt, and
+-- ends DIED when it has none left), unregister it, and tell every waiting
+-- controller through the event stream. Returns host, requeued, died.
+local function lose_worker(wid, why)
+  local r = release_worker(wid, WORKER_LOST)
+  r[2] = r[2] + drop_private(wid)
+  local wk = K.worker(wid)
+  redis.call('HSET', wk, 'status', WORKER_LOST, 'ended', NOW, 'task', '', 'lost', why)
+  redis.call('EXPIRE', wk, WORKER_TTL_S)
+  worker_event(wid, why .. ': ' .. r[1] .. ' task(s) requeued, ' .. r[2] .. ' died', WORKER_TTL_S)
+  redis.call('SREM', K.workers(), wid)
+  redis.call('DEL', K.worker_control(wid), K.worker_alive(wid))
+  local host = redis.call('HGET', wk, 'host') or ''
+  -- every controller that is waiting reports it, whoever declared it
+  redis.call('XADD', K.events(), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'worker', wid,
+             'host', host, 'requeued', r[1], 'died', r[2], 'why', why)
+  return host, r[1], r[2]
 end
 
 -- ARGV[first..] as a table (unpack() of a long ARGV would overflow Lua's
