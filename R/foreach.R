@@ -17,7 +17,10 @@ do_redis <- function(obj, expr, envir, data) {
   it <- iterators::iter(obj)
   accumulator <- foreach::makeAccum(it)
   exportenv <- loop_exports(obj, expr, envir, opts)
-  job <- job_open(ctl, check_every = opts$ftinterval)
+  # a loop whose queue no live worker serves fails after
+  # redq.no_worker_timeout seconds (it warns after a lease period)
+  job <- job_open(ctl, check_every = opts$ftinterval,
+                  no_workers = getOption("redq.no_worker_timeout", 300))
   # whatever ends the loop (its end, an error, Ctrl+C), its tasks and keys go
   on.exit(try(job_remove(job), silent = TRUE), add = TRUE)
   job_env(job, serialize_fast(list(expr = expr, env = exportenv, packages = opts$packages,

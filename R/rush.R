@@ -126,8 +126,10 @@ RUSH_ON_IDLE <- "rush:terminate_on_idle"
 RUSH_WRITTEN <- "rush:written"
 RUSH_FIELDS <- "rush:fields:"
 
+# A network id shaped like rush's (a UUID), from the system's generator:
+# drawing it with sample() would change the session's random numbers.
 rush_new_id <- function() {
-  h <- substr(paste0(sample(c(0:9, letters[1:6]), 32, TRUE), collapse = ""), 1, 32)
+  h <- secure_token(16)
   paste(substring(h, c(1, 9, 13, 17, 21), c(8, 12, 16, 20, 32)), collapse = "-")
 }
 

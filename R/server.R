@@ -1,32 +1,43 @@
-# Where Redis is: an explicit URL, else REDIS_URL, else a server answering on
-# 127.0.0.1:6379, else the user's own redis-server (shared by the user's
-# sessions and left running, so that tasks outlive the session that made
-# them), or, with option redq.server = "session", a private server for this
-# session, stopped when it ends.
+# Where Redis is: an explicit URL, else REDIS_URL, else option redq.url,
+# else the user's own redis-server (shared by the user's sessions and left
+# running, so that tasks outlive the session that made them), or, with
+# option redq.server = "session", a private server for this session,
+# stopped when it ends. Whatever answers on 127.0.0.1:6379 is not used
+# unless named: on a shared machine anyone can start a server there.
+# Servers redq starts listen on a Unix socket in a directory only their
+# owner can enter, require a password, and come with a secret that seals
+# what R unserializes (see R/secret.R and ARCHITECTURE.md, "Trust").
 
 redq_env <- new.env(parent = emptyenv())
-
-DEFAULT_LOCAL_URL <- "redis://127.0.0.1:6379/0"
 
 #' Which Redis server redq uses
 #'
 #' `redq_url()` resolves the server: `url` if given, else the `REDIS_URL`
-#' environment variable, else a server answering on 127.0.0.1:6379, else
-#' the *embedded* server: a `redis-server` from `PATH` that redq starts for
-#' you. By default that is your own server, shared by all your R sessions
-#' on this machine and left running, so that tasks created in one session
-#' can be run by workers of a second and collected in a third: it listens
-#' on a loopback port with a generated password (kept, with its address,
-#' in a file readable only by you in `tools::R_user_dir("redq", "cache")`),
-#' and keeps its data with append-only persistence in
-#' `tools::R_user_dir("redq", "data")`. `redq_server_stop()` ends it. With
-#' `options(redq.server = "session")` (or `REDQ_SERVER=session`) redq
-#' instead starts a private server without persistence for this session
-#' and stops it when the session ends.
+#' environment variable, else option `redq.url`, else the *embedded*
+#' server: a `redis-server` from `PATH` that redq starts for you. By
+#' default that is your own server, shared by all your R sessions on this
+#' machine and left running, so that tasks created in one session can be
+#' run by workers of a second and collected in a third. `redq_server_stop()`
+#' ends it. With `options(redq.server = "session")` (or
+#' `REDQ_SERVER=session`) redq instead starts a private server without
+#' persistence for this session and stops it when the session ends.
 #'
-#' URLs have the form `redis://[user:password@]host:port/db`. Passwords are
-#' never printed; workers receive the URL through their environment, never
-#' on a command line.
+#' The embedded servers are private to you: they listen on a Unix socket
+#' (no network port) in a directory only you can enter, require a
+#' password, and have a secret with which redq signs every value it stores
+#' and checks every value before R reads it back (see
+#' `vignette("security", "redq")`). Your own server keeps its address,
+#' password and secret in a file only you can read, in
+#' `tools::R_user_dir("redq", "cache")`, and its data (append-only
+#' persistence) in `tools::R_user_dir("redq", "data")`; both folders are
+#' made private (mode 0700) if they are not. A server answering on
+#' 127.0.0.1:6379 is used only if you name it (`REDIS_URL`, `url`, option
+#' `redq.url`): any user of the machine could have started it.
+#'
+#' URLs have the form `redis://[user:password@]host:port/db` (or
+#' `unix:///path/to/socket?pass=password`). Passwords are never printed;
+#' workers receive the URL through their environment, never on a command
+#' line.
 #'
 #' @param url A Redis URL, or `NULL` to resolve as described.
 #' @return `redq_url()`: the URL. `redq_available()`: `TRUE` if a server can
@@ -44,14 +55,13 @@ redq_url <- function(url = NULL) {
   if (nzchar(env)) {
     return(env)
   }
+  opt <- getOption("redq.url")
+  if (!is.null(opt)) {
+    check_string(opt, "option redq.url")
+    return(opt)
+  }
   if (!is.null(redq_env$server) && redq_env$server$process$is_alive()) {
     return(redq_env$server$url)
-  }
-  if (is.null(redq_env$local_default)) {
-    redq_env$local_default <- server_answers(DEFAULT_LOCAL_URL)
-  }
-  if (redq_env$local_default) {
-    return(DEFAULT_LOCAL_URL)
   }
   if (identical(server_mode(), "session")) server_start()$url else user_server()
 }
@@ -68,24 +78,40 @@ user_server_files <- function() {
   cache <- tools::R_user_dir("redq", "cache")
   list(cache = cache, data = tools::R_user_dir("redq", "data"),
        state = file.path(cache, "server-url"), lock = file.path(cache, "server.lock"),
-       conf = file.path(cache, "redis.conf"), log = file.path(cache, "redis.log"))
+       conf = file.path(cache, "redis.conf"), log = file.path(cache, "redis.log"),
+       socket = file.path(cache, "redis.sock"))
 }
 
-user_server_url <- function(f) {
+# The user's own server as its state file records it (list(url, secret)),
+# or NULL. The file is the user's alone (0600 in a 0700 folder); one that
+# others could have written is not trusted.
+user_server_state <- function(f = user_server_files()) {
   if (!file.exists(f$state)) return(NULL)
-  url <- readLines(f$state, n = 1L, warn = FALSE)
-  if (length(url) == 1L && server_answers(url)) url else NULL
+  info <- file.info(f$state, extra_cols = TRUE)
+  if (!identical(as.integer(info$uid), user_id()) || (as.integer(info$mode) %% 64L) != 0L) {
+    return(NULL)
+  }
+  lines <- readLines(f$state, n = 2L, warn = FALSE)
+  if (length(lines) < 2L) return(NULL)
+  list(url = lines[[1]], secret = lines[[2]])
+}
+
+# Its URL if it answers.
+user_server_url <- function(f) {
+  state <- user_server_state(f)
+  if (!is.null(state) && server_answers(state$url)) state$url else NULL
 }
 
 # The user's own server: the one the state file names if it answers, else
 # a new one (under a lock, as another session may be starting it too).
 user_server <- function() {
   f <- user_server_files()
+  private_dir(f$cache)
+  private_dir(f$data)
   url <- user_server_url(f)
   if (!is.null(url)) return(url)
   bin <- Sys.which("redis-server")
   if (!nzchar(bin)) server_missing()
-  for (d in c(f$cache, f$data)) dir.create(d, recursive = TRUE, showWarnings = FALSE, mode = "0700")
   deadline <- Sys.time() + 20
   while (!dir.create(f$lock, showWarnings = FALSE)) {
     url <- user_server_url(f)
@@ -96,35 +122,56 @@ user_server <- function() {
   on.exit(unlink(f$lock, recursive = TRUE), add = TRUE)
   url <- user_server_url(f)
   if (!is.null(url)) return(url)
-  password <- paste(sample(c(letters, LETTERS, 0:9), 40, TRUE), collapse = "")
-  port <- free_port()
+  password <- secure_token()
+  where <- server_address(f$socket, password)
   # the password goes in a file only the user reads, not on a command line
-  writeLines(c(sprintf("port %d", port), "bind 127.0.0.1", sprintf("requirepass %s", password),
-               "appendonly yes", "save \"\"", sprintf("dir %s", f$data),
-               sprintf("logfile %s", f$log), "loglevel warning", "daemonize no"), f$conf)
-  Sys.chmod(f$conf, "0600")
-  processx::process$new(bin, f$conf, stdout = NULL, stderr = NULL, supervise = FALSE,
-                        cleanup = FALSE)
-  url <- sprintf("redis://:%s@127.0.0.1:%d/0", password, port)
+  private_write(c(where$conf, sprintf("requirepass %s", password),
+                  "appendonly yes", "save \"\"", sprintf("dir %s", f$data),
+                  sprintf("logfile %s", f$log), "loglevel warning", "daemonize no"), f$conf)
+  unlink(f$socket)
+  private_spawn(function() {
+    processx::process$new(bin, f$conf, stdout = NULL, stderr = NULL, supervise = FALSE,
+                          cleanup = FALSE)
+  })
   deadline <- Sys.time() + 10
-  while (!server_answers(url)) {
+  while (!server_answers(where$url)) {
     if (Sys.time() > deadline) {
       redq_abort("server", sprintf("redis-server did not start; see %s", f$log))
     }
     Sys.sleep(0.02)
   }
-  tmp <- paste0(f$state, ".tmp")
-  writeLines(url, tmp)
-  Sys.chmod(tmp, "0600")
-  file.rename(tmp, f$state)
-  url
+  private_write(c(where$url, secure_token()), f$state)
+  where$url
+}
+
+# Where a server redq starts listens: the Unix socket `socket` (its
+# configuration lines and URL), or, where the path is too long for a
+# socket address (about 100 bytes), a free loopback port.
+server_address <- function(socket, password) {
+  if (nchar(socket, type = "bytes") <= 100L) {
+    list(conf = c("port 0", sprintf("unixsocket %s", socket), "unixsocketperm 700"),
+         url = sprintf("unix://%s?pass=%s", socket, password))
+  } else {
+    port <- free_port()
+    list(conf = c(sprintf("port %d", port), "bind 127.0.0.1"),
+         url = sprintf("redis://:%s@127.0.0.1:%d/0", password, port))
+  }
+}
+
+# Run `start()` with umask 077, so that what the process creates (a
+# server's socket, its append-only files) is its owner's alone (and the
+# session's random numbers as they were).
+private_spawn <- function(start) {
+  old <- Sys.umask("077")
+  on.exit(Sys.umask(old), add = TRUE)
+  preserve_seed(start())
 }
 
 server_missing <- function() {
   redq_abort("server",
     paste("no Redis server found: set REDIS_URL to a server's URL,",
-          "start one on 127.0.0.1:6379, or install redis-server",
-          "(Debian/Ubuntu: apt install redis-server) so redq can start its own"))
+          "or install redis-server (Debian/Ubuntu: apt install redis-server)",
+          "so redq can start your own"))
 }
 
 #' @rdname redq_url
@@ -139,62 +186,73 @@ redq_available <- function() {
 #' @rdname redq_url
 #' @export
 redq_server_stop <- function() {
-  srv <- redq_env$server
-  redq_env$server <- NULL
-  if (!is.null(srv)) {
-    server_kill(srv)
-    return(invisible(TRUE))
-  }
+  if (session_server_stop()) return(invisible(TRUE))
   f <- user_server_files()
-  url <- user_server_url(f)
-  if (is.null(url)) return(invisible(FALSE))
+  state <- user_server_state(f)
+  if (is.null(state) || !server_answers(state$url)) return(invisible(FALSE))
   # SHUTDOWN writes the append-only file and ends the server
-  try(rs_controller_command(rs_check(rs_controller_open(url, "default")), "SHUTDOWN"),
-      silent = TRUE)
+  try(rs_controller_command(rs_check(rs_controller_open(state$url, "default", state$secret)),
+                            "SHUTDOWN"), silent = TRUE)
   unlink(f$state)
   invisible(TRUE)
 }
 
-free_port <- function() {
-  for (i in 1:50) {
-    port <- sample(20000:60000, 1L)
-    sock <- tryCatch(serverSocket(port), error = function(e) NULL)
-    if (!is.null(sock)) {
-      close(sock)
-      return(port)
-    }
-  }
-  redq_abort("server", "found no free TCP port on 127.0.0.1 for redis-server")
+# Stop this session's private server, if it has one.
+session_server_stop <- function() {
+  srv <- redq_env$server
+  redq_env$server <- NULL
+  if (is.null(srv)) return(FALSE)
+  server_kill(srv)
+  TRUE
 }
 
-# Start a redis-server on a free loopback port, owned by this session:
-# supervised by processx (it dies with the R process, even on a crash) and
-# killed by a finalizer at exit.
+# A free port on 127.0.0.1, chosen by the operating system, so that no
+# random number is drawn from R's generator.
+free_port <- function() rs_check(rs_server_free_port())
+
+# Start a private redis-server for this session (a Unix socket in its own
+# 0700 directory, a password, a secret), owned by the session: supervised
+# by processx (it dies with the R process, even on a crash) and killed by
+# a finalizer at exit.
 server_start <- function() {
   bin <- Sys.which("redis-server")
   if (!nzchar(bin)) server_missing()
-  srv <- server_launch(bin)
+  srv <- server_launch(bin, socket = TRUE)
+  srv$secret <- secure_token()
   redq_env$server <- srv
   srv
 }
 
 # `conf`: lines of a configuration file to start from (a sentinel's), `args`:
 # more options; a node of a cluster or a sentinel is ready when it answers
-# PING, a plain server when redq can open a controller on it.
+# PING, a plain server when redq can open a controller on it. `password`:
+# what clients must give (NULL for none: a sentinel); it goes in the
+# configuration file, never on the command line. `socket`: listen on a
+# Unix socket in the server's own 0700 directory instead of a port.
 server_launch <- function(bin = Sys.which("redis-server"), port = NULL, tries = 3L,
-                          args = character(), conf = NULL) {
+                          args = character(), conf = NULL, password = secure_token(16),
+                          socket = FALSE) {
   for (attempt in seq_len(tries)) {
-    p <- if (is.null(port)) free_port() else port
     dir <- tempfile("redq-redis-")
-    dir.create(dir)
-    file <- if (!is.null(conf)) file.path(dir, "redis.conf")
-    if (!is.null(conf)) writeLines(conf, file)
+    dir.create(dir, mode = "0700")
+    Sys.chmod(dir, "0700", use_umask = FALSE)
+    sock <- if (socket) file.path(dir, "redis.sock")
+    p <- if (socket) 0L else if (is.null(port)) free_port() else port
+    lines <- c(conf, if (!is.null(password)) c(sprintf("requirepass %s", password),
+                                                 sprintf("masterauth %s", password)),
+               if (socket) c(sprintf("unixsocket %s", sock), "unixsocketperm 700"))
+    file <- file.path(dir, "redis.conf")
+    private_write(lines, file)
     argv <- c(file, "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
               "--dir", dir, "--daemonize", "no", "--loglevel", "warning", "--logfile", "", args)
-    proc <- processx::process$new(bin, argv, stdout = NULL, stderr = file.path(dir, "stderr"),
-                                  supervise = TRUE, cleanup = TRUE)
-    url <- sprintf("redis://127.0.0.1:%d/0", p)
-    ready <- if (length(args) || !is.null(conf)) function(url) node_answers(p) else server_answers
+    proc <- private_spawn(function() {
+      processx::process$new(bin, argv, stdout = NULL, stderr = file.path(dir, "stderr"),
+                            supervise = TRUE, cleanup = TRUE)
+    })
+    auth <- if (is.null(password)) "" else sprintf(":%s@", password)
+    url <- if (socket) sprintf("unix://%s?pass=%s", sock, password) else
+      sprintf("redis://%s127.0.0.1:%d/0", auth, p)
+    ready <- if (length(args) || !is.null(conf)) function(url) node_answers(p, password) else server_answers
     deadline <- Sys.time() + 10
     while (proc$is_alive() && Sys.time() < deadline) {
       if (ready(url)) {
@@ -204,7 +262,10 @@ server_launch <- function(bin = Sys.which("redis-server"), port = NULL, tries = 
         srv$argv <- argv
         srv$url <- url
         srv$port <- p
+        srv$password <- password
+        srv$socket <- sock
         srv$dir <- dir
+        if (!socket) redq_env$node_passwords[[as.character(p)]] <- password
         reg.finalizer(srv, server_kill, onexit = TRUE)
         return(srv)
       }
@@ -216,17 +277,27 @@ server_launch <- function(bin = Sys.which("redis-server"), port = NULL, tries = 
   redq_abort("server", sprintf("redis-server (%s) did not start; run it by hand to see why", bin))
 }
 
+# The password reaches redis-cli through its environment (REDISCLI_AUTH),
+# never its command line; by default, the one the server launched on
+# `port` by this session requires.
+redis_cli <- function(port, password, args, timeout) {
+  password <- password %||% redq_env$node_passwords[[as.character(port)]]
+  env <- c("current", REDISCLI_AUTH = password %||% "")
+  preserve_seed(processx::run("redis-cli", c("-p", port, "--no-auth-warning", args),
+                             timeout = timeout, error_on_status = FALSE, env = env))
+}
+
 # A node answers PING (a cluster node without slots or a sentinel, which
 # redq does not use directly).
-node_answers <- function(port) {
-  out <- tryCatch(processx::run("redis-cli", c("-p", port, "PING"), timeout = 5, error_on_status = FALSE),
-                  error = function(e) NULL)
+node_answers <- function(port, password = NULL) {
+  out <- tryCatch(redis_cli(port, password, "PING", 5), error = function(e) NULL)
   !is.null(out) && identical(trimws(out$stdout), "PONG")
 }
 
-# redis-cli's answer to `args` from the node at `port`, as lines.
-node_command <- function(port, ...) {
-  out <- processx::run("redis-cli", c("-p", port, ...), timeout = 30, error_on_status = FALSE)
+# redis-cli's answer to `args` from the node at `port` (with `password`,
+# the nodes' and masters' password, if it has one), as lines.
+node_command <- function(port, ..., password = NULL) {
+  out <- redis_cli(port, password, c(...), 30)
   strsplit(trimws(out$stdout), "\r?\n")[[1]]
 }
 
@@ -236,12 +307,18 @@ node_command <- function(port, ...) {
 cluster_launch <- function(masters = 3L, replicas = 1L) {
   opts <- c("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", "2000")
-  nodes <- lapply(seq_len(masters * (1L + replicas)), function(i) server_launch(args = opts))
+  # one password for all nodes: replicas authenticate to their masters
+  # with it (masterauth)
+  password <- secure_token(16)
+  nodes <- lapply(seq_len(masters * (1L + replicas)), function(i) {
+    server_launch(args = opts, password = password)
+  })
   cl <- new.env(parent = emptyenv())
   cl$nodes <- nodes
+  cl$password <- password
   hosts <- vapply(nodes, function(s) sprintf("127.0.0.1:%d", s$port), "")
-  out <- processx::run("redis-cli", c("--cluster", "create", hosts, "--cluster-replicas", replicas,
-                                      "--cluster-yes"), timeout = 60, error_on_status = FALSE)
+  out <- redis_cli(nodes[[1]]$port, password, c("--cluster", "create", hosts, "--cluster-replicas",
+                                                replicas, "--cluster-yes"), 60)
   if (out$status != 0) {
     lapply(nodes, server_kill)
     redq_abort("server", paste("redis-cli --cluster create failed:", out$stdout, out$stderr))
@@ -260,7 +337,7 @@ cluster_launch <- function(masters = 3L, replicas = 1L) {
     }
     Sys.sleep(0.2)
   }
-  cl$url <- paste0("redis+cluster://", paste(hosts, collapse = ","))
+  cl$url <- sprintf("redis+cluster://:%s@%s", password, paste(hosts, collapse = ","))
   cl
 }
 
@@ -291,12 +368,16 @@ cluster_slot_nodes <- function(cl, ns) {
 # of taking writes its demotion would lose.
 sentinel_launch <- function(name = "redq") {
   ha <- c("--min-replicas-to-write", "1", "--min-replicas-max-lag", "2")
-  master <- server_launch(args = ha)
-  replica <- server_launch(args = c("--replicaof", "127.0.0.1", master$port, ha))
+  password <- secure_token(16)
+  master <- server_launch(args = ha, password = password)
+  replica <- server_launch(args = c("--replicaof", "127.0.0.1", master$port, ha), password = password)
+  # the sentinels give out addresses only, and ask for no password (redq
+  # reaches them without one); they need the master's
   conf <- c(sprintf("sentinel monitor %s 127.0.0.1 %d 2", name, master$port),
+            sprintf("sentinel auth-pass %s %s", name, password),
             sprintf("sentinel down-after-milliseconds %s 1000", name),
             sprintf("sentinel failover-timeout %s 10000", name))
-  sentinels <- lapply(1:3, function(i) server_launch(conf = conf, args = "--sentinel"))
+  sentinels <- lapply(1:3, function(i) server_launch(conf = conf, args = "--sentinel", password = NULL))
   st <- new.env(parent = emptyenv())
   st$master <- master
   st$replica <- replica
@@ -318,7 +399,8 @@ sentinel_launch <- function(name = "redq") {
     Sys.sleep(0.2)
   }
   hosts <- vapply(sentinels, function(s) sprintf("127.0.0.1:%d", s$port), "")
-  st$url <- sprintf("redis+sentinel://%s/%s", paste(hosts, collapse = ","), name)
+  st$password <- password
+  st$url <- sprintf("redis+sentinel://:%s@%s/%s", password, paste(hosts, collapse = ","), name)
   st
 }
 
@@ -328,9 +410,10 @@ sentinel_launch <- function(name = "redq") {
 server_restart <- function(srv, down = 0) {
   srv$process$kill()
   Sys.sleep(down)
-  srv$process <- processx::process$new(srv$bin, srv$argv, stdout = NULL,
-                                       stderr = file.path(srv$dir, "stderr"), supervise = TRUE,
-                                       cleanup = TRUE)
+  srv$process <- private_spawn(function() {
+    processx::process$new(srv$bin, srv$argv, stdout = NULL, stderr = file.path(srv$dir, "stderr"),
+                          supervise = TRUE, cleanup = TRUE)
+  })
   deadline <- Sys.time() + 30
   while (!node_answers(srv$port)) {
     if (Sys.time() > deadline || !srv$process$is_alive()) {

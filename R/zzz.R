@@ -2,12 +2,23 @@
   redq_env$loaded <- TRUE
   redq_env$processes <- list()
   redq_env$logs <- list()
+  redq_env$node_passwords <- list()
+  redq_env$spawned <- list()
   invisible()
 }
 
+# Unloading stops what this session owns: its private server and the
+# workers it started. The user's own server is shared by their other
+# sessions and is left running (redq_server_stop() ends it). The shared
+# library stays loaded: R objects that outlive the namespace (controllers,
+# workers, jobs) hold pointers whose finalizers are code in it, and gc()
+# would run them in an unloaded library.
 .onUnload <- function(libpath) {
-  # finalizers that run after this point must not call into the library
+  for (p in redq_env$processes) {
+    if (!is.null(p) && p$is_alive()) try(p$kill(), silent = TRUE)
+  }
+  redq_env$processes <- list()
+  session_server_stop()
+  # finalizers that run after this point must not call into the package
   redq_env$loaded <- FALSE
-  redq_server_stop()
-  library.dynam.unload("redq", libpath)
 }

@@ -318,12 +318,13 @@ test_that("REDIS_HOST and REDIS_PORT reach a real server; REDIS_URL is used when
   ctl <- test_controller()
   port <- sub(".*:([0-9]+).*", "\\1", test_url())
   withr::local_envvar(REDISPARAM_HOST = NA, REDISPARAM_PORT = NA, REDISPARAM_PASSWORD = NA,
-                      REDIS_HOST = "127.0.0.1", REDIS_PORT = port, REDIS_PASSWORD = NA,
+                      REDIS_HOST = "127.0.0.1", REDIS_PORT = port,
+                      REDIS_PASSWORD = getOption("redq.test_server")$password,
                       REDIS_URL = "redis://127.0.0.1:1/0")
   p <- RedisParam(workers = 1, namespace = ctl$namespace)
   expect_true(rpalive(p))
   expect_identical(bp("bplapply")(1:3, function(i) i + 1, BPPARAM = p), list(2, 3, 4))
-  withr::local_envvar(REDIS_HOST = NA, REDIS_PORT = NA, REDIS_URL = test_url())
+  withr::local_envvar(REDIS_HOST = NA, REDIS_PORT = NA, REDIS_PASSWORD = NA, REDIS_URL = test_url())
   q <- RedisParam(workers = 1, namespace = ctl$namespace)
   expect_identical(bp("bplapply")(1:2, function(i) -i, BPPARAM = q), list(-1L, -2L))
   expect_false(rpalive(RedisParam(is.worker = FALSE, url = "redis://127.0.0.1:1/0")))

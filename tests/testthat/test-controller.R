@@ -20,8 +20,7 @@ test_that("passwords never appear in printed output", {
   expect_false(grepl("s3cret", out))
 })
 
-test_that("with nothing configured and a private server asked for, redq uses 127.0.0.1:6379 or starts and stops its own", {
-  local_default <- redq:::server_answers(redq:::DEFAULT_LOCAL_URL)
+test_that("with nothing configured and a private server asked for, redq starts and stops its own, private one", {
   res <- callr::r(function() {
     library(redq)
     url <- redq_url()
@@ -29,20 +28,21 @@ test_that("with nothing configured and a private server asked for, redq uses 127
     worker_spawn(1)
     task_wait(id, timeout = 20)
     srv <- redq:::redq_env$server
-    list(url = url, value = task_result(id),
+    list(url = url, value = task_result(id), secret = srv$secret, socket = srv$socket,
+         port = redq:::redis_command(c("CONFIG", "GET", "port"))[[2]],
+         dir_mode = file.info(dirname(srv$socket))$mode,
          pid = if (is.null(srv)) NA_integer_ else srv$process$get_pid(),
          workers = vapply(redq:::redq_env$processes, function(p) p$get_pid(), 1L))
-  }, env = c(REDIS_URL = "", REDQ_SERVER = "session"))
+  }, env = c(REDIS_URL = "", REDQ_SERVER = "session", REDQ_SECRET = ""))
   expect_equal(res$value, 42)
   gone <- function(pid) is.na(pid) || !tools::pskill(pid, 0)
-  if (local_default) {
-    expect_equal(res$url, redq:::DEFAULT_LOCAL_URL)
-    expect_true(is.na(res$pid))
-  } else {
-    expect_match(res$url, "^redis://127\\.0\\.0\\.1:[0-9]+/0$")
-    expect_false(grepl(":6379/", res$url))
-    expect_false(is.na(res$pid))
-  }
+  # a Unix socket in a directory only its owner can enter, a password,
+  # a secret; no TCP port, and never whatever answers on 6379
+  expect_match(res$url, "^unix:///.*/redis\\.sock\\?pass=[0-9a-f]{32}$")
+  expect_equal(res$dir_mode, as.octmode("700"))
+  expect_match(res$secret, "^[0-9a-f]{64}$")
+  expect_false(is.na(res$pid))
+  expect_equal(res$port, "0")
   # the server and the workers ended with the session
   expect_true(wait_until(function() gone(res$pid) && all(vapply(res$workers, gone, NA)), 10))
 })
@@ -80,7 +80,7 @@ test_that("the connection survives an error and reconnects after a server restar
   id <- task_create_expr(1, controller = ctl)
   srv$process$kill()
   expect_error(task_status(id, controller = ctl), class = "redq_error_connection")
-  srv2 <- redq:::server_launch(port = srv$port)
+  srv2 <- redq:::server_launch(port = srv$port, password = srv$password)
   withr::defer(redq:::server_kill(srv2))
   expect_equal(unname(task_status(id, controller = ctl)), "MISSING")
   expect_length(task_create_expr(2, controller = ctl), 1)

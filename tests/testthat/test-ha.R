@@ -11,13 +11,16 @@ local_ha <- function(servers, envir = parent.frame()) {
 # the node at `port`, then wait until `switched()` (evaluated there) is
 # TRUE; returns the time it switched.
 failover_later <- function(port, command, switched, after = 1) {
-  callr::r_bg(function(port, command, switched, after) {
+  # the nodes' passwords, which this session's servers were started with
+  passwords <- redq:::redq_env$node_passwords
+  callr::r_bg(function(port, command, switched, after, passwords) {
+    assign("node_passwords", passwords, envir = redq:::redq_env)
     Sys.sleep(after)
-    processx::run("redis-cli", c("-p", port, command))
+    redq:::redis_cli(port, NULL, command, 30)
     deadline <- Sys.time() + 30
     while (!switched() && Sys.time() < deadline) Sys.sleep(0.05)
     if (switched()) Sys.time() else NA
-  }, list(port, command, switched, after), supervise = TRUE)
+  }, list(port, command, switched, after, passwords), supervise = TRUE)
 }
 
 # A loop of `n` iterations of 0.1 s each on the workers of `ns`, its

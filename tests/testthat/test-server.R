@@ -15,9 +15,14 @@ test_that("with no REDIS_URL, a task made by one Rscript is run by a second and 
   expect_match(id, "^[A-Za-z0-9]+$")
   state <- list.files(file.path(home, "cache"), "server-url", recursive = TRUE, full.names = TRUE)
   expect_length(state, 1)
-  url <- readLines(state)
-  expect_match(url, "^redis://:[A-Za-z0-9]{40}@127\\.0\\.0\\.1:[0-9]+/0$")
+  lines <- readLines(state)
+  url <- lines[[1]]
+  # a Unix socket with a password, and the secret that seals what is
+  # stored, in a file only the user reads, in a folder only they enter
+  expect_match(url, "^unix:///.*/redis\\.sock\\?pass=[0-9a-f]{64}$")
+  expect_match(lines[[2]], "^[0-9a-f]{64}$")
   expect_equal(file.info(state)$mode, as.octmode("600"))
+  expect_equal(file.info(dirname(state))$mode, as.octmode("700"))
   # the server runs on after the first Rscript ended
   status <- callr::r(function(id) {
     suppressPackageStartupMessages(library(redq))

@@ -18,15 +18,18 @@ pub struct LostWorker {
     pub requeued: u64,
     /// Tasks that used up their attempts and ended DIED.
     pub died: u64,
+    /// Why: "lost its lease", or how its process ended.
+    pub why: String,
 }
 
 impl LostWorker {
     /// What a waiting controller tells its user.
     pub fn describe(&self) -> String {
         format!(
-            "worker {} on host {} stopped answering: {} task(s) requeued, {} ended {}",
+            "worker {} on host {} {}: {} task(s) requeued, {} ended {}",
             self.id,
             self.host,
+            if self.why.is_empty() || self.why == "lost its lease" { "stopped answering" } else { &self.why },
             self.requeued,
             self.died,
             crate::status::DIED
@@ -47,10 +50,40 @@ pub fn reap(conn: &mut Connection, keys: &Keys, at_most_every: std::time::Durati
                 host: redis::from_redis_value_ref(host).unwrap_or_default(),
                 requeued: redis::from_redis_value_ref(requeued).unwrap_or_default(),
                 died: redis::from_redis_value_ref(died).unwrap_or_default(),
+                why: "lost its lease".into(),
             });
         }
     }
     Ok(out)
+}
+
+/// Workers whose processes the caller saw end, each with how it ended:
+/// those still registered are declared lost now (see `lua/lose.lua`).
+/// Returns the ids that were lost rather than gone on their own, which
+/// the caller may replace.
+pub fn lose(conn: &mut Connection, keys: &Keys, gone: &[(String, String)]) -> Result<Vec<String>> {
+    if gone.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut inv = invocation(scripts::lose(), keys);
+    for (wid, why) in gone {
+        inv.arg(wid).arg(why);
+    }
+    let flags: Vec<i64> = conn.run(|c| inv.invoke(c))?;
+    Ok(gone.iter().zip(flags).filter(|(_, f)| *f == 1).map(|((w, _), _)| w.clone()).collect())
+}
+
+/// For each of `queues`: (tasks waiting in it, live workers serving it).
+pub fn serving(conn: &mut Connection, keys: &Keys, queues: &[String]) -> Result<Vec<(u64, u64)>> {
+    if queues.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut inv = invocation(scripts::serving(), keys);
+    for q in queues {
+        inv.arg(q);
+    }
+    let flat: Vec<u64> = conn.run(|c| inv.invoke(c))?;
+    Ok(flat.chunks(2).map(|c| (c[0], c.get(1).copied().unwrap_or(0))).collect())
 }
 
 /// The id of the newest event, the starting point of `lost_since` ("0-0"
@@ -75,6 +108,7 @@ pub fn lost_since(conn: &mut Connection, keys: &Keys, since: &str) -> Result<(Ve
             host: get("host"),
             requeued: get("requeued").parse().unwrap_or(0),
             died: get("died").parse().unwrap_or(0),
+            why: get("why"),
         });
         last = id;
     }

@@ -63,6 +63,13 @@ impl TaskSpec {
             Some(t) => protocol::seconds("timeout", t, true, false)?.map(|d| d.as_secs_f64()),
             None => None,
         };
+        if let Some(t) = timeout.filter(|t| *t < protocol::MIN_TASK_TIMEOUT_S) {
+            return Err(crate::error::Error::Argument(format!(
+                "'timeout' is {t} seconds; a task's timeout must be at least {} s (a worker cannot \
+                 interrupt a task sooner), or Inf for none",
+                protocol::MIN_TASK_TIMEOUT_S
+            )));
+        }
         let max_attempts = match max_attempts {
             Some(m) => protocol::required_count("max_attempts", m, 1, protocol::count_limit("max_attempts"))? as u32,
             None => DEFAULT_MAX_ATTEMPTS,

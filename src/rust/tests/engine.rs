@@ -35,7 +35,7 @@ fn setup(ns: &str) -> (Server, redq::config::Config, Controller, Job) {
 
 fn wait(ctl: &mut Controller, job: &mut Job, want: Want, only: Option<&[String]>, timeout: Option<Duration>) -> engine::Batch {
     let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
-    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
+    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet, workers: None };
     job.wait(&mut ctl.conn, want, only, timeout, &mut hooks).unwrap()
 }
 
@@ -169,7 +169,7 @@ fn an_environment_shared_by_jobs_is_stored_once_and_goes_with_the_last() {
 #[test]
 fn a_wait_rides_out_a_server_restart_and_resubmits() {
     let mut srv = Server::start();
-    let port = srv.port;
+    let (port, password) = (srv.port, srv.password.clone());
     let cfg = srv.config("restart");
     let mut ctl = Controller::open(&cfg).unwrap();
     let mut job = Job::new(&ctl.keys, None, opts());
@@ -177,12 +177,12 @@ fn a_wait_rides_out_a_server_restart_and_resubmits() {
     srv.stop();
     let restarter = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(500));
-        Server::start_on(port)
+        Server::start_on(port, Some(password))
     });
     let t = Instant::now();
     let b = {
         let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
-        let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
+        let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet, workers: None };
         // no worker yet: the wait reconnects, finds the tasks gone, resubmits them
         job.wait(&mut ctl.conn, Want::Any, None, Some(Duration::from_millis(1500)), &mut hooks).unwrap()
     };
@@ -291,7 +291,7 @@ fn a_job_is_cancelled_from_another_session_by_its_id() {
     // the job itself was told: what it submits later is not waited for
     job.submit(&mut ctl.conn, tasks(2, "q")).unwrap();
     let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
-    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
+    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet, workers: None };
     let e = job.wait(&mut ctl.conn, Want::All, None, Some(Duration::from_secs(5)), &mut hooks).unwrap_err();
     assert_eq!(e.kind(), "cancelled");
     assert!(e.to_string().contains(job.id()));
@@ -314,7 +314,7 @@ fn task_api_waits_follow_tasks_of_any_controller() {
     let ids = vec![a.id.clone(), b.id.clone(), "nosuchtask".to_string(), a.id.clone()];
     let (mut no, mut seen) = (|| false, Vec::new());
     let mut show = |d: usize, t: usize| seen.push((d, t));
-    let mut hooks = Hooks { interrupted: &mut no, progress: &mut show };
+    let mut hooks = Hooks { interrupted: &mut no, progress: &mut show, workers: None };
     let cid = mine.cid.clone();
     let r = engine::wait_all(&mut mine.conn, &mine.keys, &cid, &ids, opts(), Some(Duration::from_secs(10)), &mut hooks);
     assert!(r.error.is_none(), "{:?}", r.error);
@@ -342,7 +342,7 @@ fn an_interrupted_wait_keeps_what_it_had_received() {
         calls > 3
     };
     let mut quiet = |_: usize, _: usize| {};
-    let mut hooks = Hooks { interrupted: &mut stop, progress: &mut quiet };
+    let mut hooks = Hooks { interrupted: &mut stop, progress: &mut quiet, workers: None };
     let e = job.wait(&mut ctl.conn, Want::All, None, None, &mut hooks).unwrap_err();
     assert_eq!(e.kind(), "interrupt");
     assert_eq!(job.outstanding(), 4);
@@ -378,7 +378,7 @@ fn a_retried_task_is_not_taken_for_ended_by_its_old_notice() {
     // the ERROR notice waits in the controller's list; the task runs again
     redq::queue::retry(&mut ctl.conn, &ctl.keys, &ctl.cid.clone(), &[t.id.clone()]).unwrap();
     let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
-    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
+    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet, workers: None };
     let cid = ctl.cid.clone();
     let r = engine::wait_all(&mut ctl.conn, &ctl.keys, &cid, &[t.id.clone()], opts(), Some(Duration::from_millis(300)), &mut hooks);
     assert!(r.error.as_ref().is_some_and(|e| e.is_timeout()), "{r:?}");
@@ -400,7 +400,7 @@ fn a_wait_with_a_timeout_does_not_wait_longer_for_a_server_that_is_away() {
     // and one with a short patience gives up with a connection error
     let mut job = Job::new(&ctl.keys, None, JobOptions { patience: Duration::from_millis(300), ..opts() });
     let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
-    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet };
+    let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet, workers: None };
     job.watch(&["x".to_string()]);
     let e = job.wait(&mut ctl.conn, Want::All, None, None, &mut hooks).unwrap_err();
     assert!(e.is_connection(), "{e:?}");

@@ -33,8 +33,8 @@ fn tls_connections_verify_the_server_certificate() {
         "--tls-cert-file".into(), path(&cert), "--tls-key-file".into(), path(&key),
         "--tls-ca-cert-file".into(), path(&cert),
     ];
-    let _server = Server::launch(port, &args);
-    let cfg = Config::new(&format!("rediss://127.0.0.1:{port}/0"), "tls").unwrap();
+    let server = Server::launch(port, &args);
+    let cfg = Config::new(&server.url_with("rediss"), "tls").unwrap();
 
     // an unknown certificate authority is refused
     std::env::set_var("SSL_CERT_FILE", dir.join("no-such-file.pem"));

@@ -140,10 +140,11 @@ fn heartbeat_errors_reach_the_worker_record() {
     let mut srv = Server::start();
     let port = srv.port;
     let cfg = srv.config("hberr");
+    let password = srv.password.clone();
     let _w = Worker::start(&cfg, options(&["q"])).unwrap();
     srv.stop();
     std::thread::sleep(Duration::from_millis(400));
-    let _srv2 = Server::start_on(port);
+    let _srv2 = Server::start_on(port, Some(password));
     let mut ctl = Controller::open(&cfg).unwrap();
     let keys = ctl.keys.clone();
     let recorded = common::wait_until(Duration::from_secs(10), || {

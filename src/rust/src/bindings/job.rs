@@ -3,7 +3,7 @@
 
 use super::controller::{lost_or_null, with_ctl};
 use super::task::ended_robj;
-use super::{err, interrupted, number, numbers, progress_hook, raws, strs};
+use super::{err, interrupted, number, numbers, progress_hook, raws, starve_options, strs, RWorkers};
 use crate::controller::Controller;
 use crate::engine::{self, Hooks, Job, JobOptions, Want};
 use crate::error::{Error, Result};
@@ -42,11 +42,21 @@ pub(crate) fn job_options(fetch: bool, consume: bool, reap_every: &Robj, check_e
 /// Open a job. `fetch`: results come with each ended task; `consume`: the
 /// job deletes its tasks once received; `relay`: waits also hand back the
 /// messages running tasks relay; `register`: its tasks are listed in the
-/// namespace's task list. Intervals in seconds.
+/// namespace's task list; `starve`: c(warn, error), seconds after which a
+/// wait whose tasks no live worker serves tells its caller, and fails.
+/// Intervals in seconds.
 #[extendr]
-fn rs_job_open(x: Robj, fetch: bool, consume: bool, relay: bool, register: bool, reap_every: Robj, check_every: Robj, patience: Robj) -> Robj {
+#[allow(clippy::too_many_arguments)]
+fn rs_job_open(x: Robj, fetch: bool, consume: bool, relay: bool, register: bool, reap_every: Robj, check_every: Robj, patience: Robj, starve: Robj) -> Robj {
     with_ctl(&x, |c| {
-        let opts = JobOptions { relay, register, ..job_options(fetch, consume, &reap_every, &check_every, &patience)? };
+        let (starve_warn, starve_error) = starve_options(&starve)?;
+        let opts = JobOptions {
+            relay,
+            register,
+            starve_warn,
+            starve_error,
+            ..job_options(fetch, consume, &reap_every, &check_every, &patience)?
+        };
         Ok(ExternalPtr::new(Job::new(&c.keys, None, opts)))
     })
 }
@@ -95,7 +105,7 @@ fn rs_job_submit(x: Robj, j: Robj, queue: &str, payloads: List, timeout: Robj, m
 /// handed out) and `lost` (workers found lost meanwhile). On an error the
 /// lost workers travel as attribute `lost`.
 #[extendr]
-fn rs_job_wait(x: Robj, j: Robj, n: Robj, ids: Nullable<Strings>, timeout: Robj, progress: Robj) -> Robj {
+fn rs_job_wait(x: Robj, j: Robj, n: Robj, ids: Nullable<Strings>, timeout: Robj, progress: Robj, workers: Robj) -> Robj {
     let mut job = match super::ptr::<Job>(&j, "job") {
         Ok(p) => p,
         Err(e) => return e,
@@ -125,7 +135,12 @@ fn rs_job_wait(x: Robj, j: Robj, n: Robj, ids: Nullable<Strings>, timeout: Robj,
         Nullable::Null => None,
     };
     let (mut check, mut show) = (interrupted, progress_hook(&progress));
-    let mut hooks = Hooks { interrupted: &mut check, progress: &mut show };
+    let mut local = RWorkers::from(&workers);
+    let mut hooks = Hooks {
+        interrupted: &mut check,
+        progress: &mut show,
+        workers: local.as_mut().map(|w| w as &mut dyn engine::LocalWorkers),
+    };
     match job.wait(&mut c.conn, want, only.as_deref(), timeout, &mut hooks) {
         Ok(batch) => {
             let mut r = ended_robj(&batch.ended);
@@ -133,6 +148,7 @@ fn rs_job_wait(x: Robj, j: Robj, n: Robj, ids: Nullable<Strings>, timeout: Robj,
                 let mut pairs: Vec<(String, Robj)> = l.iter().map(|(k, v)| (k.to_string(), v)).collect();
                 pairs.push(("timed_out".into(), batch.timed_out.into()));
                 pairs.push(("relayed".into(), relayed_robj(&batch.relayed)));
+                pairs.push(("notices".into(), batch.notices.iter().map(|s| s.as_str()).collect::<Strings>().into()));
                 pairs.push(("outstanding".into(), (job.outstanding() as f64).into()));
                 pairs.push(("lost".into(), lost_or_null(&job.take_lost())));
                 r = List::from_pairs(pairs).into();

@@ -28,8 +28,10 @@
 
 mod slice;
 mod watch;
+mod workers;
 
 pub use watch::{task_workers, wait_all, TaskWorker, Watched};
+pub use workers::LocalWorkers;
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -64,6 +66,12 @@ pub struct JobOptions {
     /// List the job's tasks in the namespace's task list, as the task API
     /// does, so that any session finds them (`task_list()`).
     pub register: bool,
+    /// Tell the caller (a notice, see `Batch::notices`) when tasks have
+    /// waited this long in a queue that no live worker serves (None: do
+    /// not look).
+    pub starve_warn: Option<Duration>,
+    /// Fail the wait (`Error::NoWorkers`) when they have waited this long.
+    pub starve_error: Option<Duration>,
 }
 
 impl Default for JobOptions {
@@ -77,6 +85,8 @@ impl Default for JobOptions {
             patience: Duration::from_secs(60),
             relay: false,
             register: false,
+            starve_warn: Some(Duration::from_secs(5)),
+            starve_error: None,
         }
     }
 }
@@ -99,6 +109,9 @@ pub struct Hooks<'a> {
     pub interrupted: &'a mut dyn FnMut() -> bool,
     /// Told (ended so far, total) whenever the count changes.
     pub progress: &'a mut dyn FnMut(usize, usize),
+    /// The worker processes this session started, watched while waiting
+    /// (None: none to watch).
+    pub workers: Option<&'a mut dyn LocalWorkers>,
 }
 
 /// What a wait returns.
@@ -110,6 +123,11 @@ pub struct Batch {
     pub timed_out: bool,
     /// Messages relayed by running tasks: (task id, bytes), in order.
     pub relayed: Vec<(String, Vec<u8>)>,
+    /// Things the caller must be told now (tasks no live worker will run).
+    /// A wait that has such a notice returns at once with it alone (what
+    /// had ended stays for the next wait), so that the caller can warn
+    /// and wait again.
+    pub notices: Vec<String>,
 }
 
 /// A set of tasks one controller waits for. See the module documentation.
@@ -147,6 +165,15 @@ pub struct Job {
     last_reap: Instant,
     last_check: Instant,
     last_foreign: Instant,
+    /// Queues of the watched tasks (learned by `check`), for `starving`.
+    queues: HashSet<String>,
+    last_watch: Instant,
+    /// A task ended since the last look at the workers.
+    progressed: bool,
+    /// Since when tasks wait in a queue no live worker serves, and whether
+    /// the caller was told.
+    starved: Option<(Instant, bool)>,
+    notices: Vec<String>,
     need_check: bool,
     /// Set when the job was cancelled from another session.
     cancelled: bool,
@@ -179,6 +206,11 @@ impl Job {
             last_reap: now,
             last_check: now,
             last_foreign: now,
+            queues: HashSet::new(),
+            last_watch: now,
+            progressed: false,
+            starved: None,
+            notices: Vec::new(),
             need_check: false,
             cancelled: false,
             total: 0,
@@ -346,6 +378,13 @@ impl Job {
                 Err(e) if e.is_connection() => self.ride_out(conn, e, hooks, deadline),
                 other => other.map(|_| true),
             };
+            let result = result.and_then(|more| self.watch_workers(conn, hooks).map(|_| more));
+            if !self.notices.is_empty() {
+                let notices = std::mem::take(&mut self.notices);
+                self.give_back(std::mem::take(&mut out));
+                out.notices = notices;
+                break;
+            }
             match result {
                 Ok(true) => {}
                 // the wait's own time ran out while the server was away
@@ -367,6 +406,7 @@ impl Job {
             self.rerun = false;
             let _ = self.read_lost(conn);
         }
+        queue::explain_died(conn, &self.keys, &mut out.ended);
         self.delivered += out.ended.len();
         Ok(out)
     }

@@ -72,6 +72,9 @@ pub struct Watched {
     /// Results that came with the completion notices (small ones of tasks
     /// that completed), by id.
     pub results: Vec<(String, Vec<u8>)>,
+    /// What the caller must be told (see `Batch::notices`): the wait then
+    /// returned early, and `statuses` is empty; wait again.
+    pub notices: Vec<String>,
 }
 
 /// Wait for tasks created anywhere, reading only their statuses: the task
@@ -90,7 +93,12 @@ pub fn wait_all(
     let mut j = Job::new(keys, Some(job.to_string()), JobOptions { fetch: false, consume: false, ..opts });
     j.watch(ids);
     let start = Instant::now();
+    let mut notices = Vec::new();
     let (mut ended, error) = match j.wait(conn, Want::All, None, timeout, hooks) {
+        Ok(batch) if !batch.notices.is_empty() => {
+            notices = batch.notices;
+            (Vec::new(), None)
+        }
         Ok(batch) if batch.timed_out => (batch.ended, Some(j.timeout_error(conn, Some(start.elapsed())))),
         Ok(batch) => (batch.ended, None),
         Err(e) => (Vec::new(), Some(e)),
@@ -103,5 +111,6 @@ pub fn wait_all(
         lost: j.take_lost(),
         error,
         results,
+        notices,
     }
 }

@@ -14,24 +14,11 @@ end
 local out = {}
 for _, wid in ipairs(redis.call('SMEMBERS', K.workers())) do
   if redis.call('EXISTS', K.worker_alive(wid)) == 0 then
-    local r = release_worker(wid, WORKER_LOST)
-    local dropped = drop_private(wid)
-    r[2] = r[2] + dropped
-    local wk = K.worker(wid)
-    redis.call('HSET', wk, 'status', WORKER_LOST, 'ended', NOW, 'task', '')
-    redis.call('EXPIRE', wk, WORKER_TTL_S)
-    worker_event(wid, 'lost its lease: ' .. r[1] .. ' task(s) requeued, ' .. r[2] .. ' died',
-                 WORKER_TTL_S)
-    redis.call('SREM', K.workers(), wid)
-    redis.call('DEL', K.worker_control(wid))
-    local host = redis.call('HGET', wk, 'host') or ''
-    -- every controller that is waiting reports it, whoever reaped
-    redis.call('XADD', K.events(), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'worker', wid,
-               'host', host, 'requeued', r[1], 'died', r[2])
+    local host, requeued, died = lose_worker(wid, 'lost its lease')
     out[#out + 1] = wid
     out[#out + 1] = host
-    out[#out + 1] = r[1]
-    out[#out + 1] = r[2]
+    out[#out + 1] = requeued
+    out[#out + 1] = died
   end
 end
 return out

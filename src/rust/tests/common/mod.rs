@@ -1,4 +1,6 @@
-//! A private redis-server per test, on a free loopback port, killed on drop.
+//! A private redis-server per test, on a free loopback port, with a
+//! password of its own (in a configuration file only its owner reads),
+//! killed on drop.
 
 #![allow(dead_code)]
 
@@ -10,24 +12,43 @@ use std::time::{Duration, Instant};
 pub struct Server {
     child: Child,
     pub port: u16,
+    pub password: String,
     dir: std::path::PathBuf,
 }
 
 impl Server {
     pub fn start() -> Server {
-        Server::start_on(Server::free_port())
+        Server::start_on(Server::free_port(), None)
     }
 
-    pub fn start_on(port: u16) -> Server {
-        Server::launch(port, &["--port".to_string(), port.to_string()])
+    /// On `port`, with `password` (None: a new one), as a server that
+    /// comes back after a restart.
+    pub fn start_on(port: u16, password: Option<String>) -> Server {
+        Server::launch_with(port, &["--port".to_string(), port.to_string()], password)
     }
 
     /// redis-server with `args` (which must make it listen on `port`), no
     /// persistence, in a directory of its own; returns once `port` accepts.
     pub fn launch(port: u16, args: &[String]) -> Server {
+        Server::launch_with(port, args, None)
+    }
+
+    fn launch_with(port: u16, args: &[String], password: Option<String>) -> Server {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let dir = std::env::temp_dir().join(format!("redq-cargo-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).unwrap();
+        let password = password.unwrap_or_else(|| redq::signature::random_token(16).unwrap());
+        let conf = dir.join("redis.conf");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&conf)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("requirepass {password}\n").as_bytes()))
+            .unwrap();
         let child = Command::new("redis-server")
+            .arg(&conf)
             .args(args)
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -44,7 +65,7 @@ impl Server {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Server { child, port, dir }
+        Server { child, port, password, dir }
     }
 
     /// A free loopback port never handed out before in this process: a
@@ -63,7 +84,12 @@ impl Server {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        self.url_with("redis")
+    }
+
+    /// Its URL with another scheme (`rediss` for TLS).
+    pub fn url_with(&self, scheme: &str) -> String {
+        format!("{scheme}://:{}@127.0.0.1:{}/0", self.password, self.port)
     }
 
     pub fn config(&self, ns: &str) -> Config {
