@@ -218,7 +218,7 @@ test_that("a foreach loop survives a redis-server restart", {
   ctl <- loop_survives("restart", function(srv, ctl) {
     srv$process$kill()
     Sys.sleep(0.5)
-    redq:::server_launch(port = srv$port)
+    redq:::server_launch(port = srv$port, password = srv$password)
   })
   # each worker's event log tells what happened to it (read by a new
   # session: ctl's connection went with the old server)
@@ -277,7 +277,7 @@ test_that("bplapply survives FLUSHALL and a redis-server restart", {
   loop_survives("bioc-restart", function(srv, ctl) {
     srv$process$kill()
     Sys.sleep(0.5)
-    redq:::server_launch(port = srv$port)
+    redq:::server_launch(port = srv$port, password = srv$password)
   }, run = bplapply_in_background)
 })
 
