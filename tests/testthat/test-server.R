@@ -51,3 +51,37 @@ test_that("a bad redq.server option is a classed error", {
   withr::defer(e$local_default <- old)
   expect_error(redq_url(), class = "redq_error_argument")
 })
+
+test_that("unloading redq in one session stops what it owns and leaves another session's loop running", {
+  home <- withr::local_tempdir()
+  env <- c(callr::rcmd_safe_env(), REDIS_URL = "", REDQ_SERVER = "user", REDQ_SECRET = "",
+           R_USER_CACHE_DIR = file.path(home, "cache"), R_USER_DATA_DIR = file.path(home, "data"))
+  withr::defer(try(callr::r(function() redq::redq_server_stop(), env = env), silent = TRUE))
+  # session B: its own workers, a loop on the user's server
+  b <- callr::r_bg(function() {
+    suppressPackageStartupMessages(library(redq))
+    registerDoRedis("b")
+    startLocalWorkers(2, "b")
+    writeLines("started", file.path(Sys.getenv("R_USER_CACHE_DIR"), "b-started"))
+    foreach(i = 1:40, .combine = c) %dopar% {
+      Sys.sleep(0.1)
+      i
+    }
+  }, env = env, supervise = TRUE)
+  withr::defer(b$kill())
+  expect_true(wait_until(function() file.exists(file.path(home, "cache", "b-started")), 60))
+  # session A: its own workers and controller, then unload, then gc()
+  a <- callr::r(function() {
+    suppressPackageStartupMessages(library(redq))
+    ctl <- redq_controller("a")
+    w <- worker_spawn(1)
+    pid <- redq:::redq_env$processes[[1]]$get_pid()
+    unloadNamespace("redq")
+    for (i in 1:3) gc()
+    Sys.sleep(0.5)
+    list(worker_alive = tools::pskill(pid, 0))
+  }, env = env)
+  expect_false(a$worker_alive)
+  b$wait(60000)
+  expect_equal(b$get_result(), 1:40)
+})
