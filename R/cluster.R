@@ -71,7 +71,10 @@ redq_cluster <- function(n = NULL, namespace = "default", queue = NULL, url = NU
   st$max_attempts <- max_attempts
   st$timeout <- timeout
   if (st$local) {
-    st$nodes <- worker_spawn(n, queue = queue, timeout = timeout, controller = ctl)$id
+    # a node's worker that dies is replaced by the cluster itself, which
+    # sets the new one up as the old
+    st$nodes <- worker_spawn(n, queue = queue, timeout = timeout, controller = ctl,
+                             replace = FALSE)$id
   } else {
     st$nodes <- serving_workers(ctl, queue)
     if (!length(st$nodes)) {
@@ -252,7 +255,7 @@ cluster_can_replace <- function(st) {
 cluster_replace <- function(st, k) {
   old <- st$nodes[[k]]
   new <- if (st$local) {
-    worker_spawn(1, queue = st$queue, timeout = st$timeout, controller = st$ctl)$id
+    worker_spawn(1, queue = st$queue, timeout = st$timeout, controller = st$ctl, replace = FALSE)$id
   } else {
     setdiff(serving_workers(st$ctl, st$queue), st$nodes)[1]
   }

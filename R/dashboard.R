@@ -1,6 +1,22 @@
 # The live dashboard and the Prometheus metrics: one read-only script per
 # refresh (rs_controller_snapshot(), see lua/snapshot.lua), turned into a
 # JSON state for the page and into Prometheus' text format.
+#
+# Who may see and act, as Jupyter does it. The token is drawn from the
+# operating system's generator (secure_token()), never from R's. Every
+# request but GET /health must present it: as `?token=`, as
+# `Authorization: Bearer`, as `X-Redq-Token`, or as the session cookie. The
+# page's URL carries it once: that GET sets the cookie (a second secret,
+# HttpOnly so that no script reads it, SameSite=Strict so that no other
+# site's request carries it, named after the port because cookies are per
+# host, not per port) and redirects to "/", so that the token leaves the
+# address bar and the page's HTML never holds a secret. The page's scripts
+# then call the API with the cookie alone. A POST also needs the header
+# `X-Requested-With: redq`, which a form of another site cannot send and
+# its scripts cannot without a CORS preflight this server never grants,
+# and an Origin, if any, that is the dashboard's own. The Host header must
+# name this dashboard (loopback, or the interface it listens on), so that
+# a site whose name an attacker rebinds to 127.0.0.1 is refused.
 
 #' A live dashboard of a namespace, and its metrics
 #'
@@ -17,24 +33,46 @@
 #' Each refresh is one read-only script on the server that reads what it
 #' lists (queues, live workers, running totals, the latest tasks); it
 #' never scans the keyspace, so watching costs the workers nothing. The
-#' page never shows the server's password. It binds to the loopback
-#' interface unless `host` says otherwise; the actions it offers need a
-#' token that only the page knows, so other web pages cannot trigger them.
+#' page never shows the server's password.
+#'
+#' The dashboard shows task errors and can act on tasks, so only who holds
+#' its token may use it, as with Jupyter: it prints a URL that carries the
+#' token (`http://127.0.0.1:8790/?token=...`); open that one. The browser
+#' then gets a session cookie (HttpOnly, SameSite=Strict) and is sent to
+#' the page without the token in its address; the page itself never holds
+#' the token. Requests without the token get 401 and no data; so do other
+#' users of a shared machine. Requests whose `Host` header is not this
+#' dashboard's get 403 (a defence against DNS rebinding): `127.0.0.1`,
+#' `localhost` or `[::1]` with the port, or `host` when it is another
+#' interface; when `host` is every interface, also an IP address or this
+#' machine's name. The actions are POSTs that also need the header
+#' `X-Requested-With: redq` and, if an `Origin` is sent, the dashboard's
+#' own, so other web pages cannot trigger them. `GET /health` answers `ok`
+#' to anyone, and nothing else.
 #'
 #' The same server answers `/metrics` in Prometheus' text format (see
-#' [redq_metrics()]) and `/api/state` with the page's data as JSON.
+#' [redq_metrics()]) and `/api/state` with the page's data as JSON. Both
+#' need the token: give it as `Authorization: Bearer <token>` (for
+#' Prometheus, `authorization: {credentials: <token>}` in the scrape
+#' config), with the `token` argument fixing it across restarts.
 #'
 #' @param port TCP port to listen on.
 #' @param host Interface to listen on (`"0.0.0.0"` for all; then anyone
-#'   who can reach the port can see the namespace and act on it).
+#'   who can reach the port and has the token can see the namespace and act
+#'   on it, over plain HTTP: prefer an SSH tunnel to the loopback).
 #' @param controller A [redq_controller()], or `NULL` for the default.
 #' @param interval Seconds between the page's refreshes.
 #' @param block Serve until interrupted (the default outside interactive
 #'   sessions), or return at once and serve while the session is idle.
 #' @param recent How many of the latest task API tasks the timeline shows.
-#' @return With `block = FALSE`, invisibly, a handle: `$url`, and
-#'   `$stop()` to close the dashboard. With `block = TRUE`, `NULL` once
-#'   interrupted.
+#' @param token The secret that grants access: `NULL` (the default) for a
+#'   new random one from the operating system's generator, or a string of
+#'   at least 32 letters, digits, `-`, `_`, `.` or `~` (e.g. from
+#'   `openssl rand -hex 32`) to keep the same one across restarts, for a
+#'   scraper. Keep it as private as a password.
+#' @return With `block = FALSE`, invisibly, a handle: `$url`, the page's
+#'   URL with the token (as printed; a secret), and `$stop()` to close the
+#'   dashboard. With `block = TRUE`, `NULL` once interrupted.
 #' @export
 #' @examples
 #' if (interactive() && redq_available()) {
@@ -44,7 +82,7 @@
 #'   d$stop()
 #' }
 redq_dashboard <- function(port = 8790, host = "127.0.0.1", controller = NULL, interval = 1.5,
-                           block = !interactive(), recent = 200) {
+                           block = !interactive(), recent = 200, token = NULL) {
   for (pkg in c("httpuv", "jsonlite")) {
     if (!requireNamespace(pkg, quietly = TRUE)) {
       redq_abort("dependency", sprintf(
@@ -56,16 +94,29 @@ redq_dashboard <- function(port = 8790, host = "127.0.0.1", controller = NULL, i
   check_string(host, "host")
   interval <- check_seconds(interval, "interval", zero_ok = FALSE)
   recent <- check_count(recent, "recent")
+  check_string(token, "token", null_ok = TRUE)
+  if (!is.null(token) && !grepl("^[A-Za-z0-9._~-]{32,}$", token)) {
+    redq_abort("argument", paste(
+      "'token' must be at least 32 letters, digits, '-', '_', '.' or '~' (it goes in URLs,",
+      "headers and cookies): use NULL for a new random one"))
+  }
   board <- new.env(parent = emptyenv())
   board$ctl <- ctl
-  board$token <- paste(sample(c(letters, LETTERS, 0:9), 32, replace = TRUE), collapse = "")
+  board$token <- token %||% secure_token()
+  # the browser's session, a second secret: it lives only in an HttpOnly cookie
+  board$session <- secure_token()
+  board$cookie <- sprintf("redq_dashboard_%d", port)
+  board$port <- port
+  board$hosts <- dashboard_hosts(host, port)
+  board$anywhere <- host %in% c("0.0.0.0", "::")
   board$interval <- interval
   board$recent <- recent
   board$history <- data.frame(time = numeric(), done = numeric())
   server <- tryCatch(httpuv::startServer(host, port, list(call = function(req) dashboard_call(board, req))),
                      error = function(e) redq_abort("argument", sprintf(
                        "cannot listen on %s:%d (%s): choose another port", host, port, conditionMessage(e))))
-  url <- sprintf("http://%s:%d/", if (host %in% c("0.0.0.0", "::")) "127.0.0.1" else host, port)
+  url <- sprintf("http://%s:%d/?token=%s", if (board$anywhere) "127.0.0.1" else bracket(host), port,
+                 board$token)
   handle <- structure(list(url = url, stop = function() invisible(server$stop())),
                       class = "redq_dashboard")
   if (!block) {
@@ -92,38 +143,115 @@ print.redq_dashboard <- function(x, ...) {
   invisible(x)
 }
 
+# The Host headers that name this dashboard: the loopback names, then the
+# interface it listens on (an IPv6 address in brackets), each with the port
+# (which browsers leave out for port 80).
+dashboard_hosts <- function(host, port) {
+  host <- bracket(tolower(host))
+  names <- unique(c("127.0.0.1", "localhost", "[::1]", if (!host %in% c("0.0.0.0", "[::]")) host))
+  c(paste0(names, ":", port), if (port == 80) names)
+}
+bracket <- function(host) if (grepl(":", host, fixed = TRUE)) paste0("[", host, "]") else host
+
+# Whether a request's Host header names this dashboard. Listening on every
+# interface, an IP address or this machine's name is also fine: DNS cannot
+# rebind an address, and an attacker does not own this machine's name.
+host_ok <- function(board, value) {
+  value <- tolower(value %||% "")
+  if (value %in% board$hosts) return(TRUE)
+  name <- sub(sprintf(":%d$", board$port), "", value)
+  board$anywhere && (name != value || board$port == 80L) &&
+    (grepl("^[0-9.]+$|^\\[[0-9a-f:.]+\\]$", name) || name == tolower(Sys.info()[["nodename"]]))
+}
+
+# Whether `given` is `secret`, in a time that says nothing of either: every
+# byte of the secret is compared whatever the lengths (no early exit), and
+# the lengths too.
+same_secret <- function(given, secret) {
+  a <- as.integer(charToRaw(given))
+  b <- as.integer(charToRaw(secret))
+  sum(bitwXor(c(a, integer(length(b)))[seq_along(b)], b), length(a) != length(b)) == 0
+}
+
+# The values of the query parameter `name`, and of the cookie `name`.
+query_values <- function(query, name) {
+  parts <- strsplit(sub("^\\?", "", query %||% ""), "&", fixed = TRUE)[[1]]
+  vals <- sub("^[^=]*=?", "", parts[sub("=.*", "", parts) == name])
+  vapply(vals, httpuv::decodeURIComponent, "", USE.NAMES = FALSE)
+}
+cookie_values <- function(header, name) {
+  parts <- trimws(strsplit(header %||% "", ";", fixed = TRUE)[[1]])
+  sub("^[^=]*=", "", parts[sub("=.*", "", parts) == name])
+}
+
+# Whether a request carries the token (query, Bearer, X-Redq-Token) or the
+# session cookie.
+authenticated <- function(board, req) {
+  auth <- req$HTTP_AUTHORIZATION %||% ""
+  given <- c(query_values(req$QUERY_STRING, "token"), req$HTTP_X_REDQ_TOKEN,
+             if (grepl("^Bearer ", auth, ignore.case = TRUE)) trimws(substring(auth, 8)))
+  any(vapply(given, same_secret, TRUE, board$token)) ||
+    any(vapply(cookie_values(req$HTTP_COOKIE, board$cookie), same_secret, TRUE, board$session))
+}
+
 # One HTTP request.
 dashboard_call <- function(board, req) {
   path <- req$PATH_INFO
   method <- req$REQUEST_METHOD
-  reply <- function(body, type = "application/json", status = 200L) {
-    list(status = status, headers = list(`Content-Type` = type, `Cache-Control` = "no-store",
-                                         `X-Content-Type-Options` = "nosniff"), body = body)
+  headers <- function(...) {
+    # no Referer with the token's URL in it, no framing (clickjacking)
+    list(`Cache-Control` = "no-store", `X-Content-Type-Options` = "nosniff",
+         `Referrer-Policy` = "no-referrer", `X-Frame-Options` = "DENY",
+         `Content-Security-Policy` = "frame-ancestors 'none'", ...)
   }
-  json <- function(x, status = 200L) {
+  reply <- function(body, type = "application/json", status = 200L, ...) {
+    list(status = status, headers = headers(`Content-Type` = type, ...), body = body)
+  }
+  json <- function(x, status = 200L, ...) {
     reply(as.character(jsonlite::toJSON(x, auto_unbox = TRUE, null = "null", na = "null",
-                                        digits = NA)), status = status)
+                                        digits = NA)), status = status, ...)
   }
   tryCatch({
-    if (method == "GET" && path %in% c("/", "/index.html")) {
-      reply(dashboard_page(board), "text/html; charset=utf-8")
+    if (!host_ok(board, req$HTTP_HOST)) {
+      json(list(error = "forbidden: this Host is not the dashboard's"), 403L)
+    } else if (method == "GET" && path == "/health") {
+      reply("ok\n", "text/plain; charset=utf-8")
+    } else if (!authenticated(board, req)) {
+      json(list(error = "unauthorized: open the URL with the token that redq_dashboard() printed"),
+           401L, `WWW-Authenticate` = 'Bearer realm="redq dashboard"')
+    } else if (method == "GET" && path %in% c("/", "/index.html")) {
+      given <- query_values(req$QUERY_STRING, "token")
+      if (length(given)) {
+        # the token leaves the address bar (and the history): the cookie
+        # carries the session from now on
+        cookie <- if (any(vapply(given, same_secret, TRUE, board$token))) {
+          list(`Set-Cookie` = sprintf("%s=%s; Path=/; HttpOnly; SameSite=Strict", board$cookie,
+                                      board$session))
+        }
+        list(status = 303L, headers = do.call(headers, c(list(Location = "/"), cookie)), body = "")
+      } else {
+        reply(dashboard_page(board), "text/html; charset=utf-8")
+      }
     } else if (method == "GET" && path == "/api/state") {
       json(dashboard_state(board))
     } else if (method == "GET" && path == "/metrics") {
       reply(redq_metrics(board$ctl), "text/plain; version=0.0.4; charset=utf-8")
     } else if (method == "POST" && startsWith(path, "/api/")) {
-      if (!identical(req$HTTP_X_REDQ_TOKEN, board$token)) {
-        return(json(list(error = "missing or wrong token: reload the page"), 403L))
+      origin <- tolower(req$HTTP_ORIGIN %||% paste0("http://", req$HTTP_HOST))
+      if (!identical(req$HTTP_X_REQUESTED_WITH, "redq")) {
+        json(list(error = "forbidden: actions need the header X-Requested-With: redq"), 403L)
+      } else if (!identical(origin, paste0("http://", tolower(req$HTTP_HOST)))) {
+        json(list(error = "forbidden: another site's page cannot act here"), 403L)
+      } else {
+        body <- rawToChar(req$rook.input$read())
+        args <- if (nzchar(body)) jsonlite::fromJSON(body) else list()
+        json(dashboard_action(board, sub("^/api/", "", path), args))
       }
-      body <- rawToChar(req$rook.input$read())
-      args <- if (nzchar(body)) jsonlite::fromJSON(body) else list()
-      json(dashboard_action(board, sub("^/api/", "", path), args))
     } else {
       json(list(error = "not found"), 404L)
     }
   }, error = function(e) json(list(error = conditionMessage(e)), 500L))
 }
-
 # What the page's buttons do.
 dashboard_action <- function(board, what, args) {
   ctl <- board$ctl
@@ -155,7 +283,6 @@ dashboard_page <- function(board) {
   # "</" must not end the script element the state sits in
   state <- gsub("</", "<\\/", state, fixed = TRUE)
   page <- sub("{{STATE}}", state, page, fixed = TRUE)
-  page <- sub("{{TOKEN}}", board$token, page, fixed = TRUE)
   sub("{{INTERVAL}}", format(board$interval * 1000), page, fixed = TRUE)
 }
 

@@ -7,8 +7,8 @@
 #' the workers serving `queue` (start them with [startLocalWorkers()], with
 #' [worker_spawn()], or with the `redq-worker` launcher on other machines).
 #' The arguments are doRedis'; `url` and `namespace` are redq's. With no
-#' host, port, url or `REDIS_URL`, redq uses a server on 127.0.0.1:6379 or
-#' starts its own (see [redq_url()]).
+#' host, port, url or `REDIS_URL`, redq uses your own private server,
+#' starting it if needed (see [redq_url()]).
 #'
 #' Per loop, `.options.redis = list(chunkSize =, ftinterval =, progress =,
 #' timeout =, max_attempts =)` overrides these settings.

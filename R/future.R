@@ -132,7 +132,9 @@ future_workers <- function(st, spec) {
   st$workers <- st$workers[alive]
   missing <- spec$workers - length(st$workers)
   if (missing > 0) {
-    st$workers <- c(st$workers, worker_spawn(missing, queue = spec$queue, controller = st$ctl)$id)
+    # the plan replaces its workers itself, before each future
+    st$workers <- c(st$workers, worker_spawn(missing, queue = spec$queue, controller = st$ctl,
+                                             replace = FALSE)$id)
   }
   invisible()
 }

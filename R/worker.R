@@ -26,6 +26,13 @@
 #' @param config The name of a configuration saved with
 #'   [worker_config_save()]: it fills in the settings not given here.
 #' @param task_log Keep what each task prints in Redis ([task_log()]).
+#' @param replace While this session waits for tasks (any front end), a
+#'   worker whose process ends in the middle of its work (a task called
+#'   `quit()`, R crashed, the process was killed) is declared lost at once,
+#'   with how it ended, and, with `replace = TRUE`, replaced by a new
+#'   worker with the same settings (listed by [worker_list()], not in this
+#'   handle's `$id`). Workers that stop, finish their `max_tasks` or reach
+#'   their idle timeout are not replaced.
 #' @return Invisibly, a handle on the new workers (as rrq's worker
 #'   manager): `$id` holds their ids, and `$stop(worker_id = NULL, type =
 #'   "graceful")`, `$kill(worker_id = NULL)` (the process, by signal),
@@ -43,7 +50,7 @@
 #' }
 worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, lease = NULL,
                          log = NULL, max_tasks = Inf, controller = NULL, idle_timeout = Inf,
-                         config = NULL, task_log = FALSE) {
+                         config = NULL, task_log = FALSE, replace = TRUE) {
   ctl <- get_controller(controller)
   if (!is.null(config)) {
     # a saved configuration fills in what the call does not give
@@ -56,7 +63,8 @@ worker_spawn <- function(n = 1, queue = NULL, timeout = 30, heartbeat = NULL, le
   idle_timeout <- check_seconds(idle_timeout, "idle_timeout", none_ok = TRUE)
   ids <- spawn_workers(n, queue, timeout, heartbeat, lease, log, max_tasks, ctl,
                        settings = list(idle_timeout = as.character(idle_timeout),
-                                      task_log = if (isTRUE(task_log)) "1"))
+                                      task_log = if (isTRUE(task_log)) "1"),
+                       replace = isTRUE(replace))
   invisible(worker_handle(ids, ctl))
 }
 
@@ -82,7 +90,7 @@ worker_handle <- function(ids, ctl) {
       # the process itself, as the operating system sees it: for a worker
       # that no longer answers its control list (and is not replaced)
       for (id in pick(worker_id)) {
-        if (!is.null(redq_env$spawned[[id]])) redq_env$spawned[[id]]$stopping <- TRUE
+        if (!is.null(redq_env$spawned[[id]])) redq_env$spawned[[id]]$no_replace <- TRUE
       }
       for (p in procs(worker_id)) if (!is.null(p) && p$is_alive()) p$kill()
       invisible(pick(worker_id))
@@ -121,7 +129,8 @@ as.character.redq_workers <- function(x, ...) x$id
 # loop of its own that registers as a worker); `wait`: until they have
 # registered.
 spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, controller,
-                          command = WORKER_COMMAND, wait = TRUE, settings = list()) {
+                          command = WORKER_COMMAND, wait = TRUE, settings = list(),
+                          replace = TRUE) {
   n <- check_count(n, "n")
   ctl <- get_controller(controller)
   queue <- queue %||% ctl$queue
@@ -172,7 +181,7 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
     redq_env$processes[[id]] <- proc
     # how to start another in its place (local_workers())
     redq_env$spawned[[id]] <- list(
-      ctl = ctl, reported = FALSE, stopping = FALSE,
+      ctl = ctl, reported = FALSE, no_replace = !replace,
       again = list(queue = queue, timeout = timeout, heartbeat = heartbeat, lease = lease,
                    log = log, max_tasks = max_tasks, command = command, settings = settings))
   }
@@ -209,10 +218,11 @@ local_workers <- function(ctl) {
     replace = function(ids) {
       for (id in ids) {
         s <- redq_env$spawned[[id]]
-        if (is.null(s) || s$stopping) next
+        if (is.null(s) || s$no_replace) next
         a <- s$again
         try(spawn_workers(1, a$queue, a$timeout, a$heartbeat, a$lease, a$log, a$max_tasks, s$ctl,
                           command = a$command, wait = FALSE, settings = a$settings))
+        redq_env$spawned[[id]] <- NULL
       }
     })
 }
@@ -382,7 +392,7 @@ worker_stop <- function(ids = NULL, type = c("graceful", "kill"), wait = 10, con
     return(invisible(ids))
   }
   # asked to go: not replaced should their processes end (local_workers())
-  for (id in intersect(ids, names(redq_env$spawned))) redq_env$spawned[[id]]$stopping <- TRUE
+  for (id in intersect(ids, names(redq_env$spawned))) redq_env$spawned[[id]]$no_replace <- TRUE
   rs_check(rs_worker_signal(ctl$ptr, ids, identical(type, "kill")))
   deadline <- Sys.time() + wait
   while (wait > 0 && any(ids %in% worker_list(ctl)) && Sys.time() < deadline) {

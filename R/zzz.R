@@ -14,7 +14,10 @@
 # workers, jobs) hold pointers whose finalizers are code in it, and gc()
 # would run them in an unloaded library.
 .onUnload <- function(libpath) {
-  for (p in redq_env$processes) {
+  for (id in names(redq_env$processes)) {
+    # startLocalWorkers(outlive = TRUE) workers are meant to outlive us
+    if (isTRUE(redq_env$spawned[[id]]$again$settings$outlive)) next
+    p <- redq_env$processes[[id]]
     if (!is.null(p) && p$is_alive()) try(p$kill(), silent = TRUE)
   }
   redq_env$processes <- list()

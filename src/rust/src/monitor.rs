@@ -7,6 +7,9 @@ use crate::error::Result;
 use crate::keys::Keys;
 use crate::scripts::{self, invocation};
 
+/// Why the reaper declares a worker lost (see `lua/reap.lua`).
+pub const LEASE_RAN_OUT: &str = "lost its lease";
+
 /// A worker the reaper found without a lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LostWorker {
@@ -29,7 +32,7 @@ impl LostWorker {
             "worker {} on host {} {}: {} task(s) requeued, {} ended {}",
             self.id,
             self.host,
-            if self.why.is_empty() || self.why == "lost its lease" { "stopped answering" } else { &self.why },
+            if self.why.is_empty() || self.why == LEASE_RAN_OUT { "stopped answering".to_string() } else { format!("was lost ({})", self.why) },
             self.requeued,
             self.died,
             crate::status::DIED
@@ -50,7 +53,7 @@ pub fn reap(conn: &mut Connection, keys: &Keys, at_most_every: std::time::Durati
                 host: redis::from_redis_value_ref(host).unwrap_or_default(),
                 requeued: redis::from_redis_value_ref(requeued).unwrap_or_default(),
                 died: redis::from_redis_value_ref(died).unwrap_or_default(),
-                why: "lost its lease".into(),
+                why: LEASE_RAN_OUT.into(),
             });
         }
     }

@@ -46,6 +46,7 @@ fn constants() -> Vec<(&'static str, String)> {
         ("OBJECT_TAG", q(std::str::from_utf8(&crate::big::OBJECT_MARK[1..]).unwrap_or_default())),
         ("SEAL_MAGIC", q(std::str::from_utf8(crate::signature::MAGIC).unwrap_or_default())),
         ("SEAL_HEADER", crate::signature::HEADER.to_string()),
+        ("LEASE_RAN_OUT", q(crate::monitor::LEASE_RAN_OUT)),
     ]
 }
 

@@ -404,6 +404,10 @@ fn a_wait_with_a_timeout_does_not_wait_longer_for_a_server_that_is_away() {
     job.watch(&["x".to_string()]);
     let e = job.wait(&mut ctl.conn, Want::All, None, None, &mut hooks).unwrap_err();
     assert!(e.is_connection(), "{e:?}");
+    // the clean-up that follows does not wait for the server all over again
+    let t = Instant::now();
+    assert!(job.remove(&mut ctl.conn).unwrap_err().is_connection());
+    assert!(t.elapsed() < Duration::from_millis(200), "{:?}", t.elapsed());
 }
 
 #[test]

@@ -174,6 +174,9 @@ pub struct Job {
     /// the caller was told.
     starved: Option<(Instant, bool)>,
     notices: Vec<String>,
+    /// A wait gave up on the server after `patience`: the removal that
+    /// follows (a loop's clean-up) tries once instead of waiting again.
+    server_gone: bool,
     need_check: bool,
     /// Set when the job was cancelled from another session.
     cancelled: bool,
@@ -211,6 +214,7 @@ impl Job {
             progressed: false,
             starved: None,
             notices: Vec::new(),
+            server_gone: false,
             need_check: false,
             cancelled: false,
             total: 0,
@@ -378,7 +382,14 @@ impl Job {
                 Err(e) if e.is_connection() => self.ride_out(conn, e, hooks, deadline),
                 other => other.map(|_| true),
             };
-            let result = result.and_then(|more| self.watch_workers(conn, hooks).map(|_| more));
+            // a server that is away now is ridden out by the next slice
+            let result = match result {
+                Ok(true) => match self.watch_workers(conn, hooks) {
+                    Err(e) if !e.is_connection() => Err(e),
+                    _ => Ok(true),
+                },
+                other => other,
+            };
             if !self.notices.is_empty() {
                 let notices = std::mem::take(&mut self.notices);
                 self.give_back(std::mem::take(&mut out));
@@ -457,8 +468,10 @@ impl Job {
         for id in &ids {
             inv.arg(id);
         }
-        // idempotent, so sent again over a broken connection
-        conn.retry(self.opts.patience, |c| inv.invoke::<redis::Value>(c))?;
+        // idempotent, so sent again over a broken connection, unless a
+        // wait already waited for the server in vain
+        let patience = if self.server_gone { Duration::ZERO } else { self.opts.patience };
+        conn.retry(patience, |c| inv.invoke::<redis::Value>(c))?;
         let _ = crate::big::sweep_offload(conn, &self.keys);
         self.held.clear();
         self.watched.clear();

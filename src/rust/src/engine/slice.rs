@@ -399,6 +399,7 @@ impl Job {
                 return Ok(false);
             }
             if now >= give_up {
+                self.server_gone = true;
                 return Err(Error::Connection(format!(
                     "{last}; gave up after waiting {:.0} s for the server to come back",
                     self.opts.patience.as_secs_f64()
@@ -416,6 +417,7 @@ impl Job {
             match conn.run(|c| redis::cmd("PING").query::<String>(c)) {
                 Ok(_) => {
                     self.need_check = true;
+                    self.server_gone = false;
                     return Ok(true);
                 }
                 Err(e) if e.is_connection() => last = e,

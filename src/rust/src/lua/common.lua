@@ -466,7 +466,8 @@ local function lose_worker(wid, why)
   local wk = K.worker(wid)
   redis.call('HSET', wk, 'status', WORKER_LOST, 'ended', NOW, 'task', '', 'lost', why)
   redis.call('EXPIRE', wk, WORKER_TTL_S)
-  worker_event(wid, why .. ': ' .. r[1] .. ' task(s) requeued, ' .. r[2] .. ' died', WORKER_TTL_S)
+  worker_event(wid, 'lost (' .. why .. '): ' .. r[1] .. ' task(s) requeued, ' .. r[2] .. ' died',
+               WORKER_TTL_S)
   redis.call('SREM', K.workers(), wid)
   redis.call('DEL', K.worker_control(wid), K.worker_alive(wid))
   local host = redis.call('HGET', wk, 'host') or ''

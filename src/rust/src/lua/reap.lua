@@ -14,7 +14,7 @@ end
 local out = {}
 for _, wid in ipairs(redis.call('SMEMBERS', K.workers())) do
   if redis.call('EXISTS', K.worker_alive(wid)) == 0 then
-    local host, requeued, died = lose_worker(wid, 'lost its lease')
+    local host, requeued, died = lose_worker(wid, LEASE_RAN_OUT)
     out[#out + 1] = wid
     out[#out + 1] = host
     out[#out + 1] = requeued
