@@ -35,7 +35,8 @@ commandstats <- function(ctl) {
 # Scripts by their SHA: server microseconds and calls, from the slow log
 # (every command logged), with the arguments of one call to tell which.
 scripts_report <- function(port, n) {
-  out <- system2("redis-cli", c("-p", port, "--raw", "SLOWLOG", "GET", "1000000"), stdout = TRUE)
+  # the server's password reaches redis-cli through its environment
+  out <- redq:::node_command(port, "--raw", "SLOWLOG", "GET", "1000000")
   at <- which(toupper(out) == "EVALSHA")
   if (!length(at)) return(invisible())
   us <- as.numeric(out[at - 1])

@@ -6,9 +6,12 @@ suppressPackageStartupMessages(library(redq))
 # starts your own server and leaves it running for later sessions)
 options(redq.server = "session")
 
-url <- redq_url()
-cat("Redis server:", sub("//.*@", "//***@", url),
-    if (is.null(redq:::redq_env$server)) "" else "(embedded, private to this session)", "\n\n")
+ctl <- redq_controller()
+# its address, never its password
+cat("Redis server:", ctl$address,
+    if (is.null(redq:::redq_env$server)) "" else
+      "(embedded, private to this session: a Unix socket only you can reach, a password, a secret)",
+    "\n\n")
 
 cat("== foreach %dopar% on 2 local workers\n")
 registerDoRedis("jobs")
