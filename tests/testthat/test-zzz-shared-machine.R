@@ -127,3 +127,39 @@ test_that("a server another user starts on 127.0.0.1:6379 is not used unless nam
     expect_false(any(grepl("redq", keys)))
   }
 })
+
+test_that("another local user gets neither the dashboard's token nor anything through it", {
+  ctl <- test_controller()
+  worker_spawn(1)
+  id <- task_create_expr(Sys.sleep(30))
+  expect_true(wait_until(function() task_status(id) == "RUNNING", 20))
+  port <- redq:::free_port()
+  bg <- callr::r_bg(function(url, ns, port) {
+    library(redq)
+    redq_dashboard(port = port, controller = redq_controller(ns, url = url), block = TRUE)
+  }, list(test_url(), ctl$namespace, port), supervise = TRUE)
+  withr::defer(bg$kill())
+  said <- ""
+  expect_true(wait_until(function() {
+    said <<- paste0(said, bg$read_error())
+    grepl("?token=", said, fixed = TRUE)
+  }, 30, 0.2))
+  token <- sub("^.*[?]token=([0-9a-f]+).*$", "\\1", said)
+  base <- sprintf("http://127.0.0.1:%d", port)
+  # what the other user can try: every page, the metrics, an action, and
+  # the dashboard's process (its command line, its environment)
+  r <- as_other(paste(
+    sprintf("curl -s -w ' %%{http_code}\\n' %s/", base),
+    sprintf("curl -s -w ' %%{http_code}\\n' %s/api/state", base),
+    sprintf("curl -s -w ' %%{http_code}\\n' %s/metrics", base),
+    sprintf("curl -s -w ' %%{http_code}\\n' -X POST -H 'X-Requested-With: redq' -d '{\"id\":\"%s\"}' %s/api/cancel", id, base),
+    sprintf("ps -eo args; cat /proc/%d/environ", bg$get_pid()), sep = "; "))
+  expect_equal(lengths(regmatches(r$out, gregexpr(" 401\n", r$out))), 4)
+  expect_false(grepl(token, r$out, fixed = TRUE))
+  expect_false(grepl(ctl$namespace, r$out, fixed = TRUE))
+  expect_equal(unname(task_status(id)), "RUNNING")
+  # the owner, with the token, is let in
+  out <- processx::run("curl", c("-s", "-H", paste("Authorization: Bearer", token),
+                                 paste0(base, "/metrics")))$stdout
+  expect_match(out, ctl$namespace, fixed = TRUE)
+})
