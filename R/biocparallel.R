@@ -217,8 +217,7 @@ rp_server <- function(url, host, port, password) {
   }
   if (!is.null(password)) check_string(password, "redis.password")
   if (is.null(url) && (!is.null(host) || !is.null(port) || !is.null(password))) {
-    auth <- if (is.null(password)) "" else paste0(":", utils::URLencode(password, reserved = TRUE), "@")
-    url <- sprintf("redis://%s%s:%d/0", auth, host %||% "127.0.0.1", port %||% 6379L)
+    url <- server_url(host %||% "127.0.0.1", port %||% 6379L, password)
   }
   list(url = url, host = host %||% NA_character_, port = port %||% NA_integer_,
        password = password %||% NA_character_)
@@ -436,7 +435,7 @@ rp_send_all <- function(m, value) {
   }
   payload <- serialize_fast(list(type = "bioc", job = "", msg = value))
   for (w in serving_workers(m$ctl, m$queue)) {
-    m$all <- c(m$all, job_submit(m$job, rs_private_queue(w), list(payload), max_attempts = 1))
+    m$all <- c(m$all, job_submit(m$job, worker_queue(w), list(payload), max_attempts = 1))
   }
   invisible(m)
 }
@@ -464,7 +463,7 @@ rp_cleanup <- function(m) {
 # BiocParallel's worker function. Element timeouts are redq's: the side
 # thread interrupts an element that runs too long, and the element ends
 # with an error while the task goes on.
-bioc_exec <- function(p, w, state) {
+run_bioc <- function(p, task, w, state) {
   bioc <- asNamespace("BiocParallel")
   msg <- p$msg
   if (isTRUE(msg$dynamic.only)) {
@@ -485,19 +484,19 @@ bioc_exec <- function(p, w, state) {
     msg$data$args$OPTIONS$timeout <- bioc$WORKER_TIMEOUT
   }
   value <- bioc$.bpworker_EXEC(msg)
-  value$node <- rs_worker_id(w) # the manager's log names the worker
+  value$node <- wf_id(w) # the manager's log names the worker
   value
 }
 
 bioc_timed <- function(FUN, timeout, w, state) {
   force(FUN)
   function(...) {
-    rs_check(rs_worker_deadline(w, timeout))
-    on.exit(rs_worker_deadline(w, Inf))
+    wf_deadline(w, timeout)
+    on.exit(wf_deadline(w, Inf))
     withRestarts(
       withCallingHandlers(FUN(...), interrupt = function(cnd) {
-        if (rs_worker_take_timeout(w)) {
-          interrupt_kind(w, state)
+        if (wf_take_timeout(w)) {
+          wf_interrupt_kind(w, state)
           invokeRestart("redq_element_timeout")
         }
       }),

@@ -182,7 +182,7 @@ called_from <- function(names) {
 # to the cluster's queue. A node whose worker is gone is replaced first.
 cluster_submit <- function(st, k, payload, tag, lb, replaces = NULL) {
   if (!lb && isTRUE(st$lost[[st$nodes[[k]]]])) cluster_replace(st, k)
-  queue <- if (lb) st$queue else rs_private_queue(st$nodes[[k]])
+  queue <- if (lb) st$queue else worker_queue(st$nodes[[k]])
   runs <- if (is.null(replaces)) 1L else st$calls[[replaces]]$runs + 1L
   job_submit(st$job, queue, list(payload), max_attempts = st$max_attempts, record = function(id) {
     assign(id, list(node = k, worker = st$nodes[[k]], tag = tag, payload = payload, lb = lb,
@@ -266,7 +266,7 @@ cluster_replace <- function(st, k) {
   }
   st$nodes[[k]] <- new
   for (payload in st$setup[[k]]) {
-    id <- job_submit(st$job, rs_private_queue(new), list(payload), max_attempts = 1)
+    id <- job_submit(st$job, worker_queue(new), list(payload), max_attempts = 1)
     assign(id, list(node = k, replay = TRUE), envir = st$calls)
   }
   invisible(new)
@@ -306,4 +306,17 @@ cluster_shutdown <- function(st) {
   # a queue named for this cluster is forgotten with it
   if (isTRUE(st$own_queue)) try(queue_remove(st$queue, controller = st$ctl), silent = TRUE)
   invisible()
+}
+
+# On a worker (payload kind "snow"):
+# A parallel cluster's call, evaluated as parallel's own workers do: an
+# error becomes the value, marked as one, for parallel to re-signal.
+run_snow <- function(p, task, w, state) {
+  success <- TRUE
+  t1 <- proc.time()
+  value <- tryCatch(do.call(p$fun, p$args, quote = TRUE), error = function(e) {
+    success <<- FALSE
+    structure(conditionMessage(e), class = c("snow-try-error", "try-error"))
+  })
+  list(type = "VALUE", value = value, success = success, time = proc.time() - t1, tag = p$tag)
 }

@@ -237,7 +237,7 @@ redisDecrBy <- function(key, value = 1) {
 #' @rdname redisSet
 #' @export
 redisConnect <- function(host = "localhost", port = 6379, password, url = NULL, ...) {
-  url <- url %||% doredis_url(NULL, host, port, if (missing(password)) NULL else password, TRUE)
+  url <- url %||% server_url(host, port, if (missing(password)) NULL else password)
   redq_env$redis_ctl <- redq_controller("default", url = url, default = FALSE)
   invisible(NULL)
 }
@@ -263,8 +263,7 @@ is_serialized <- function(raw) {
 value_set <- function(name, value, controller = NULL) {
   check_string(name, "name")
   ctl <- get_controller(controller)
-  rs_check(rs_controller_data_set(ctl$ptr, name, serialize(value, NULL, xdr = FALSE)))
-  invisible(NULL)
+  data_set(ctl, name, serialize(value, NULL, xdr = FALSE))
 }
 
 #' @rdname redisSet
@@ -272,7 +271,7 @@ value_set <- function(name, value, controller = NULL) {
 value_get <- function(name, controller = NULL) {
   check_string(name, "name")
   ctl <- get_controller(controller)
-  raw <- rs_check(rs_controller_data_get(ctl$ptr, name))
+  raw <- data_get(ctl, name)
   if (is.null(raw)) NULL else unserialize(raw)
 }
 
@@ -281,9 +280,19 @@ value_get <- function(name, controller = NULL) {
 value_delete <- function(name, controller = NULL) {
   check_string(name, "name")
   ctl <- get_controller(controller)
-  rs_check(rs_controller_data_delete(ctl$ptr, name))
-  invisible(NULL)
+  data_delete(ctl, name)
 }
+
+# The namespace's values as bytes (the core seals and opens them): what
+# value_set()/value_get() and the front ends' own records (rush's) store.
+data_set <- function(ctl, name, raw) invisible(rs_check(rs_controller_data_set(ctl$ptr, name, raw)))
+
+data_get <- function(ctl, name) rs_check(rs_controller_data_get(ctl$ptr, name))
+
+# Several at once: a list of raw vectors (NULL where unset).
+data_mget <- function(ctl, names) rs_check(rs_controller_data_mget(ctl$ptr, names))
+
+data_delete <- function(ctl, name) invisible(rs_check(rs_controller_data_delete(ctl$ptr, name)))
 
 #' @rdname redisSet
 #' @param msg A message.

@@ -85,33 +85,7 @@ doredis_url <- function(url, host, port, password, explicit) {
   if (!explicit && is.null(password)) {
     return(NULL)
   }
-  auth <- if (is.null(password)) "" else paste0(":", utils::URLencode(password, reserved = TRUE), "@")
-  sprintf("redis://%s%s:%d/0", auth, host, as.integer(port))
-}
-
-live_workers <- function(ctl, queue) length(patiently(function() serving_workers(ctl, queue)))
-
-# `f()`, called again while the server cannot be reached (a restart or a
-# failover), for up to option redq.reconnect_patience seconds, as the
-# engine's waits ride such a spell out; other errors stand.
-patiently <- function(f) {
-  deadline <- Sys.time() + reconnect_patience()
-  repeat {
-    r <- tryCatch(f(), redq_error_connection = function(e) e)
-    if (!inherits(r, "redq_error_connection") || Sys.time() > deadline) break
-    Sys.sleep(0.2)
-  }
-  if (inherits(r, "redq_error_connection")) stop(r)
-  r
-}
-
-# Ids of the live workers that serve `queue`.
-serving_workers <- function(ctl, queue) {
-  info <- worker_info(NULL, ctl)
-  serving <- vapply(info, function(i) {
-    isTRUE(i$alive) && queue %in% strsplit(i$queues %||% "", ",", fixed = TRUE)[[1]]
-  }, logical(1))
-  names(info)[serving]
+  server_url(host, port, password)
 }
 
 doredis_settings <- function() {

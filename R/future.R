@@ -172,7 +172,7 @@ getExpression.RedqFuture <- function(future, expr = future$expr, immediateCondit
   conditionClasses <- unique(c(conditionClasses, immediate))
   attr(conditionClasses, "exclude") <- exclude
   expr <- bquote(withCallingHandlers(.(expr), immediateCondition = function(cond) {
-    if (redq:::worker_relay(cond)) {
+    if (redq:::wf_relay(cond)) {
       for (restart in computeRestarts(cond)) {
         if (startsWith(restart$name, "muffle")) invokeRestart(restart)
       }
@@ -360,4 +360,25 @@ print.RedqFuture <- function(x, ...) {
   cat(sprintf("redq task: %s (namespace '%s', queue '%s')\n", x$task_id, x$redq$namespace,
               x$redq$queue))
   invisible(x)
+}
+
+# On a worker: a future's own expression, which captures its value, output
+# and conditions into a FutureResult (payload kind "future").
+run_future <- function(p, task, w, state) eval_future(p$expr, p$globals)
+
+# As on future's own cluster workers, a future's globals live in the
+# global environment while it runs (functions defined at top level find
+# them there); unlike there, they are taken away afterwards, and what they
+# covered is put back, so that futures do not see each other's globals.
+eval_future <- function(expr, globals) {
+  genv <- globalenv()
+  names <- as.character(names(globals))
+  had <- vapply(names, exists, logical(1), envir = genv, inherits = FALSE)
+  saved <- mget(names[had], envir = genv)
+  on.exit({
+    rm(list = names[!had], envir = genv)
+    list2env(saved, envir = genv)
+  })
+  list2env(globals, envir = genv)
+  eval(expr, genv)
 }

@@ -7,216 +7,6 @@
 # worker_loop_default: each task calls `fun`) or a loop of the user's,
 # which claims and ends tasks through a RushWorker, one round trip each.
 
-#' rush's plan: where and how many workers
-#'
-#' `rush_plan()` records the server and the number of workers that
-#' [rsh()] and `Rush$start_local_workers()` use, as in rush.
-#' `rush_config()` returns it, `remove_rush_plan()` forgets it and
-#' `rush_available()` tells whether one is set.
-#'
-#' @param n_workers Number of workers `start_local_workers()` starts.
-#' @param config The server: a Redis URL, or a list with `url`, or `host`,
-#'   `port` and `password` (as `redux::redis_config()` gives); `NULL` for
-#'   `REDIS_URL` or redq's default server.
-#' @param lgr_thresholds Accepted for rush compatibility.
-#' @param large_objects_path A directory on a file system the workers
-#'   share: task arguments and results over 1 MB (`offload_threshold` of
-#'   [redq_controller()]) are stored there, in files named by their hash,
-#'   instead of in Redis (rush's `store_large_object()`). The networks'
-#'   controllers use it as their `offload_path` and give it to the workers
-#'   they start; workers started elsewhere use it unless their
-#'   `REDQ_OFFLOAD_PATH` names their own mount of it.
-#' @param start_worker_timeout Seconds `wait_for_workers()` waits by default.
-#' @return `rush_plan()`: invisibly, the plan. `rush_config()`: the plan.
-#'   `remove_rush_plan()`: invisibly `TRUE`. `rush_available()`: logical.
-#' @export
-#' @examples
-#' if (redq_available() && requireNamespace("data.table", quietly = TRUE)) {
-#'   rush_plan(n_workers = 2)
-#'   rush_config()$n_workers
-#'   remove_rush_plan()
-#' }
-rush_plan <- function(n_workers = NULL, config = NULL, lgr_thresholds = NULL,
-                      large_objects_path = NULL, start_worker_timeout = Inf) {
-  if (!is.null(n_workers)) n_workers <- check_count(n_workers, "n_workers")
-  url <- rush_url(config)
-  start_worker_timeout <- check_seconds(start_worker_timeout, "start_worker_timeout",
-                                        none_ok = TRUE)
-  rush_connect(url, "default", large_objects_path)
-  redq_env$rush_plan <- list(config = url, n_workers = n_workers,
-                             lgr_thresholds = lgr_thresholds,
-                             large_objects_path = large_objects_path,
-                             start_worker_timeout = start_worker_timeout)
-  invisible(redq_env$rush_plan)
-}
-
-#' @rdname rush_plan
-#' @export
-rush_config <- function() {
-  p <- redq_env$rush_plan
-  list(config = p$config, n_workers = p$n_workers, lgr_thresholds = p$lgr_thresholds,
-       large_objects_path = p$large_objects_path, start_worker_timeout = p$start_worker_timeout)
-}
-
-#' @rdname rush_plan
-#' @export
-remove_rush_plan <- function() {
-  redq_env$rush_plan <- NULL
-  invisible(TRUE)
-}
-
-#' @rdname rush_plan
-#' @export
-rush_available <- function() !is.null(redq_env$rush_plan)
-
-#' A rush network's controller
-#'
-#' `rsh(network_id)` is `Rush$new(network_id)`: the controller of a rush
-#' network, whose tasks run on redq workers (see [Rush]).
-#'
-#' @param network_id Network name (a redq namespace); `NULL` for a new one.
-#' @param config The server, as for [rush_plan()]; `NULL` for the plan's.
-#' @param ... Passed to `Rush$new()` (`seed`).
-#' @return A [Rush] object.
-#' @export
-#' @examples
-#' if (redq_available() && requireNamespace("data.table", quietly = TRUE)) {
-#'   rush <- rsh("example-network")
-#'   rush$start_local_workers(fun = function(x1, x2, ...) list(y = x1 + x2), n_workers = 2)
-#'   keys <- rush$push_tasks(list(list(x1 = 1, x2 = 2), list(x1 = 3, x2 = 4)))
-#'   rush$wait_for_tasks(keys)
-#'   rush$fetch_finished_tasks()
-#'   rush$reset()
-#' }
-rsh <- function(network_id = NULL, config = NULL, ...) {
-  Rush$new(network_id = network_id, config = config, ...)
-}
-
-# The server of a rush config: a URL string, a list with url or
-# host/port/password (redux's redis_config()), or NULL (the plan's, else
-# redq_url()).
-rush_url <- function(config) {
-  if (is.null(config)) return(redq_env$rush_plan$config %||% redq_url())
-  if (is.character(config)) {
-    check_string(config, "config")
-    return(config)
-  }
-  if (!is.list(config)) {
-    redq_abort("argument", "'config' must be a Redis URL, or a list with url or host, port and password")
-  }
-  if (!is.null(config$url) && nzchar(config$url)) return(config$url)
-  host <- config$host %||% "127.0.0.1"
-  port <- config$port %||% 6379
-  pw <- config$password
-  auth <- if (is.null(pw) || !nzchar(pw)) "" else paste0(":", utils::URLencode(pw, reserved = TRUE), "@")
-  sprintf("redis://%s%s:%s/%s", auth, host, port, config$db %||% 0)
-}
-
-rush_connect <- function(url, network_id, large_objects_path = redq_env$rush_plan$large_objects_path) {
-  tryCatch(redq_controller(network_id, url = url, default = FALSE, offload_path = large_objects_path),
-           redq_error_connection = function(e) {
-             redq_abort("connection", paste("Can't connect to Redis. Check the configuration:",
-                                            conditionMessage(e)))
-           })
-}
-
-# Names of the network's records among the namespace's user values.
-RUSH_START <- "rush:start_args"
-RUSH_ON_IDLE <- "rush:terminate_on_idle"
-RUSH_WRITTEN <- "rush:written"
-RUSH_FIELDS <- "rush:fields:"
-
-# A network id shaped like rush's (a UUID), from the system's generator:
-# drawing it with sample() would change the session's random numbers.
-rush_new_id <- function() {
-  h <- secure_token(16)
-  paste(substring(h, c(1, 9, 13, 17, 21), c(8, 12, 16, 20, 32)), collapse = "-")
-}
-
-# A task's fields from its record: xs and xs_extra from the payload (or,
-# once it completed, from the result, which repeats them), ys, ys_extra
-# and the worker's pid from the result, the worker's id from the record,
-# and for failed tasks a condition whose message says why.
-rush_rows <- function(ctl, keys) {
-  if (!length(keys)) return(list())
-  rec <- rs_check(rs_task_records(ctl$ptr, keys))
-  written <- rush_written(ctl, keys)
-  rows <- lapply(seq_along(keys), function(i) {
-    res <- if (!is.null(rec$result[[i]])) unserialize(rec$result[[i]])
-    pay <- if (!is.null(rec$payload[[i]])) unserialize(rec$payload[[i]])
-    src <- if (is.list(res) && !inherits(res, "condition")) res else pay
-    row <- list(xs = src$xs, xs_extra = src$xs_extra, seed = pay$seed %||% src$seed,
-                state = rec$state[[i]])
-    if (nzchar(rec$worker[[i]])) {
-      pid <- if (is.list(src)) src$pid
-      row$worker_extra <- if (is.null(pid)) list(worker_id = rec$worker[[i]]) else
-        list(pid = pid, worker_id = rec$worker[[i]])
-    }
-    if (identical(rec$state[[i]], "finished")) {
-      row$ys <- res$ys
-      row$ys_extra <- res$ys_extra
-    } else if (identical(rec$state[[i]], "failed")) {
-      msg <- if (inherits(res, "condition")) conditionMessage(res) else task_failure(keys[[i]], ctl)
-      row$condition <- list(message = msg)
-    }
-    row
-  })
-  # fields written with write_hashes()
-  for (i in which(!vapply(written, is.null, TRUE))) {
-    extra <- unserialize(written[[i]])
-    rows[[i]][names(extra)] <- extra
-  }
-  rows
-}
-
-# Fields write_hashes() stored for `keys` (a list of raw vectors or NULLs);
-# one round trip to learn that there are none.
-rush_written <- function(ctl, keys) {
-  if (is.null(rs_check(rs_controller_data_get(ctl$ptr, RUSH_WRITTEN)))) {
-    return(vector("list", length(keys)))
-  }
-  rs_check(rs_controller_data_mget(ctl$ptr, paste0(RUSH_FIELDS, keys)))
-}
-
-# One table row of `fields` from a task's fields, as rush flattens them:
-# the elements of each field in turn (longer values as list columns).
-rush_flatten <- function(row, fields) {
-  out <- list()
-  for (f in fields) {
-    v <- row[[f]]
-    if (is.null(v)) next
-    if (!is.list(v)) v <- stats::setNames(list(v), f)
-    for (n in names(v)) {
-      x <- v[[n]]
-      out[[n]] <- if (is.atomic(x) && length(x) == 1L) x else list(x)
-    }
-  }
-  out
-}
-
-rush_table <- function(rows, keys, fields, data_format = "data.table") {
-  if (identical(data_format, "list")) {
-    if (!length(keys)) return(list())
-    return(stats::setNames(lapply(rows, function(r) r[intersect(fields, names(r))]), keys))
-  }
-  rush_need_datatable()
-  if (!length(keys)) return(data.table::data.table())
-  flat <- lapply(rows, rush_flatten, fields = fields)
-  tab <- data.table::rbindlist(flat, use.names = TRUE, fill = TRUE)
-  if (nrow(tab) == 0L) return(data.table::data.table(keys = keys))
-  data.table::set(tab, j = "keys", value = keys)
-  tab
-}
-
-rush_need_datatable <- function() {
-  if (!requireNamespace("data.table", quietly = TRUE)) {
-    redq_abort("dependency", paste("the rush interface returns data.tables: install data.table",
-                                   "(Debian: apt install r-cran-data.table)"))
-  }
-}
-
-RUSH_STATES <- c("queued", "running", "finished", "failed")
-
 #' The controller of a rush network
 #'
 #' `Rush` implements the controller of rush 0.1.2 on redq: a network is a
@@ -371,15 +161,15 @@ Rush <- R6::R6Class("Rush",
       }
       self$processes <- NULL
       ids <- task_list(controller = self$connector)
-      if (!is.null(rs_check(rs_controller_data_get(self$connector$ptr, RUSH_WRITTEN)))) {
+      if (!is.null(data_get(self$connector, RUSH_WRITTEN))) {
         for (k in c(paste0(RUSH_FIELDS, ids), RUSH_WRITTEN)) {
-          rs_controller_data_delete(self$connector$ptr, k)
+          data_delete(self$connector, k)
         }
       }
       if (length(ids)) task_delete(ids, controller = self$connector)
       if (!is.null(private$.job)) try(job_remove(private$.job), silent = TRUE)
       private$.job <- NULL
-      for (k in c(RUSH_START, RUSH_ON_IDLE)) rs_controller_data_delete(self$connector$ptr, k)
+      for (k in c(RUSH_START, RUSH_ON_IDLE)) data_delete(self$connector, k)
       private$.cache <- list()
       private$.cache_fields <- NULL
       private$.n_seen <- 0L
@@ -419,7 +209,7 @@ Rush <- R6::R6Class("Rush",
                                timeout = if (is.infinite(t)) NULL else t, max_attempts = attempts)
       }
       if (isTRUE(terminate_workers)) {
-        rs_check(rs_controller_data_set(self$connector$ptr, RUSH_ON_IDLE, as.raw(1)))
+        data_set(self$connector, RUSH_ON_IDLE, as.raw(1))
       }
       invisible(keys)
     },
@@ -431,7 +221,7 @@ Rush <- R6::R6Class("Rush",
       keys <- character(length(xss))
       for (i in seq_along(xss)) {
         q <- if (!is.na(priority[[i]]) && priority[[i]] %in% running) {
-          rs_private_queue(priority[[i]])
+          worker_queue(priority[[i]])
         } else "default"
         keys[[i]] <- job_submit(private$.engine(), q, list(serialize_fast(list(
           type = "rush", xs = xss[[i]], xs_extra = extra[[i]]))))
@@ -560,10 +350,9 @@ Rush <- R6::R6Class("Rush",
           v <- values[[f]]
           fields[[f]] <- v[[(i - 1L) %% length(v) + 1L]]
         }
-        rs_check(rs_controller_data_set(self$connector$ptr, paste0(RUSH_FIELDS, keys[[i]]),
-                                        serialize_fast(fields)))
+        data_set(self$connector, paste0(RUSH_FIELDS, keys[[i]]), serialize_fast(fields))
       }
-      rs_check(rs_controller_data_set(self$connector$ptr, RUSH_WRITTEN, as.raw(1)))
+      data_set(self$connector, RUSH_WRITTEN, as.raw(1))
       private$.cache <- list()
       invisible(keys)
     },
@@ -579,12 +368,12 @@ Rush <- R6::R6Class("Rush",
 
     is_running_task = function(keys) {
       if (!length(keys)) return(logical(0))
-      rs_check(rs_task_states(self$connector$ptr, keys)) == "running"
+      task_states(self$connector, keys) == "running"
     },
 
     is_failed_task = function(keys) {
       if (!length(keys)) return(logical(0))
-      rs_check(rs_task_states(self$connector$ptr, keys)) == "failed"
+      task_states(self$connector, keys) == "failed"
     },
 
     tasks_with_state = function(states) {
@@ -619,7 +408,7 @@ Rush <- R6::R6Class("Rush",
       ids <- self$running_worker_ids
       if (!length(ids)) return(0L)
       as.integer(sum(vapply(ids, function(w) {
-        queue_length(rs_private_queue(w), controller = self$connector)
+        queue_length(worker_queue(w), controller = self$connector)
       }, 1)))
     },
     n_running_tasks = function() private$.counts()[["running"]],
@@ -649,7 +438,7 @@ Rush <- R6::R6Class("Rush",
       rush_need_datatable()
       ids <- self$running_worker_ids %||% character()
       data.table::data.table(worker_id = ids, n_tasks = vapply(ids, function(w) {
-        as.integer(queue_length(rs_private_queue(w), controller = self$connector))
+        as.integer(queue_length(worker_queue(w), controller = self$connector))
       }, 1L))
     }
   ),
@@ -674,7 +463,7 @@ Rush <- R6::R6Class("Rush",
 
     .states = function() {
       keys <- task_list(controller = self$connector)
-      state <- if (length(keys)) rs_check(rs_task_states(self$connector$ptr, keys)) else character()
+      state <- if (length(keys)) task_states(self$connector, keys) else character()
       list(keys = keys, state = state)
     },
 
@@ -749,244 +538,7 @@ Rush <- R6::R6Class("Rush",
       start <- list(worker_loop = worker_loop, worker_loop_args = args, globals = g,
                     packages = as.character(packages),
                     large_objects_path = self$connector$offload$path)
-      rs_check(rs_controller_data_set(self$connector$ptr, RUSH_START, serialize_fast(start)))
+      data_set(self$connector, RUSH_START, serialize_fast(start))
     }
-  )
-)
-
-rush_check_xss <- function(xss, extra) {
-  if (!is.list(xss) || !all(vapply(xss, is.list, TRUE))) {
-    redq_abort("argument", "'xss' must be a list of lists, one per task, e.g. list(list(x1 = 1, x2 = 2))")
-  }
-  if (!is.null(extra) && (!is.list(extra) || length(extra) != length(xss))) {
-    redq_abort("argument", "'extra' must be a list of lists, one per task")
-  }
-}
-
-rush_check_states <- function(states) {
-  bad <- setdiff(states, RUSH_STATES)
-  if (length(bad)) {
-    redq_abort("argument", sprintf("unknown state(s) %s; use queued, running, finished or failed",
-                                   paste(bad, collapse = ", ")))
-  }
-  states
-}
-
-#' The default worker loop
-#'
-#' As in rush: each task calls `fun` with the task's `xs` as arguments and
-#' the `constants`, and `fun` returns a named list (the task's `ys`). On
-#' redq the loop is redq's own worker loop (tasks are claimed in batches).
-#'
-#' @param fun Function of the task's arguments, returning a named list.
-#' @param constants Named list of further arguments.
-#' @param rush A [RushWorker] (when called as a loop of its own).
-#' @return `NULL`.
-#' @export
-worker_loop_default <- function(fun, constants = NULL, rush) {
-  while (!rush$terminated && !rush$terminated_on_idle) {
-    task <- rush$pop_task(fields = c("xs", "seed"))
-    if (!is.null(task)) {
-      tryCatch({
-        if (!is.null(task$seed)) assign(".Random.seed", task$seed, envir = globalenv())
-        ys <- do.call(fun, c(task$xs, constants))
-        rush$push_results(task$key, yss = list(ys))
-      }, error = function(e) {
-        rush$push_failed(task$key, conditions = list(list(message = conditionMessage(e))))
-      })
-    }
-  }
-  invisible(NULL)
-}
-
-#' Start a worker of a rush network in this R process
-#'
-#' What the command of `Rush$create_worker_script()` runs on another
-#' machine: it serves the network with the worker loop the controller
-#' stored (`start_local_workers()` or `start_remote_workers()`).
-#'
-#' @param network_id The network.
-#' @param worker_id Worker id (default: a new one).
-#' @param remote Ignored.
-#' @param ... A server given as `url`, or `host`, `port`, `password`;
-#'   default `REDIS_URL`.
-#' @return Invisibly, `NULL`.
-#' @export
-start_worker <- function(network_id, worker_id = NULL, remote = TRUE, ...) {
-  cfg <- list(...)
-  url <- if (length(cfg)) rush_url(cfg) else NULL
-  rush_worker_main(network_id = network_id, url = url, name = worker_id)
-  invisible(NULL)
-}
-
-RUSH_WORKER_COMMAND <- "suppressPackageStartupMessages(library(redq)); redq:::rush_worker_main()"
-
-# A rush worker process: read what the controller stored, attach its
-# packages and set its globals, then serve: redq's own loop for
-# worker_loop_default, else the user's loop given a RushWorker.
-rush_worker_main <- function(network_id = NULL, url = NULL, name = NULL) {
-  cfg <- worker_settings(namespace = network_id, url = url, name = name)
-  ctl <- redq_controller(cfg$namespace, url = cfg$url, default = FALSE)
-  start <- NULL
-  repeat {
-    raw <- rs_check(rs_controller_data_get(ctl$ptr, RUSH_START))
-    if (!is.null(raw)) break
-    Sys.sleep(1)
-  }
-  start <- unserialize(raw)
-  # the network's large_objects_path, unless this machine names its own
-  if (!is.null(start$large_objects_path) && !nzchar(Sys.getenv("REDQ_OFFLOAD_PATH"))) {
-    Sys.setenv(REDQ_OFFLOAD_PATH = start$large_objects_path)
-  }
-  for (pkg in start$packages) library(pkg, character.only = TRUE)
-  list2env(start$globals, envir = globalenv())
-  loop <- start$worker_loop
-  worker_serve(cfg, 16, function(w, state) {
-    state$rush <- start
-    if (identical(loop, worker_loop_default)) {
-      return(worker_loop(w, state, cfg$max_tasks, Inf))
-    }
-    rush <- RushWorker$new(network_id = cfg$namespace, config = cfg$url, remote = TRUE,
-                           worker_id = rs_worker_id(w))
-    do.call(loop, c(list(rush = rush), start$worker_loop_args))
-    rush$n_done
-  })
-}
-
-# On a worker: a task of worker_loop_default, through redq's own loop.
-rush_exec <- function(p, w, state) {
-  start <- state$rush
-  if (is.null(start)) stop("this worker was not started for a rush network")
-  args <- start$worker_loop_args
-  ys <- do.call(args$fun, c(p$xs, args$constants))
-  list(xs = p$xs, xs_extra = p$xs_extra, ys = ys, pid = Sys.getpid())
-}
-
-#' A worker of a rush network, for loops of your own
-#'
-#' The `rush` object a worker loop receives: it claims tasks
-#' (`pop_task()`), creates tasks it runs itself (`push_running_tasks()`),
-#' and ends them (`push_results()`, `push_failed()`), each in one round
-#' trip, as a redq worker whose lease the side thread keeps. It inherits
-#' the controller's methods, so a loop can read the network's tables.
-#'
-#' @export
-RushWorker <- R6::R6Class("RushWorker", inherit = Rush,
-  public = list(
-    worker_id = NULL,
-    remote = NULL,
-    n_done = 0,
-
-    initialize = function(network_id, config = NULL, remote = TRUE, worker_id = NULL,
-                          heartbeat_period = NULL, heartbeat_expire = NULL,
-                          lgr_thresholds = NULL, lgr_buffer_size = 0, seed = NULL) {
-      super$initialize(network_id, config, seed)
-      self$remote <- remote
-      w <- redq_env$worker
-      if (is.null(w) || !identical(redq_env$worker_namespace, self$network_id)) {
-        cfg <- worker_settings(namespace = self$network_id, url = self$config, name = worker_id,
-                             heartbeat = heartbeat_period, lease = heartbeat_expire)
-        w <- worker_register(cfg, 1)
-        private$.own <- w
-        reg.finalizer(environment(), function(e) try(rs_worker_exit(w), silent = TRUE),
-                      onexit = TRUE)
-      }
-      private$.w <- w
-      self$worker_id <- rs_worker_id(w)
-      invisible(self)
-    },
-
-    pop_task = function(timeout = 1, fields = "xs") {
-      # a step claims a few short tasks at once (as redq's own loop does);
-      # the next pops take them without a round trip
-      if (!length(private$.claimed)) {
-        b <- rs_check(rs_worker_step(private$.w, private$.max_batch, timeout))
-        private$.claimed <- b$id
-        private$.payloads <- b$payload
-      }
-      private$.idle <- !length(private$.claimed)
-      if (private$.idle) return(NULL)
-      id <- private$.claimed[[1]]
-      raw <- private$.payloads[[1]]
-      private$.claimed <- private$.claimed[-1]
-      private$.payloads <- private$.payloads[-1]
-      rs_worker_begin(private$.w, id)
-      p <- unserialize(raw)
-      private$.popped[[id]] <- p
-      out <- list(xs = p$xs, xs_extra = p$xs_extra, seed = p$seed)[intersect(fields, c("xs", "xs_extra", "seed"))]
-      c(out, list(key = id))
-    },
-
-    push_running_tasks = function(xss, extra = NULL) {
-      rush_check_xss(xss, extra)
-      q <- rs_private_queue(self$worker_id)
-      keys <- character(length(xss))
-      for (i in seq_along(xss)) {
-        p <- list(type = "rush", xs = xss[[i]], xs_extra = extra[[i]])
-        id <- job_submit(private$.engine(), q, list(serialize_fast(p)), max_attempts = 1)
-        repeat {
-          b <- rs_check(rs_worker_step(private$.w, 1, 0))
-          if (length(b$id)) break
-        }
-        rs_worker_begin(private$.w, b$id[[1]])
-        private$.popped[[b$id[[1]]]] <- p
-        keys[[i]] <- b$id[[1]]
-      }
-      invisible(keys)
-    },
-
-    push_results = function(keys, yss, extra = NULL) {
-      for (i in seq_along(keys)) {
-        p <- private$.popped[[keys[[i]]]]
-        res <- list(xs = p$xs, xs_extra = p$xs_extra, ys = yss[[i]], ys_extra = extra[[i]],
-                    pid = Sys.getpid())
-        end_task(private$.w, keys[[i]], list(outcome = OUTCOME_VALUE, result = serialize_fast(res)))
-        private$.popped[[keys[[i]]]] <- NULL
-      }
-      rs_check(rs_worker_step(private$.w, 0, 0))
-      self$n_done <- self$n_done + length(keys)
-      invisible(self)
-    },
-
-    push_failed = function(keys, conditions) {
-      for (i in seq_along(keys)) {
-        msg <- conditions[[i]]$message %||% "failed"
-        rs_worker_end(private$.w, keys[[i]], OUTCOME_ERROR,
-                      serialize_fast(redq_task_error(msg, id = keys[[i]])))
-        private$.popped[[keys[[i]]]] <- NULL
-      }
-      rs_check(rs_worker_step(private$.w, 0, 0))
-      self$n_done <- self$n_done + length(keys)
-      invisible(self)
-    },
-
-    set_terminated = function() {
-      if (!is.null(private$.own)) {
-        rs_worker_exit(private$.own)
-        private$.own <- NULL
-      }
-      invisible(self)
-    }
-  ),
-
-  active = list(
-    terminated = function() isTRUE(rs_worker_stop_requested(private$.w)),
-    # (a worker whose last pop_task() found a task is not idle: no need to
-    # ask the server)
-    terminated_on_idle = function() {
-      if (!private$.idle) return(FALSE)
-      !is.null(rs_check(rs_controller_data_get(self$connector$ptr, RUSH_ON_IDLE))) &&
-        queue_length("default", controller = self$connector) == 0
-    }
-  ),
-
-  private = list(
-    .w = NULL,
-    .own = NULL,
-    .idle = TRUE,
-    .claimed = character(),
-    .payloads = list(),
-    .max_batch = 16,
-    .popped = list()
   )
 )

@@ -167,6 +167,13 @@ private_spawn <- function(start) {
   preserve_seed(start())
 }
 
+# The URL of the server named by a host, a port and a password (doRedis'
+# and BiocParallel's arguments).
+server_url <- function(host, port, password = NULL, db = 0) {
+  auth <- if (is.null(password)) "" else paste0(":", utils::URLencode(password, reserved = TRUE), "@")
+  sprintf("redis://%s%s:%d/%d", auth, host, as.integer(port), as.integer(db))
+}
+
 server_missing <- function() {
   redq_abort("server",
     paste("no Redis server found: set REDIS_URL to a server's URL,",

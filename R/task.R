@@ -112,159 +112,6 @@ task_create_bulk_call <- function(fn, data, args = list(), queue = NULL, timeout
   task_submit(b$payloads, queue, timeout, max_attempts, depends_on, controller, shared = b$shared)
 }
 
-# The payloads of a bulk submission whose `n` rows share `common` (captured
-# variables, common arguments): over option redq.shared_threshold bytes,
-# `common` is stored once, as an object each payload names by its address
-# (`make(i, address)`); else each payload carries it (`make(i, NULL)`).
-# Returns list(payloads, shared: the serialized object or NULL).
-bulk_payloads <- function(common, n, make) {
-  shared <- if (length(common) && n > 1L) serialize_fast(common)
-  if (is.null(shared) || length(shared) <= getOption("redq.shared_threshold", 1e6)) {
-    return(list(payloads = lapply(seq_len(n), make, address = NULL), shared = NULL))
-  }
-  address <- rs_object_address(shared)
-  list(payloads = lapply(seq_len(n), make, address = address), shared = shared)
-}
-
-# A function written inside another function carries that function's
-# variables into every task: say so when that makes the payloads large.
-warn_closure <- function(fn, payloads) {
-  env <- environment(fn)
-  local <- !is.null(env) && !identical(env, globalenv()) && !identical(env, baseenv()) &&
-    !isNamespace(env)
-  size <- if (length(payloads) > 1L) length(payloads[[1]]) else 0
-  if (local && size > getOption("redq.shared_threshold", 1e6)) {
-    warning(structure(class = c("redq_warning_large_closure", "warning", "condition"), list(
-      message = sprintf(paste(
-        "each of the %d tasks carries %s: 'fn' was defined inside a function and takes that",
-        "function's variables along; define it at top level, or pass large data in 'args'",
-        "(stored once)"), length(payloads), format(structure(size, class = "object_size"), units = "auto")),
-      call = sys.call(-1))))
-  }
-  invisible()
-}
-
-check_fn <- function(fn) {
-  if (!is.function(fn)) {
-    redq_abort("argument",
-               sprintf("'fn' must be a function, not %s; pass the function itself, e.g. fn = sqrt",
-                       class(fn)[1]), call = sys.call(-1))
-  }
-}
-
-data_rows <- function(data) {
-  if (is.data.frame(data)) {
-    if (nrow(data) == 0L) {
-      return(list())
-    }
-    return(lapply(seq_len(nrow(data)), function(i) as.list(data[i, , drop = FALSE])))
-  }
-  if (is.list(data) || is.atomic(data)) {
-    return(lapply(data, function(x) if (is.list(x)) x else list(x)))
-  }
-  redq_abort("argument", "'data' must be a data frame or a list", call = sys.call(-1))
-}
-
-# Values of the variables (and user functions) an expression uses, taken from
-# envir and its parents up to the global environment; names that resolve in
-# packages are left for the worker to find.
-capture_vars <- function(expr, envir) {
-  names <- all.names(expr)
-  out <- list()
-  for (nm in unique(names)) {
-    e <- envir
-    while (!identical(e, emptyenv())) {
-      if (exists(nm, envir = e, inherits = FALSE)) {
-        if (!isNamespace(e) && !identical(e, baseenv()) &&
-            (identical(e, globalenv()) || !is_package_env(e))) {
-          out[nm] <- list(get(nm, envir = e, inherits = FALSE))
-        }
-        break
-      }
-      if (identical(e, globalenv())) break
-      e <- parent.env(e)
-    }
-  }
-  out
-}
-
-is_package_env <- function(e) {
-  startsWith(environmentName(e), "package:") || isNamespace(e)
-}
-
-serialize_fast <- function(x) serialize(x, NULL, xdr = FALSE)
-
-task_payload_expr <- function(expr, vars, seed = NULL, stream = FALSE, controller = NULL,
-                              shared = NULL) {
-  payload_bytes(c(list(type = "expr", expr = expr, vars = vars), if (!is.null(seed)) list(seed = seed),
-                  if (!is.null(shared)) list(shared = shared)), stream, controller)
-}
-
-task_payload_call <- function(fn, args, seed = NULL, shared = NULL, stream = FALSE,
-                              controller = NULL) {
-  payload_bytes(c(list(type = "call", fn = fn, args = args), if (!is.null(seed)) list(seed = seed),
-                  if (!is.null(shared)) list(shared = shared)), stream, controller)
-}
-
-# The core's inline limit, in bytes: values over it are stored apart, in
-# chunks (asked once).
-big_value <- function() redq_env$big_value %||% (redq_env$big_value <- rs_big_value())
-
-# Whether a value may serialize past the inline limit. Numbers, logicals
-# and raw vectors shorter than a million cannot (8 bytes each at most), and
-# are most results: they skip object.size(), which costs microseconds.
-is_large <- function(x) {
-  if (is.null(x) || (is.atomic(x) && !is.character(x) && length(x) < 1e6)) return(FALSE)
-  utils::object.size(x) > big_value()
-}
-
-# A payload's bytes. With `stream`, a large one (a single task's: sizing
-# every task of a bulk submission would cost more than it saves) is
-# serialized by the core straight into chunks, and the bytes are the
-# reference to them: no serialized copy of it is ever whole.
-payload_bytes <- function(p, stream = FALSE, controller = NULL) {
-  if (stream && is_large(p)) {
-    return(rs_check(rs_controller_stream(get_controller(controller)$ptr, p)))
-  }
-  serialize_fast(p)
-}
-
-# L'Ecuyer-CMRG streams for n tasks: the i-th after `seed` (an integer for
-# set.seed(), or a .Random.seed of L'Ecuyer-CMRG) for task i; a list of n
-# NULLs without a seed.
-seed_streams <- function(seed, n) {
-  out <- vector("list", n)
-  if (is.null(seed)) return(out)
-  s <- lecuyer_seed(seed)
-  for (i in seq_len(n)) {
-    s <- parallel::nextRNGStream(s)
-    out[[i]] <- s
-  }
-  out
-}
-
-# A .Random.seed of L'Ecuyer-CMRG: given, or made by set.seed(seed) (the
-# session's own generator is left as it was).
-lecuyer_seed <- function(seed) {
-  if (is.numeric(seed) && length(seed) == 7L && isTRUE(seed[[1]] %% 10000 == 407)) {
-    return(as.integer(seed))
-  }
-  if (!is.numeric(seed) || length(seed) != 1L || is.na(seed) || seed != round(seed)) {
-    redq_abort("argument", paste("'seed' must be a whole number (as for set.seed()) or a",
-                                 ".Random.seed of \"L'Ecuyer-CMRG\""), call = sys.call(-2))
-  }
-  genv <- globalenv()
-  old <- if (exists(".Random.seed", genv, inherits = FALSE)) get(".Random.seed", genv)
-  kind <- RNGkind()
-  on.exit({
-    RNGkind(kind[[1]], kind[[2]], kind[[3]])
-    if (is.null(old)) rm(".Random.seed", envir = genv) else assign(".Random.seed", old, envir = genv)
-  })
-  RNGkind("L'Ecuyer-CMRG")
-  set.seed(seed)
-  get(".Random.seed", genv)
-}
-
 # Timeout and attempts are checked by the core, before anything is queued.
 task_submit <- function(payloads, queue, timeout, max_attempts, depends_on, controller,
                         shared = NULL) {
@@ -350,35 +197,6 @@ task_wait <- function(ids, timeout = Inf, progress = NULL, controller = NULL) {
     if (!length(r$notices)) break
   }
   invisible(stats::setNames(r$status, ids))
-}
-
-# A cli progress bar as a function(done, total), with throughput and ETA;
-# bar(NULL) closes it. Drawn once the wait has lasted
-# `cli.progress_show_after` seconds (2 by default, as cli's own bars), then
-# at most five times a second, and at the end.
-progress_bar <- function(what = "tasks") {
-  frame <- environment()
-  id <- NULL
-  born <- Sys.time()
-  drawn <- NULL
-  function(done, total) {
-    if (is.null(done)) {
-      if (!is.null(id)) cli::cli_progress_done(id = id, .envir = frame)
-      return(invisible())
-    }
-    now <- Sys.time()
-    if (is.null(id)) {
-      id <<- cli::cli_progress_bar(
-        what, total = max(1, total), clear = FALSE, .envir = frame,
-        format = paste("{cli::pb_name} {cli::pb_bar} {cli::pb_current}/{cli::pb_total}",
-                       "| {cli::pb_rate} | ETA {cli::pb_eta}"))
-    }
-    due <- as.numeric(now - born, units = "secs") >= getOption("cli.progress_show_after", 2) &&
-      (is.null(drawn) || done >= total || as.numeric(now - drawn, units = "secs") >= 0.2)
-    if (due) drawn <<- now
-    cli::cli_progress_update(id = id, set = done, total = max(1, total), force = due,
-                             .envir = frame)
-  }
 }
 
 #' @rdname task_status
@@ -508,6 +326,13 @@ task_retry <- function(ids, controller = NULL) {
 # Why a task ended without a value, in words (front ends' errors).
 task_failure <- function(id, ctl) rs_check(rs_task_failure(ctl$ptr, id))
 
+# For table views (rush's): each task's state (queued, running, finished,
+# failed), worker, payload and result (both opened, as raw vectors); and
+# the states alone.
+task_records <- function(ctl, ids) rs_check(rs_task_records(ctl$ptr, ids))
+
+task_states <- function(ctl, ids) rs_check(rs_task_states(ctl$ptr, ids))
+
 #' @rdname task_list
 #' @export
 task_delete <- function(ids, controller = NULL) {
@@ -517,260 +342,21 @@ task_delete <- function(ids, controller = NULL) {
   invisible(NULL)
 }
 
-#' Questions about tasks
-#'
-#' As in rrq: `task_exists()` tells whether the server knows each task;
-#' `task_position()` gives each task's place in its queue (1: next; 0 when
-#' it is not waiting in a queue); `task_times()` the times each was
-#' created, started and finished; `task_overview()` counts the tasks of
-#' the task list by status.
-#'
-#' @param ids Task ids.
-#' @param controller A [redq_controller()], or `NULL` for the default.
-#' @return `task_exists()`: logical. `task_position()`: integer.
-#'   `task_times()`: a data frame (`id`, `queue`, `worker`, `attempt`,
-#'   `created`, `started`, `finished`, `status`) that [plot()] draws as a
-#'   timeline ([plot.redq_task_times()]). `task_overview()`: a named integer
-#'   vector.
-#' @export
-#' @examples
-#' if (redq_available()) {
-#'   ids <- task_create_bulk_call(sqrt, list(1, 4, 9), queue = "later")
-#'   task_exists(c(ids, "nope"))
-#'   task_position(ids)
-#'   task_overview()
-#'   task_delete(ids)
-#' }
-task_exists <- function(ids, controller = NULL) {
-  ids <- check_ids(ids)
-  ctl <- get_controller(controller)
-  if (!length(ids)) return(logical(0))
-  rs_check(rs_task_results(ctl$ptr, ids))$exists
-}
-
-#' @rdname task_exists
-#' @export
-task_position <- function(ids, controller = NULL) {
-  ids <- check_ids(ids)
-  ctl <- get_controller(controller)
-  out <- integer(length(ids))
-  for (q in unique(vapply(ids, function(id) task_info_safe(id, ctl)$queue %||% "", ""))) {
-    if (!nzchar(q)) next
-    waiting <- rs_check(rs_queue_tasks(ctl$ptr, q))
-    at <- match(ids, waiting)
-    out[!is.na(at)] <- at[!is.na(at)]
+# On a worker, the task API's payloads: an expression evaluated with its
+# variables (those shared by a bulk submission come from the worker's
+# object cache), and a function called with its arguments (kinds "expr"
+# and "call").
+run_expr <- function(p, task, w, state) {
+  vars <- p$vars
+  if (!is.null(p$shared)) {
+    vars <- shared_object(w, p$shared, state)
+    vars[names(p$vars)] <- p$vars
   }
-  stats::setNames(out, ids)
+  env <- list2env(vars, parent = globalenv())
+  eval(compile_expr(p$expr, env), env)
 }
 
-#' @rdname task_exists
-#' @export
-task_times <- function(ids, controller = NULL) {
-  ids <- check_ids(ids)
-  ctl <- get_controller(controller)
-  info <- lapply(ids, task_info_safe, ctl = ctl)
-  time <- function(f) do.call(c, lapply(info, function(i) i[[f]] %||% as.POSIXct(NA)))
-  text <- function(f) vapply(info, function(i) as.character(i[[f]] %||% NA), "")
-  out <- data.frame(id = ids, queue = text("queue"), worker = text("worker"),
-                    attempt = suppressWarnings(as.integer(text("attempt"))),
-                    created = time("created"), started = time("started"),
-                    finished = time("finished"), status = text("status"))
-  # earlier attempts (a lost worker's, a timed-out one's), for plot()
-  earlier <- do.call(rbind, lapply(seq_along(ids), function(k) {
-    a <- info[[k]]$attempts
-    # the last ended attempt of a finished task is the one that ended it
-    if (!is.null(a) && nrow(a) && !is.na(out$finished[[k]])) a <- a[-nrow(a), , drop = FALSE]
-    if (is.null(a) || !nrow(a)) return(NULL)
-    data.frame(id = ids[[k]], worker = a$worker, started = a$started, ended = a$ended,
-               outcome = a$outcome)
-  }))
-  structure(out, class = c("redq_task_times", "data.frame"), attempts = earlier)
-}
-
-#' Plot a timeline of tasks
-#'
-#' One row per worker, one bar per attempt from its start to its end,
-#' coloured by how it ended; attempts that did not end their task (the
-#' worker was lost, the attempt timed out and was retried) are drawn
-#' hatched and marked with a cross, and their task's next attempt is
-#' joined to them by a dotted line. Use any graphics device
-#' ([grDevices::png()], [grDevices::pdf()]) to save it.
-#'
-#' @param x A [task_times()] data frame.
-#' @param main Title.
-#' @param ... Ignored.
-#' @return Invisibly, `x`.
-#' @export
-#' @examples
-#' if (redq_available()) {
-#'   w <- worker_spawn(2)
-#'   ids <- task_create_bulk_call(function(s) Sys.sleep(s), as.list(runif(8, 0, 0.2)))
-#'   task_wait(ids)
-#'   plot(task_times(ids))
-#'   worker_stop(w)
-#' }
-plot.redq_task_times <- function(x, main = "redq tasks", ...) {
-  a <- attr(x, "attempts")
-  done <- x[!is.na(x$started), , drop = FALSE]
-  end <- done$finished
-  end[is.na(end)] <- Sys.time()
-  bars <- data.frame(id = done$id, worker = done$worker, started = done$started, ended = end,
-                     outcome = done$status, final = TRUE)
-  if (!is.null(a) && nrow(a)) {
-    a$ended[is.na(a$ended)] <- a$started[is.na(a$ended)]
-    bars <- rbind(bars, data.frame(id = a$id, worker = a$worker, started = a$started,
-                                   ended = a$ended, outcome = a$outcome, final = FALSE))
-  }
-  if (!nrow(bars)) {
-    graphics::plot.new()
-    graphics::title(main = paste(main, "(no task has started)"))
-    return(invisible(x))
-  }
-  workers <- sort(unique(bars$worker))
-  outcomes <- sort(unique(bars$outcome))
-  cols <- stats::setNames(grDevices::hcl.colors(max(3, length(outcomes)), "Dark 3")[seq_along(outcomes)],
-                          outcomes)
-  t0 <- min(bars$started)
-  s <- as.numeric(bars$started - t0, units = "secs")
-  e <- pmax(as.numeric(bars$ended - t0, units = "secs"), s + 1e-3)
-  y <- match(bars$worker, workers)
-  old <- graphics::par(mar = c(4, max(8, max(nchar(workers)) * 0.55), 3, 1))
-  on.exit(graphics::par(old))
-  graphics::plot(NA, xlim = c(0, max(e)), ylim = c(0.5, length(workers) + 0.5), yaxt = "n",
-                 xlab = "seconds since the first start", ylab = "", main = main)
-  graphics::axis(2, at = seq_along(workers), labels = workers, las = 1, cex.axis = 0.7)
-  graphics::rect(s, y - 0.35, e, y + 0.35, col = cols[bars$outcome], border = "grey30",
-                 density = ifelse(bars$final, NA, 25))
-  lost <- !bars$final
-  if (any(lost)) {
-    graphics::points(e[lost], y[lost], pch = 4, cex = 1.6, lwd = 2)
-    for (i in which(lost)) {
-      j <- which(bars$final & bars$id == bars$id[[i]])
-      if (length(j)) graphics::segments(e[i], y[i], s[j], y[j], lty = 3)
-    }
-  }
-  graphics::legend("topright", legend = outcomes, fill = cols, cex = 0.7, bg = "white")
-  invisible(x)
-}
-
-#' @rdname task_exists
-#' @export
-task_overview <- function(controller = NULL) {
-  ctl <- get_controller(controller)
-  ids <- rs_check(rs_task_list(ctl$ptr))
-  words <- rs_task_status_words()
-  st <- if (length(ids)) rs_check(rs_task_status(ctl$ptr, ids)) else character()
-  stats::setNames(vapply(words, function(w) sum(st == w), 1L), words)
-}
-
-task_info_safe <- function(id, ctl) {
-  tryCatch(task_info(id, controller = ctl), redq_error_not_found = function(e) list())
-}
-
-#' Progress reported from inside a task
-#'
-#' `task_progress_update(value)`, called by a task's code on a worker,
-#' records `value` (any small R object: a fraction, a message) as the
-#' task's progress; `task_progress(ids)` reads it from any session while
-#' the task runs and after. Outside a worker `task_progress_update()` does
-#' nothing.
-#'
-#' @param value Any small R value.
-#' @param ids Task ids.
-#' @param controller A [redq_controller()], or `NULL` for the default.
-#' @return `task_progress_update()`: invisibly, whether it was recorded.
-#'   `task_progress()`: a list named by id (`NULL` where none).
-#' @export
-#' @examples
-#' if (redq_available()) {
-#'   w <- worker_spawn(1)
-#'   id <- task_create_expr({
-#'     task_progress_update(0.5)
-#'     Sys.sleep(1)
-#'   })
-#'   Sys.sleep(0.5)
-#'   task_progress(id)
-#'   task_wait(id)
-#'   worker_stop(w)
-#' }
-task_progress_update <- function(value) {
-  w <- redq_env$worker
-  if (is.null(w)) return(invisible(FALSE))
-  invisible(rs_check(rs_worker_progress(w, serialize(value, NULL, xdr = FALSE))))
-}
-
-#' @rdname task_progress_update
-#' @export
-task_progress <- function(ids, controller = NULL) {
-  ids <- check_ids(ids)
-  ctl <- get_controller(controller)
-  raw <- if (length(ids)) rs_check(rs_task_progress(ctl$ptr, ids)) else list()
-  stats::setNames(lapply(raw, function(r) if (is.null(r)) NULL else unserialize(r)), ids)
-}
-
-#' What a task printed
-#'
-#' Workers started with `task_log = TRUE` ([worker_spawn()],
-#' [worker_main()], the launcher's `--task-log`) keep what each task prints
-#' (output, messages, warnings; the last 64 KB) in Redis; `task_log()`
-#' reads it from any session, whichever machine ran the task.
-#'
-#' @param ids Task ids.
-#' @param controller A [redq_controller()], or `NULL` for the default.
-#' @return A character vector named by id: the text, or `NA` where none
-#'   was kept.
-#' @export
-task_log <- function(ids, controller = NULL) {
-  ids <- check_ids(ids)
-  ctl <- get_controller(controller)
-  if (!length(ids)) return(character())
-  stats::setNames(rs_check(rs_task_logs(ctl$ptr, ids)), ids)
-}
-
-#' What a task was given; what waits before it
-#'
-#' As in rrq: `task_data()` returns what a task was created with (its
-#' expression and captured variables, or its function and arguments), as
-#' long as it is kept (until it completes, or for a task that ended
-#' otherwise until it is deleted). `task_preceeding()` gives the ids queued
-#' before a task, next first. `deferred_list()` lists the tasks waiting for
-#' others (`DEFERRED`) with the ids each still waits for.
-#'
-#' @param id A task id.
-#' @param controller A [redq_controller()], or `NULL` for the default.
-#' @return `task_data()`: a list (`expr` and `vars`, or `fn` and `args`), or
-#'   `NULL` once its payload is gone. `task_preceeding()`: ids.
-#'   `deferred_list()`: a named list of the ids each deferred task depends
-#'   on.
-#' @export
-task_data <- function(id, controller = NULL) {
-  check_string(id, "id")
-  ctl <- get_controller(controller)
-  raw <- rs_check(rs_task_records(ctl$ptr, id))$payload[[1]]
-  if (is.null(raw)) return(NULL)
-  p <- unserialize(raw)
-  p[setdiff(names(p), c("type", "seed"))]
-}
-
-#' @rdname task_data
-#' @export
-task_preceeding <- function(id, controller = NULL) {
-  check_string(id, "id")
-  ctl <- get_controller(controller)
-  q <- task_info_safe(id, ctl)$queue
-  if (is.null(q)) return(character())
-  waiting <- rs_check(rs_queue_tasks(ctl$ptr, q))
-  at <- match(id, waiting)
-  if (is.na(at)) character() else waiting[seq_len(at - 1L)]
-}
-
-#' @rdname task_data
-#' @export
-deferred_list <- function(controller = NULL) {
-  ctl <- get_controller(controller)
-  ids <- rs_check(rs_task_list(ctl$ptr))
-  if (!length(ids)) return(list())
-  # the task list's first status word is DEFERRED (see rs_task_status_words)
-  deferred <- ids[rs_check(rs_task_status(ctl$ptr, ids)) == rs_task_status_words()[[1]]]
-  stats::setNames(lapply(deferred, function(id) task_info(id, controller = ctl)$depends_on), deferred)
+run_call <- function(p, task, w, state) {
+  args <- if (is.null(p$shared)) p$args else c(p$args, shared_object(w, p$shared, state))
+  do.call(p$fn, args, quote = TRUE)
 }

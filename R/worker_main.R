@@ -97,7 +97,7 @@ worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
   }
   offload <- check_offload(offload_path, offload_threshold)
   worker_serve(cfg, max_batch, function(w, state) {
-    if (!is.null(offload)) rs_worker_offload(w, offload$path, offload$threshold)
+    if (!is.null(offload)) wf_offload(w, offload$path, offload$threshold)
     state$linger <- linger
     state$timelimit <- timelimit
     state$loglevel <- loglevel
@@ -129,28 +129,16 @@ worker_settings <- function(namespace = NULL, url = NULL, queue = NULL, name = N
                             none_ok = TRUE))
 }
 
-# Register a worker with the settings `cfg` (its side thread starts) and
-# return its handle; what it records about itself shows in worker_info().
-worker_register <- function(cfg, max_batch) {
-  info <- c(host = Sys.info()[["nodename"]], pid = as.character(Sys.getpid()),
-            r_version = as.character(getRversion()),
-            redq_version = as.character(utils::packageVersion("redq")),
-            started = format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"))
-  rs_check(rs_worker_start(cfg$url, cfg$namespace, cfg$queue, cfg$name, cfg$heartbeat,
-                           cfg$lease, getOption("redq.grace", 3), max_batch, info,
-                           url_secret(cfg$url)))
-}
-
 # Register a worker with the settings `cfg`, run `run(w, state)` (the loop
 # that claims and ends tasks), and leave: what it claimed and did not end
 # goes back. Returns what `run` returns (the number of tasks run).
 worker_serve <- function(cfg, max_batch, run) {
-  w <- worker_register(cfg, max_batch)
+  w <- wf_register(cfg, max_batch)
   redq_env$worker_url <- cfg$url
   redq_env$worker <- w
   on.exit(redq_env$worker <- NULL, add = TRUE)
   redq_env$worker_namespace <- cfg$namespace
-  id <- rs_worker_id(w)
+  id <- wf_id(w)
   message(sprintf("redq worker %s serving %s (namespace '%s')", id,
                   paste(cfg$queue, collapse = ", "), cfg$namespace))
   state <- new.env(parent = emptyenv())
@@ -161,7 +149,7 @@ worker_serve <- function(cfg, max_batch, run) {
   state$jobs <- list()
   state$signals_handled <- 0
   state$interrupted <- FALSE
-  on.exit(rs_worker_exit(w), add = TRUE)
+  on.exit(wf_exit(w), add = TRUE)
   loaded <- worker_envir_load()
   if (inherits(loaded, "error")) {
     message("redq worker ", id, ": the worker environment failed to load: ", conditionMessage(loaded))
@@ -170,29 +158,6 @@ worker_serve <- function(cfg, max_batch, run) {
   message(sprintf("redq worker %s exiting after %d task(s)", id, as.integer(n %||% 0)))
   invisible(n)
 }
-
-# Report a task's result. One over the inline limit is stored in chunks
-# at once; should the server refuse it (its memory limit), the task ends
-# with an error that says so, and the worker goes on.
-end_task <- function(w, id, out) {
-  r <- if (is.null(out$result)) rs_worker_end_value(w, id, out$outcome, out$value) else
-    rs_worker_end(w, id, out$outcome, out$result)
-  if (inherits(r, "redq_rs_error")) {
-    size <- tryCatch({
-      n <- if (is.null(out$result)) utils::object.size(out$value) else length(out$result)
-      format(structure(n, class = "object_size"), units = "auto")
-    }, error = function(e) "of unknown size")
-    msg <- sprintf("its result (%s) could not be stored: %s", size, r$message)
-    rs_worker_end(w, id, OUTCOME_ERROR, serialize_fast(redq_task_error(msg, id = id)))
-  }
-  invisible()
-}
-
-# What a task's R code produced, as rs_worker_end() codes it; the core
-# turns it into the task's status.
-OUTCOME_VALUE <- 0L
-OUTCOME_ERROR <- 1L
-OUTCOME_INTERRUPTED <- 2L
 
 # Each step reports the tasks finished since the last one and starts the
 # next batch (one task, or several short ones when the backlog is long),
@@ -215,15 +180,15 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
   tryCatch(withCallingHandlers({
     repeat {
       worker_answer_messages(w, state)
-      paused <- rs_worker_paused(w)
+      paused <- wf_paused(w)
       limit <- if (paused) 0 else max_tasks - n
-      if (rs_worker_stop_requested(w)) {
+      if (wf_stop_requested(w)) {
         # asked to stop: leave now, or (doRedis' linger) after taking what
         # comes for `linger` seconds
         state$stop_at <- state$stop_at %||% Sys.time()
         if (as.numeric(Sys.time() - state$stop_at, units = "secs") >= (state$linger %||% 0)) limit <- 0
       }
-      batch <- rs_check(rs_worker_step(w, limit, state$idle_poll %||% 1))
+      batch <- wf_step(w, limit, state$idle_poll %||% 1)
       if (length(batch$id) == 0L) {
         if (paused && is.null(state$stop_at)) {
           Sys.sleep(0.05) # paused: answer messages, take no task
@@ -240,23 +205,16 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
       }
       for (i in seq_along(batch$id)) {
         id <- batch$id[[i]]
-        if (i > 1L && rs_worker_stop_requested(w) && is.null(state$stop_at)) break # the rest go back
+        if (i > 1L && wf_stop_requested(w) && is.null(state$stop_at)) break # the rest go back
         state$interrupted <- FALSE
-        if (!rs_worker_begin(w, id)) {
-          rs_worker_end(w, id, OUTCOME_INTERRUPTED, raw()) # cancelled before it began
+        if (!wf_begin(w, id)) {
+          wf_skip(w, id) # cancelled before it began
           next
         }
-        if (is.finite(state$timelimit %||% Inf)) rs_worker_cap_deadline(w, state$timelimit)
+        if (is.finite(state$timelimit %||% Inf)) wf_cap_deadline(w, state$timelimit)
         if ((state$loglevel %||% 0) > 0) cat("Processing task(s)", id, "\n")
-        out <- if (!is.na(batch$refused[[i]])) {
-          # never unserialized: its signature did not verify, or its record
-          # holds something this worker cannot use
-          list(outcome = OUTCOME_ERROR,
-               result = serialize_fast(redq_task_error(batch$refused[[i]], id = id)))
-        } else {
-          run_task(w, list(id = id, payload = batch$payload[[i]], seed = batch$seed[[i]]), state)
-        }
-        end_task(w, id, out)
+        out <- run_task(w, list(id = id, payload = batch$payload[[i]], seed = batch$seed[[i]]), state)
+        wf_end(w, id, out)
         if (!is.null(state$log_to)) flush(state$log_to)
         n <- n + 1
         state$n <- n
@@ -265,20 +223,20 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
     }
   }, interrupt = function(cnd) {
     # inside a task, run_task()'s own handler sees the interrupt first
-    kind <- interrupt_kind(w, state)
+    kind <- wf_interrupt_kind(w, state)
     if (kind == "task") state$interrupted <- TRUE
     if (kind != "user") invokeRestart("resume")
   }), interrupt = function(cnd) NULL)
   # report what finished; what was claimed and not finished goes back when
   # the worker exits
-  rs_check(rs_worker_step(w, 0, 0))
+  wf_report(w)
   n
 }
 
 # Messages the side thread left for the R thread (EVAL, REFRESH, INFO,
 # TIMEOUT_SET, TIMEOUT_GET), answered between tasks.
 worker_answer_messages <- function(w, state) {
-  m <- rs_worker_messages(w)
+  m <- wf_messages(w)
   if (is.null(m)) return(invisible())
   for (i in seq_along(m$id)) {
     args <- m$args[[i]]
@@ -289,7 +247,7 @@ worker_answer_messages <- function(w, state) {
         eval(expr, envir = globalenv())
       },
       REFRESH = worker_envir_load(),
-      INFO = list(worker = rs_worker_id(w), host = Sys.info()[["nodename"]], pid = Sys.getpid(),
+      INFO = list(worker = wf_id(w), host = Sys.info()[["nodename"]], pid = Sys.getpid(),
                   r_version = as.character(getRversion()),
                   redq_version = as.character(utils::packageVersion("redq")),
                   tasks = state$n %||% 0, idle_timeout = state$idle_timeout,
@@ -303,19 +261,8 @@ worker_answer_messages <- function(w, state) {
       TIMEOUT_GET = state$idle_timeout,
       simpleError(sprintf("unknown message '%s'", m$command[[i]]))),
       error = function(e) e)
-    rs_check(rs_worker_respond(w, m$id[[i]], serialize(reply, NULL, xdr = FALSE)))
+    wf_respond(w, m$id[[i]], reply)
   }
-}
-
-# Whose interrupt this is. Ours if the side thread sent more SIGINTs than
-# we have handled: "task" if it sent one for the task now running (a
-# timeout or cancel), else "stray" (the late SIGINT of a task that has
-# ended). Otherwise "user": a user pressed Ctrl+C.
-interrupt_kind <- function(w, state) {
-  sent <- rs_worker_signals(w)
-  if (sent[[1L]] <= state$signals_handled) return("user")
-  state$signals_handled <- sent[[1L]]
-  if (sent[[2L]] > 0) "task" else "stray"
 }
 
 # One task. A single exiting handler (error) and calling handlers for the
@@ -329,7 +276,7 @@ run_task <- function(w, task, state) {
   value <- tryCatch(
     withCallingHandlers({
       if (state$interrupted) stop(INTERRUPTED) # before this handler was in place
-      eval_payload(unserialize(task$payload), task, w, state)
+      run_payload(unserialize(task$payload), task, w, state)
     },
       warning = function(cnd) {
         warnings <<- c(warnings, conditionMessage(cnd))
@@ -337,7 +284,7 @@ run_task <- function(w, task, state) {
         invokeRestart("muffleWarning")
       },
       interrupt = function(cnd) {
-        kind <- interrupt_kind(w, state)
+        kind <- wf_interrupt_kind(w, state)
         if (kind == "task") stop(INTERRUPTED)
         if (kind == "stray") invokeRestart("resume")
       }),
@@ -353,17 +300,7 @@ run_task <- function(w, task, state) {
     # the core knows whether it was a timeout or a cancel
     return(list(outcome = OUTCOME_INTERRUPTED, result = raw()))
   }
-  outcome <- if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE
-  # a large value is serialized by the core straight to where it is
-  # stored, never held whole as a raw vector; a value R cannot serialize
-  # (nested too deeply, say) ends the task ERROR, not the worker
-  tryCatch({
-    if (is_large(value)) return(list(outcome = outcome, value = value))
-    list(outcome = outcome, result = serialize_fast(value))
-  }, error = function(e) {
-    msg <- paste("its result could not be serialized:", conditionMessage(e))
-    list(outcome = OUTCOME_ERROR, result = serialize_fast(redq_task_error(msg, id = task$id)))
-  })
+  wf_value(value, task$id, if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE)
 }
 
 
@@ -372,7 +309,7 @@ run_task <- function(w, task, state) {
 # event log.
 run_task_logged <- function(w, task, state) {
   t0 <- Sys.time()
-  rs_check(rs_worker_event(w, paste("began", task$id)))
+  wf_event(w, paste("began", task$id))
   con <- rawConnection(raw(0), "w")
   sink(con)
   sink(con, type = "message")
@@ -386,10 +323,10 @@ run_task_logged <- function(w, task, state) {
   })
   text <- rawConnectionValue(con)
   close(con)
-  rs_check(rs_worker_log(w, text))
+  wf_log(w, text)
   how <- c("a value", "an error", "interrupted")[match(out$outcome, c(OUTCOME_VALUE, OUTCOME_ERROR, OUTCOME_INTERRUPTED))]
-  rs_check(rs_worker_event(w, sprintf("ended %s after %.3f s: %s", task$id,
-                                      as.numeric(Sys.time() - t0, units = "secs"), how)))
+  wf_event(w, sprintf("ended %s after %.3f s: %s", task$id,
+                      as.numeric(Sys.time() - t0, units = "secs"), how))
   out
 }
 
@@ -406,7 +343,7 @@ shared_object <- function(w, address, state) {
     hit$used <- Sys.time()
     return(hit$value)
   }
-  raw <- rs_check(rs_worker_object(w, address))
+  raw <- wf_object(w, address)
   value <- unserialize(raw)
   state$objects_fetched <- (state$objects_fetched %||% 0) + 1
   limit <- getOption("redq.object_cache", 2e9)
@@ -421,63 +358,6 @@ shared_object <- function(w, address, state) {
     assign(address, list2env(list(value = value, size = length(raw), used = Sys.time())), envir = cache)
   }
   value
-}
-
-eval_payload <- function(p, task, w, state) {
-  if (!is.null(task$seed) && !identical(p$type, "foreach")) {
-    assign(".Random.seed", task$seed, envir = globalenv())
-  }
-  # a task created with seed = carries its own stream
-  if (!is.null(p$seed)) assign(".Random.seed", p$seed, envir = globalenv())
-  switch(p$type,
-    expr = {
-      vars <- p$vars
-      if (!is.null(p$shared)) {
-        vars <- shared_object(w, p$shared, state)
-        vars[names(p$vars)] <- p$vars
-      }
-      env <- list2env(vars, parent = globalenv())
-      eval(compile_expr(p$expr, env), env)
-    },
-    call = do.call(p$fn, if (is.null(p$shared)) p$args else c(p$args, shared_object(w, p$shared, state)),
-                   quote = TRUE),
-    # a future's own expression: it captures its value, output and
-    # conditions into a FutureResult
-    future = eval_future(p$expr, p$globals),
-    foreach = run_foreach_chunk(p, task, w, state),
-    snow = snow_exec(p),
-    bioc = bioc_exec(p, w, state),
-    rush = rush_exec(p, w, state),
-    stop("unknown task payload type '", p$type, "'; is this worker's redq older than the controller's?"))
-}
-
-# As on future's own cluster workers, a future's globals live in the
-# global environment while it runs (functions defined at top level find
-# them there); unlike there, they are taken away afterwards, and what they
-# covered is put back, so that futures do not see each other's globals.
-eval_future <- function(expr, globals) {
-  genv <- globalenv()
-  names <- as.character(names(globals))
-  had <- vapply(names, exists, logical(1), envir = genv, inherits = FALSE)
-  saved <- mget(names[had], envir = genv)
-  on.exit({
-    rm(list = names[!had], envir = genv)
-    list2env(saved, envir = genv)
-  })
-  list2env(globals, envir = genv)
-  eval(expr, genv)
-}
-
-# A parallel cluster's call, evaluated as parallel's own workers do: an
-# error becomes the value, marked as one, for parallel to re-signal.
-snow_exec <- function(p) {
-  success <- TRUE
-  t1 <- proc.time()
-  value <- tryCatch(do.call(p$fun, p$args, quote = TRUE), error = function(e) {
-    success <<- FALSE
-    structure(conditionMessage(e), class = c("snow-try-error", "try-error"))
-  })
-  list(type = "VALUE", value = value, success = success, time = proc.time() - t1, tag = p$tag)
 }
 
 # Byte-compile expressions that loop: R compiles loops on the fly only at
@@ -498,16 +378,7 @@ compile_expr <- function(expr, env) {
 # A job's environment, unserialized (NULL if it is gone): one stored as a
 # shared object comes from the worker's object cache.
 worker_job_env <- function(w, jid, state) {
-  got <- rs_check(rs_worker_job_env(w, jid))
+  got <- wf_job_env(w, jid)
   if (is.character(got)) shared_object(w, got, state) else if (!is.null(got)) unserialize(got)
 }
 
-# Relay a condition from the running task to whoever waits for it: a
-# future's session signals it at once (progress bars move while the task
-# runs). Returns whether it was relayed (FALSE outside a redq worker).
-worker_relay <- function(cond) {
-  w <- redq_env$worker
-  if (is.null(w)) return(FALSE)
-  rs_check(rs_worker_relay(w, serialize(cond, NULL, xdr = FALSE)))
-  TRUE
-}

@@ -4,6 +4,14 @@
   redq_env$logs <- list()
   redq_env$node_passwords <- list()
   redq_env$spawned <- list()
+  # what each front end's tasks run on a worker (R/worker_face.R)
+  worker_kind("expr", run_expr)
+  worker_kind("call", run_call)
+  worker_kind("future", run_future)
+  worker_kind("foreach", run_foreach_chunk, seeded = TRUE)
+  worker_kind("snow", run_snow)
+  worker_kind("bioc", run_bioc)
+  worker_kind("rush", run_rush)
   invisible()
 }
 
