@@ -310,6 +310,10 @@ rs_job_list <- function(x) .Call(wrap__rs_job_list, x)
 # Cancel a job from any session; returns how many tasks were cancelled.
 rs_job_cancel_remote <- function(x, job_id) .Call(wrap__rs_job_cancel_remote, x, job_id)
 
+# `n` consecutive streams as R's `.Random.seed` vectors, the first
+# `first` streams after `seed` (a `.Random.seed` of L'Ecuyer-CMRG).
+rs_rng_streams <- function(seed, first, n) .Call(wrap__rs_rng_streams, seed, first, n)
+
 # A new secret of `bytes` random bytes, as hexadecimal digits.
 rs_secret_new <- function(bytes) .Call(wrap__rs_secret_new, bytes)
 

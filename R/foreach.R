@@ -149,23 +149,7 @@ do_redis <- function(obj, expr, envir, data) {
 # session's generator: set.seed() before a loop fixes every iteration's
 # numbers, whatever the number of workers or the chunk size (iteration i
 # gets stream i - 1 after this one).
-rng_stream_start <- function() {
-  base <- sample.int(.Machine$integer.max, 1L)
-  old <- if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-    get(".Random.seed", envir = globalenv(), inherits = FALSE)
-  }
-  old_kind <- RNGkind()
-  RNGkind("L'Ecuyer-CMRG")
-  set.seed(base)
-  first <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
-  RNGkind(old_kind[1], old_kind[2], old_kind[3])
-  if (is.null(old)) {
-    rm(".Random.seed", envir = globalenv())
-  } else {
-    assign(".Random.seed", old, envir = globalenv())
-  }
-  first
-}
+rng_stream_start <- function() lecuyer_seed(sample.int(.Machine$integer.max, 1L))
 
 # What the loop body needs: the variables foreach finds it uses, those named
 # in .export (or setExport()), and the '...' of an enclosing function.
@@ -227,7 +211,7 @@ run_foreach_chunk <- function(p, task, w, state) {
     job <- foreach_job_setup(p$job, w, state)
     state$jobs <- c(utils::tail(state$jobs, 3L), stats::setNames(list(job), p$job))
   }
-  seed <- task$seed
+  seeds <- if (!is.null(task$seed)) rng_streams(task$seed, 0, length(p$args))
   # a user's set.seed.worker(0) runs before every iteration, after the
   # default seeding, as in doRedis
   user_seed <- job$env$set.seed.worker
@@ -235,10 +219,7 @@ run_foreach_chunk <- function(p, task, w, state) {
   for (k in seq_along(p$args)) {
     args <- p$args[[k]]
     for (n in names(args)) assign(n, args[[n]], pos = job$env)
-    if (!is.null(seed)) {
-      assign(".Random.seed", seed, envir = globalenv())
-      seed <- parallel::nextRNGStream(seed)
-    }
+    if (!is.null(seeds)) assign(".Random.seed", seeds[[k]], envir = globalenv())
     if (is.function(user_seed)) user_seed(0)
     out[k] <- list(tryCatch(eval(job$expr, envir = job$env), error = function(e) e))
   }

@@ -124,18 +124,18 @@ payload_bytes <- function(p, stream = FALSE, controller = NULL) {
 # set.seed(), or a .Random.seed of L'Ecuyer-CMRG) for task i; a list of n
 # NULLs without a seed.
 seed_streams <- function(seed, n) {
-  out <- vector("list", n)
-  if (is.null(seed)) return(out)
-  s <- lecuyer_seed(seed)
-  for (i in seq_len(n)) {
-    s <- parallel::nextRNGStream(s)
-    out[[i]] <- s
-  }
-  out
+  if (is.null(seed)) return(vector("list", n))
+  rng_streams(lecuyer_seed(seed), 1, n)
 }
 
-# A .Random.seed of L'Ecuyer-CMRG: given, or made by set.seed(seed) (the
-# session's own generator is left as it was).
+# `n` consecutive streams, the first `first` streams after `seed` (as
+# nextRNGStream() applied that many times), computed by the core, which
+# gives a job's tasks their streams the same way.
+rng_streams <- function(seed, first, n) rs_check(rs_rng_streams(seed, first, n))
+
+# A .Random.seed of L'Ecuyer-CMRG: given, or made by set.seed(seed) (R's
+# own mapping of a number to a state; the session's generator is left as
+# it was).
 lecuyer_seed <- function(seed) {
   if (is.numeric(seed) && length(seed) == 7L && isTRUE(seed[[1]] %% 10000 == 407)) {
     return(as.integer(seed))

@@ -107,6 +107,18 @@ impl Stream {
         Stream { kind: self.kind, words: [a[0] as u32, a[1] as u32, a[2] as u32, b[0] as u32, b[1] as u32, b[2] as u32] }
     }
 
+    /// `n` consecutive streams, the first `first` streams further than
+    /// this one.
+    pub fn streams(self, first: u64, n: usize) -> Vec<Stream> {
+        let mut s = self.advance(first);
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(s);
+            s = s.advance(1);
+        }
+        out
+    }
+
     /// Compact text for a task's record: the kind and six state words in
     /// base 36.
     pub fn encode(self) -> String {
@@ -158,6 +170,14 @@ mod tests {
             step = step.advance(1);
         }
         assert_eq!(step, s.advance(1000));
+    }
+
+    #[test]
+    fn consecutive_streams_are_single_advances() {
+        let s = Stream::from_r(&SEED).unwrap();
+        assert_eq!(s.streams(2, 3), vec![s.advance(2), s.advance(3), s.advance(4)]);
+        assert_eq!(s.streams(1000, 1)[0].to_r(), NEXT_1000);
+        assert!(s.streams(0, 0).is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod controller;
 pub mod error;
 pub mod job;
 pub mod queue;
+pub mod rng;
 pub mod secret;
 pub mod server;
 pub mod task;
@@ -240,6 +241,7 @@ extendr_module! {
     use queue;
     use worker;
     use job;
+    use rng;
     use secret;
     use server;
 }
