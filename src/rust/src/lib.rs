@@ -1,5 +1,6 @@
 //! redq: a Redis task queue for R, with one job engine under several front
-//! ends (foreach, the task API, and more to come).
+//! ends (foreach, the task API, futures, parallel clusters, BiocParallel,
+//! rush).
 //!
 //! **Queue model.** A task is a hash `redq:{ns}:task:<id>` plus its id in
 //! exactly one place: a queue list, one worker's running list, the
@@ -24,8 +25,10 @@
 //! DIED after `max_attempts`. Results are first-writer-wins. Connections
 //! reconnect with backoff (`connection`).
 //!
-//! **Trust.** With `REDQ_SECRET` set, payloads are signed by controllers
-//! and verified by workers before R sees them (`signature`).
+//! **Trust.** With a secret (`REDQ_SECRET`, or the embedded servers' own),
+//! everything R will unserialize (payloads, results, environments,
+//! messages, values) is sealed by its writer and opened by its reader
+//! before R sees it (`signature`).
 //!
 //! The only code that knows R is under `bindings/`.
 
