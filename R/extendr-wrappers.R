@@ -47,10 +47,6 @@ rs_controller_data_mget <- function(x, keys) .Call(wrap__rs_controller_data_mget
 # Delete every key of the namespace; returns how many.
 rs_controller_destroy <- function(x) .Call(wrap__rs_controller_destroy, x)
 
-# Delete the offload directory's files that no reference names any more
-# (written over 5 s ago); how many went.
-rs_controller_offload_sweep <- function(x) .Call(wrap__rs_controller_offload_sweep, x)
-
 # The dashboard's picture of the namespace (`Controller::snapshot`).
 rs_controller_snapshot <- function(x, recent, failures) .Call(wrap__rs_controller_snapshot, x, recent, failures)
 
@@ -299,10 +295,6 @@ rs_job_cancel <- function(x, j, ids) .Call(wrap__rs_job_cancel, x, j, ids)
 
 # Remove the job: cancel what is left, delete every key (one script).
 rs_job_remove <- function(x, j) .Call(wrap__rs_job_remove, x, j)
-
-# For each task: list(status, worker, alive, worker_status, host, gone),
-# where `gone` means it is running on a worker that no longer lives.
-rs_job_task_workers <- function(x, ids) .Call(wrap__rs_job_task_workers, x, ids)
 
 # Running jobs: list(id, queue, user, host, pid, started (ms)).
 rs_job_list <- function(x) .Call(wrap__rs_job_list, x)

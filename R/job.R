@@ -100,10 +100,6 @@ job_remove <- function(job) {
   rs_check(rs_job_remove(job$ctl$ptr, job$ptr))
 }
 
-# For each task: status, worker, alive, worker_status, host, and gone
-# (running on a worker that no longer lives).
-job_task_workers <- function(ctl, ids) rs_check(rs_job_task_workers(ctl$ptr, ids))
-
 # Running jobs of the namespace: list(id, queue, user, host, pid, started).
 job_list <- function(ctl) rs_check(rs_job_list(ctl$ptr))
 

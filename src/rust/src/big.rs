@@ -24,9 +24,7 @@ use crate::protocol::{BIG_CHUNK, BIG_VALUE, JOB_TTL_S};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 
-/// What starts a reference (a NUL: neither an R serialization nor a
-/// signed payload starts with one).
-pub const MARK: &[u8] = b"\0redq-big:";
+pub use crate::protocol::{BIG_MARK as MARK, FILE_PART as FILE, OBJECT_MARK};
 
 /// Chunk parts: a task's payload, its result, a job's environment, a
 /// shared object.
@@ -77,10 +75,6 @@ impl BigRef {
     }
 }
 
-/// What starts a reference to a shared object (`object:<sha>`), in the
-/// place of a value stored once for several owners (a job environment).
-pub const OBJECT_MARK: &[u8] = b"\0redq-object:";
-
 /// A reference to the shared object at address `sha`.
 pub fn object_ref(sha: &str) -> Vec<u8> {
     let mut v = OBJECT_MARK.to_vec();
@@ -92,9 +86,6 @@ pub fn object_ref(sha: &str) -> Vec<u8> {
 pub fn parse_object_ref(v: &[u8]) -> Option<&str> {
     std::str::from_utf8(v.strip_prefix(OBJECT_MARK)?).ok().filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
 }
-
-/// The part of a reference to a value offloaded to a file.
-pub const FILE: &str = "f";
 
 /// True when a value of `len` bytes is not stored inline: over the inline
 /// limit, or over the offload threshold of a process that offloads.
@@ -185,7 +176,7 @@ impl<'a> Writer<'a> {
             self.apart = true;
             if let Some(o) = self.conn.config().offload.clone() {
                 let dir = offload_dir(&o, self.keys);
-                let tmp = dir.join(format!(".{}.{}", crate::task::new_id(), std::process::id()));
+                let tmp = dir.join(format!(".{}.{}", crate::id::new_id(), std::process::id()));
                 match std::fs::create_dir_all(&dir).and_then(|_| std::fs::File::create(&tmp)) {
                     Ok(f) => self.file = Some((std::io::BufWriter::with_capacity(BIG_CHUNK, f), tmp, o)),
                     Err(e) => {
@@ -442,7 +433,7 @@ pub fn prepare_shared(conn: &mut Connection, keys: &Keys, value: &[u8], owners: 
     }
     let sealed = conn.config().seal(crate::signature::Purpose::Object, &sha, value);
     if is_big(conn.config(), sealed.len()) {
-        let owner = format!("{sha}-{}", crate::task::new_id());
+        let owner = format!("{sha}-{}", crate::id::new_id());
         let r = write(conn, keys, &owner, OBJECT, &[&sealed])?;
         Ok(SharedObject { sha, stored: r.encode(), chunks: Some(r), held: false })
     } else {

@@ -6,7 +6,7 @@ use crate::connection::Connection;
 use crate::error::Result;
 use crate::keys::Keys;
 use crate::protocol::check_version;
-use crate::task::new_id;
+use crate::id::new_id;
 use crate::scripts;
 use crate::signature::{message_context, reply_context, Purpose};
 
@@ -122,7 +122,7 @@ impl Controller {
     /// Send a message to workers: returns its id, under which their
     /// replies arrive (`responses`).
     pub fn message_send(&mut self, workers: &[String], command: &str, args: &[u8]) -> Result<String> {
-        let mid = crate::task::new_id();
+        let mid = crate::id::new_id();
         let mk = self.keys.message(&mid);
         let ttl = crate::protocol::CONTROL_TTL_S as i64;
         let args = self.conn.config().seal(Purpose::Message, &message_context(&mid, command), args);

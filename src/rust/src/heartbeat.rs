@@ -201,7 +201,7 @@ fn note_error(shared: &Shared, wid: &str, what: &'static str, e: &Error) {
         logged.push(what);
         eprintln!("redq worker {wid}: heartbeat thread: {text}");
     }
-    *shared.last_error.lock() = Some(format!("{} {text}", scripts::now_ms()));
+    *shared.last_error.lock() = Some(format!("{} {text}", crate::id::now_ms()));
 }
 
 fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) {
@@ -267,7 +267,7 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
                 Ok(_) => {}
                 Err(ref e) => {
                     if down_since.is_none() {
-                        down_since = Some((scripts::now_ms(), e.to_string()));
+                        down_since = Some((crate::id::now_ms(), e.to_string()));
                     }
                     note_error(&shared, &reg.id, "renewing the lease", e);
                 }

@@ -30,7 +30,7 @@ pub fn describe(queue: &str) -> String {
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
         .unwrap_or_default();
-    [queue, &user, &hostname(), &std::process::id().to_string(), &scripts::now_ms().to_string()].join("\t")
+    [queue, &user, &hostname(), &std::process::id().to_string(), &crate::id::now_ms().to_string()].join("\t")
 }
 
 fn parse(id: String, about: &str) -> JobInfo {

@@ -39,6 +39,7 @@ pub mod controller;
 pub mod engine;
 pub mod error;
 pub mod heartbeat;
+pub mod id;
 pub mod job;
 pub mod keys;
 pub mod monitor;

@@ -7,8 +7,7 @@ use crate::error::Result;
 use crate::keys::Keys;
 use crate::scripts::{self, invocation};
 
-/// Why the reaper declares a worker lost (see `lua/reap.lua`).
-pub const LEASE_RAN_OUT: &str = "lost its lease";
+use crate::status::LEASE_RAN_OUT;
 
 /// A worker the reaper found without a lease.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,6 +11,18 @@ use std::time::Duration;
 /// version refuse the namespace instead of corrupting it.
 pub const SCHEMA_VERSION: &str = "3";
 
+/// What starts a reference to a value stored in chunks or a file
+/// (`big.rs`): a NUL, which neither an R serialization nor a sealed value
+/// starts with.
+pub const BIG_MARK: &[u8] = b"\0redq-big:";
+
+/// What starts a reference to a shared object (`object:<sha>`), in the
+/// place of a value stored once for several owners (a job environment).
+pub const OBJECT_MARK: &[u8] = b"\0redq-object:";
+
+/// The part of a reference to a value offloaded to a file.
+pub const FILE_PART: &str = "f";
+
 /// The shortest timeout a task may have: a worker's side thread interrupts
 /// a task within milliseconds of its deadline, and a shorter timeout
 /// could not be told from none.

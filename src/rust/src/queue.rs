@@ -75,7 +75,7 @@ pub fn submit_sharing(
     if tasks.is_empty() {
         return Ok(());
     }
-    let now = scripts::now_ms();
+    let now = crate::id::now_ms();
     let mut p = redis::pipe();
     p.atomic();
     let secret = conn.config().secret.clone();

@@ -6,7 +6,6 @@ use crate::connection::Connection;
 use crate::error::Result;
 use crate::keys::Keys;
 use crate::protocol::{check_version, CONTROL_TTL_S, SCHEMA_VERSION, WORKER_LOG_LIMIT};
-use crate::scripts;
 use crate::status::{self, CONTROL_KILL, CONTROL_STOP};
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ pub fn register(conn: &mut Connection, reg: &Registration, lease: Duration) -> R
     let mut fields = reg.info.clone();
     fields.push(("status".into(), status::WORKER_IDLE.into()));
     fields.push(("task".into(), String::new()));
-    fields.push(("registered".into(), scripts::now_ms().to_string()));
+    fields.push(("registered".into(), crate::id::now_ms().to_string()));
     let (version,): (String,) = conn.run(|c| {
         redis::pipe()
             .atomic()
@@ -42,7 +41,7 @@ pub fn register(conn: &mut Connection, reg: &Registration, lease: Duration) -> R
             .ignore()
             .cmd("SET")
             .arg(k.worker_alive(&reg.id))
-            .arg(scripts::now_ms())
+            .arg(crate::id::now_ms())
             .arg("PX")
             .arg(lease.as_millis() as u64)
             .ignore()
@@ -62,7 +61,7 @@ pub fn register(conn: &mut Connection, reg: &Registration, lease: Duration) -> R
 /// events scripts record).
 pub fn event(conn: &mut Connection, keys: &Keys, wid: &str, text: &str) -> Result<()> {
     let k = keys.worker_log(wid);
-    let line = format!("{} {}", scripts::now_ms(), text);
+    let line = format!("{} {}", crate::id::now_ms(), text);
     conn.run(|c| {
         redis::pipe()
             .rpush(&k, &line)

@@ -41,12 +41,12 @@ fn constants() -> Vec<(&'static str, String)> {
         ("WORKER_LOG_LIMIT", protocol::WORKER_LOG_LIMIT.to_string()),
         ("NOTICE_RESULT_MAX", protocol::NOTICE_RESULT_MAX.to_string()),
         ("FAILURES_LIMIT", protocol::FAILURES_LIMIT.to_string()),
-        ("BIG_TAG", q(std::str::from_utf8(&crate::big::MARK[1..]).unwrap_or_default())),
-        ("FILE_PART", q(crate::big::FILE)),
-        ("OBJECT_TAG", q(std::str::from_utf8(&crate::big::OBJECT_MARK[1..]).unwrap_or_default())),
+        ("BIG_TAG", q(std::str::from_utf8(&protocol::BIG_MARK[1..]).unwrap_or_default())),
+        ("FILE_PART", q(protocol::FILE_PART)),
+        ("OBJECT_TAG", q(std::str::from_utf8(&protocol::OBJECT_MARK[1..]).unwrap_or_default())),
         ("SEAL_MAGIC", q(std::str::from_utf8(crate::signature::MAGIC).unwrap_or_default())),
         ("SEAL_HEADER", crate::signature::HEADER.to_string()),
-        ("LEASE_RAN_OUT", q(crate::monitor::LEASE_RAN_OUT)),
+        ("LEASE_RAN_OUT", q(st::LEASE_RAN_OUT)),
     ]
 }
 
@@ -138,19 +138,11 @@ pub fn vocabulary_check() -> Script {
     Script::new(&with_preamble(&body))
 }
 
-/// Milliseconds since the Unix epoch, the time stamp every script records.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Start an invocation with the arguments every script expects:
 /// KEYS[1] (slot routing), ARGV[1] prefix, ARGV[2] now.
 pub fn invocation<'a>(script: &'a Script, keys: &Keys) -> redis::ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
-    inv.key(keys.version()).arg(keys.prefix()).arg(now_ms());
+    inv.key(keys.version()).arg(keys.prefix()).arg(crate::id::now_ms());
     inv
 }
 

@@ -113,6 +113,10 @@ pub const CONTROL_MESSAGE: &str = "MSG";
 /// put at the head of the worker's running list, if any.
 pub const MOVED_HEAD: &str = "*";
 
+/// Why the reaper declares a worker lost (see `lua/reap.lua`); a session
+/// that saw a worker's process end says how instead.
+pub const LEASE_RAN_OUT: &str = "lost its lease";
+
 /// A queue named `@<worker id>` is that worker's own: it serves it before
 /// its other queues, and what waits there when it leaves ends `DIED`, as
 /// no other worker may run it (calls addressed to one node of a cluster).

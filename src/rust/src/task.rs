@@ -5,9 +5,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{self, DEFAULT_MAX_ATTEMPTS};
 use crate::status::{CANCELLED, COMPLETE, ERROR, TIMEOUT};
 use crate::rng::Stream;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::id::new_id;
 
 /// A task to submit. `payload` is R `serialize()` bytes; the core never
 /// looks inside.
@@ -134,26 +132,6 @@ pub fn tag(tasks: &mut [TaskSpec], tags: &[f64], base: Option<Stream>) -> Result
     Ok(())
 }
 
-/// An 11-character id (64 random bits in base 62), unique with
-/// overwhelming probability across processes and machines (random seed,
-/// time, pid and a counter). Short, because every queued task spells its
-/// id four times in Redis.
-pub fn new_id() -> String {
-    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(crate::scripts::now_ms());
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let mut n = h.finish();
-    (0..11)
-        .map(|_| {
-            let d = DIGITS[(n % 62) as usize] as char;
-            n /= 62;
-            d
-        })
-        .collect()
-}
 
 /// Fields of the task hash that `task_info()` shows (not the payload or result).
 pub const INFO_FIELDS: [&str; 13] = [

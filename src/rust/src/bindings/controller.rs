@@ -1,19 +1,11 @@
 //! Controller handles: open, close, reaper, raw commands, user data.
 
-use super::{err, out, strs};
+use super::{err, lost_robj, out, strs, with_ctl};
 use crate::config::Config;
 use crate::controller::Controller;
 use crate::monitor;
 use extendr_api::prelude::*;
 
-/// Run `f` on the controller behind `x`. A closed handle, or an error of
-/// `f`, comes back as the `redq_rs_error` value R expects.
-pub(crate) fn with_ctl<T: Into<Robj>>(x: &Robj, f: impl FnOnce(&mut Controller) -> crate::error::Result<T>) -> Robj {
-    match super::ptr::<Controller>(x, "controller") {
-        Ok(mut p) => out(f(p.as_mut())),
-        Err(e) => e,
-    }
-}
 
 /// Open a controller connection; `secret` seals what it writes and opens
 /// what it reads (NULL: `REDQ_SECRET`'s, if set).
@@ -29,7 +21,7 @@ fn rs_controller_open(url: &str, namespace: &str, secret: Nullable<String>) -> R
 #[extendr]
 fn rs_controller_offload(x: Robj, path: Nullable<String>, threshold: f64) -> Robj {
     with_ctl(&x, |c| {
-        c.conn.set_offload(super::worker::offload(path, threshold));
+        c.conn.set_offload(super::offload(path, threshold));
         Ok(())
     })
 }
@@ -52,27 +44,7 @@ fn rs_controller_reap(x: Robj) -> Robj {
     with_ctl(&x, |c| monitor::reap(&mut c.conn, &c.keys, std::time::Duration::ZERO).map(|lost| lost_robj(&lost)))
 }
 
-/// Workers found lost while waiting: NULL for none (the common case, which
-/// then allocates nothing in R), else as `lost_robj`.
-pub(crate) fn lost_or_null(lost: &[monitor::LostWorker]) -> Robj {
-    if lost.is_empty() {
-        Robj::from(())
-    } else {
-        lost_robj(lost)
-    }
-}
 
-/// Lost workers as list(id, host, requeued, died, message).
-pub(crate) fn lost_robj(lost: &[monitor::LostWorker]) -> Robj {
-    list!(
-        id = lost.iter().map(|w| w.id.as_str()).collect::<Strings>(),
-        host = lost.iter().map(|w| w.host.as_str()).collect::<Strings>(),
-        requeued = lost.iter().map(|w| w.requeued as f64).collect::<Vec<f64>>(),
-        died = lost.iter().map(|w| w.died as f64).collect::<Vec<f64>>(),
-        message = lost.iter().map(|w| w.describe()).collect::<Strings>()
-    )
-    .into()
-}
 
 /// Run one Redis command given as strings; the reply as an R value. For
 /// administration and tests.
@@ -165,12 +137,6 @@ fn rs_controller_destroy(x: Robj) -> Robj {
     with_ctl(&x, |c| c.destroy().map(|n| n as f64))
 }
 
-/// Delete the offload directory's files that no reference names any more
-/// (written over 5 s ago); how many went.
-#[extendr]
-fn rs_controller_offload_sweep(x: Robj) -> Robj {
-    with_ctl(&x, |c| crate::big::sweep_offload(&mut c.conn, &c.keys).map(|n| n as f64))
-}
 
 /// Nested Redis replies as R values: arrays become lists, integers
 /// numbers, text character strings and anything else (serialized R) raw
@@ -228,7 +194,6 @@ extendr_module! {
     fn rs_controller_data_get;
     fn rs_controller_data_mget;
     fn rs_controller_destroy;
-    fn rs_controller_offload_sweep;
     fn rs_controller_snapshot;
     fn rs_worker_log_tail;
     fn rs_message_send;

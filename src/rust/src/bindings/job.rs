@@ -1,8 +1,8 @@
 //! The job engine (`engine::Job`), for the R front ends, and the
 //! namespace's job listing.
 
-use super::controller::{lost_or_null, with_ctl};
-use super::task::ended_robj;
+use super::{lost_or_null, with_ctl};
+use super::ended_robj;
 use super::{err, interrupted, number, numbers, progress_hook, raws, starve_options, strs, RWorkers};
 use crate::controller::Controller;
 use crate::engine::{self, Hooks, Job, JobOptions, Want};
@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::protocol;
 use crate::rng::Stream;
 use crate::task::TaskSpec;
+use super::job_options;
 use extendr_api::prelude::*;
 
 /// Run `f` on the controller behind `x` and the job behind `j`.
@@ -21,23 +22,7 @@ fn with_job<T: Into<Robj>>(x: &Robj, j: &Robj, f: impl FnOnce(&mut Controller, &
     with_ctl(x, |c| f(c, job.as_mut()))
 }
 
-fn secs(x: &Robj, name: &str, default: f64) -> Result<std::time::Duration> {
-    let v = number(x, name)?.unwrap_or(default);
-    Ok(protocol::seconds(name, v, false, false)?.unwrap_or_default())
-}
 
-/// A job's options from R values: intervals in seconds (NULL: defaults).
-pub(crate) fn job_options(fetch: bool, consume: bool, reap_every: &Robj, check_every: &Robj, patience: &Robj) -> Result<JobOptions> {
-    Ok(JobOptions {
-        fetch,
-        consume,
-        relay: false,
-        reap_every: secs(reap_every, "redq.reap_interval", 1.0)?,
-        check_every: secs(check_every, "ftinterval", 30.0)?,
-        patience: secs(patience, "redq.reconnect_patience", 60.0)?,
-        ..JobOptions::default()
-    })
-}
 
 /// Open a job. `fetch`: results come with each ended task; `consume`: the
 /// job deletes its tasks once received; `relay`: waits also hand back the
@@ -195,23 +180,6 @@ fn rs_job_remove(x: Robj, j: Robj) -> Robj {
     with_job(&x, &j, |c, job| job.remove(&mut c.conn))
 }
 
-/// For each task: list(status, worker, alive, worker_status, host, gone),
-/// where `gone` means it is running on a worker that no longer lives.
-#[extendr]
-fn rs_job_task_workers(x: Robj, ids: Strings) -> Robj {
-    with_ctl(&x, |c| {
-        engine::task_workers(&mut c.conn, &c.keys, &strs(&ids)).map(|v| {
-            list!(
-                status = v.iter().map(|w| w.status.as_str()).collect::<Strings>(),
-                worker = v.iter().map(|w| w.worker.as_str()).collect::<Strings>(),
-                alive = v.iter().map(|w| w.alive).collect::<Logicals>(),
-                worker_status = v.iter().map(|w| w.worker_status.as_str()).collect::<Strings>(),
-                host = v.iter().map(|w| w.host.as_str()).collect::<Strings>(),
-                gone = v.iter().map(|w| w.gone()).collect::<Logicals>()
-            )
-        })
-    })
-}
 
 /// Running jobs: list(id, queue, user, host, pid, started (ms)).
 #[extendr]
@@ -245,7 +213,6 @@ extendr_module! {
     fn rs_job_wait;
     fn rs_job_cancel;
     fn rs_job_remove;
-    fn rs_job_task_workers;
     fn rs_job_list;
     fn rs_job_cancel_remote;
 }

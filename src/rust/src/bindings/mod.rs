@@ -6,7 +6,10 @@
 //! a failing call returns a `redq_rs_error` list (kind, message) that the
 //! R helper `rs_check()` turns into a classed `redq_error_<kind>` condition.
 
+use crate::controller::Controller;
+use crate::engine::JobOptions;
 use crate::error::{Error, Result};
+use crate::{monitor, protocol, status};
 use extendr_api::prelude::*;
 use std::os::raw::{c_int, c_void};
 
@@ -137,6 +140,80 @@ pub(crate) fn progress_hook(f: &Robj) -> impl FnMut(usize, usize) + '_ {
             let _ = func.call(pairlist!(done as f64, total as f64));
         }
     }
+}
+
+/// Run `f` on the controller behind `x`. A closed handle, or an error of
+/// `f`, comes back as the `redq_rs_error` value R expects.
+pub(crate) fn with_ctl<T: Into<Robj>>(x: &Robj, f: impl FnOnce(&mut Controller) -> crate::error::Result<T>) -> Robj {
+    match ptr::<Controller>(x, "controller") {
+        Ok(mut p) => out(f(p.as_mut())),
+        Err(e) => e,
+    }
+}
+
+/// Workers found lost while waiting: NULL for none (the common case, which
+/// then allocates nothing in R), else as `lost_robj`.
+pub(crate) fn lost_or_null(lost: &[monitor::LostWorker]) -> Robj {
+    if lost.is_empty() {
+        Robj::from(())
+    } else {
+        lost_robj(lost)
+    }
+}
+
+pub(crate) fn offload(path: Nullable<String>, threshold: f64) -> Option<crate::config::Offload> {
+    match path {
+        Nullable::NotNull(p) => Some(crate::config::Offload { path: p.into(), threshold: threshold.max(0.0) as usize }),
+        Nullable::Null => None,
+    }
+}
+
+/// Ended tasks as list(id, status, exists, done, completed, result,
+/// message, tag).
+pub(crate) fn ended_robj(v: &[crate::queue::Ended]) -> Robj {
+    list!(
+        id = v.iter().map(|e| e.id.as_str()).collect::<Strings>(),
+        status = v.iter().map(|e| e.status.as_str()).collect::<Strings>(),
+        exists = v.iter().map(|e| e.exists()).collect::<Logicals>(),
+        done = v.iter().map(|e| e.done()).collect::<Logicals>(),
+        completed = v.iter().map(|e| e.completed()).collect::<Logicals>(),
+        died = v.iter().map(|e| e.status == status::DIED).collect::<Logicals>(),
+        result = raw_list(v.iter().map(|e| e.result.as_ref())),
+        message = v.iter().map(|e| if e.result.is_some() { String::new() } else { e.message() }).collect::<Strings>(),
+        refused = v.iter().map(|e| e.refused.is_some()).collect::<Logicals>(),
+        tag = v.iter().map(|e| e.tag.unwrap_or(f64::NAN)).collect::<Vec<f64>>()
+    )
+    .into()
+}
+
+/// A job's options from R values: intervals in seconds (NULL: defaults).
+pub(crate) fn job_options(fetch: bool, consume: bool, reap_every: &Robj, check_every: &Robj, patience: &Robj) -> Result<JobOptions> {
+    Ok(JobOptions {
+        fetch,
+        consume,
+        relay: false,
+        reap_every: secs(reap_every, "redq.reap_interval", 1.0)?,
+        check_every: secs(check_every, "ftinterval", 30.0)?,
+        patience: secs(patience, "redq.reconnect_patience", 60.0)?,
+        ..JobOptions::default()
+    })
+}
+
+/// Lost workers as list(id, host, requeued, died, message).
+pub(crate) fn lost_robj(lost: &[monitor::LostWorker]) -> Robj {
+    list!(
+        id = lost.iter().map(|w| w.id.as_str()).collect::<Strings>(),
+        host = lost.iter().map(|w| w.host.as_str()).collect::<Strings>(),
+        requeued = lost.iter().map(|w| w.requeued as f64).collect::<Vec<f64>>(),
+        died = lost.iter().map(|w| w.died as f64).collect::<Vec<f64>>(),
+        message = lost.iter().map(|w| w.describe()).collect::<Strings>()
+    )
+    .into()
+}
+
+pub(crate) fn secs(x: &Robj, name: &str, default: f64) -> Result<std::time::Duration> {
+    let v = number(x, name)?.unwrap_or(default);
+    Ok(protocol::seconds(name, v, false, false)?.unwrap_or_default())
 }
 
 /// The worker processes a session started, as R keeps them (R/worker.R):

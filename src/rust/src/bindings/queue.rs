@@ -1,6 +1,6 @@
 //! Queues.
 
-use super::controller::with_ctl;
+use super::with_ctl;
 use crate::queue;
 use extendr_api::prelude::*;
 

@@ -1,6 +1,6 @@
 //! The task API.
 
-use super::controller::{lost_or_null, with_ctl};
+use super::{lost_or_null, with_ctl};
 use super::{err, interrupted, number, progress_hook, raw_list, raws, strs};
 use crate::controller::Controller;
 use crate::engine::{self, Hooks};
@@ -9,6 +9,7 @@ use crate::protocol;
 use crate::status;
 use crate::queue::{self, Submit};
 use crate::task::TaskSpec;
+use super::ended_robj;
 use extendr_api::prelude::*;
 
 /// Submit serialized payloads to a queue in one round trip; returns ids.
@@ -50,7 +51,7 @@ fn rs_task_submit(
 #[extendr]
 fn rs_controller_stream(x: Robj, value: Robj) -> Robj {
     with_ctl(&x, |c| {
-        let owner = format!("p{}", crate::task::new_id());
+        let owner = format!("p{}", crate::id::new_id());
         let mut w = crate::big::Writer::new(&mut c.conn, &c.keys, &owner, crate::big::PAYLOAD, 0);
         super::serialize_into(&mut w, &value);
         match w.finish()? {
@@ -160,23 +161,6 @@ fn rs_task_states(x: Robj, ids: Strings) -> Robj {
     })
 }
 
-/// Ended tasks as list(id, status, exists, done, completed, result,
-/// message, tag).
-pub(crate) fn ended_robj(v: &[queue::Ended]) -> Robj {
-    list!(
-        id = v.iter().map(|e| e.id.as_str()).collect::<Strings>(),
-        status = v.iter().map(|e| e.status.as_str()).collect::<Strings>(),
-        exists = v.iter().map(|e| e.exists()).collect::<Logicals>(),
-        done = v.iter().map(|e| e.done()).collect::<Logicals>(),
-        completed = v.iter().map(|e| e.completed()).collect::<Logicals>(),
-        died = v.iter().map(|e| e.status == status::DIED).collect::<Logicals>(),
-        result = raw_list(v.iter().map(|e| e.result.as_ref())),
-        message = v.iter().map(|e| if e.result.is_some() { String::new() } else { e.message() }).collect::<Strings>(),
-        refused = v.iter().map(|e| e.refused.is_some()).collect::<Logicals>(),
-        tag = v.iter().map(|e| e.tag.unwrap_or(f64::NAN)).collect::<Vec<f64>>()
-    )
-    .into()
-}
 
 /// Block until the tasks end, in slices, checking for Ctrl+C between
 /// slices, running the reaper every `reap_every` seconds and riding out an
@@ -198,7 +182,7 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, patience
         let opts = crate::engine::JobOptions {
             starve_warn,
             starve_error,
-            ..super::job::job_options(false, false, &reap_every, &Robj::from(()), &patience)?
+            ..super::job_options(false, false, &reap_every, &Robj::from(()), &patience)?
         };
         Ok::<_, Error>((timeout, opts))
     })();

@@ -1,7 +1,7 @@
 //! Workers: the process side (`rs_worker_start`, `rs_worker_step`, ...) and
 //! the controller side (`rs_worker_list`, `rs_worker_info`, `rs_worker_signal`).
 
-use super::controller::with_ctl;
+use super::with_ctl;
 use super::{err, number, out, strs};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -10,6 +10,7 @@ use crate::protocol;
 use crate::registry::{self, Signal};
 use crate::status::{self, Outcome};
 use crate::worker::{Worker, WorkerOptions};
+use super::offload;
 use extendr_api::prelude::*;
 use std::time::Duration;
 
@@ -232,12 +233,6 @@ fn rs_worker_offload(x: Robj, path: Nullable<String>, threshold: f64) -> Robj {
     Robj::from(())
 }
 
-pub(crate) fn offload(path: Nullable<String>, threshold: f64) -> Option<crate::config::Offload> {
-    match path {
-        Nullable::NotNull(p) => Some(crate::config::Offload { path: p.into(), threshold: threshold.max(0.0) as usize }),
-        Nullable::Null => None,
-    }
-}
 
 /// A shared object's serialization (a raw vector).
 #[extendr]

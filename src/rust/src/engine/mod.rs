@@ -40,7 +40,8 @@ use crate::monitor::LostWorker;
 use crate::queue::{self, Ended, Submit};
 use crate::scripts::{self, invocation};
 use crate::status;
-use crate::task::{new_id, TaskSpec};
+use crate::id::new_id;
+use crate::task::TaskSpec;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 

@@ -30,7 +30,7 @@ impl Job {
         let object = if shared { Some(big::prepare_shared(conn, &self.keys, env, 1, true)?) } else { None };
         let sealed = if let Some(o) = &object {
             p.atomic();
-            queue::put_object(&mut p, &self.keys, scripts::now_ms(), o, 1, true);
+            queue::put_object(&mut p, &self.keys, crate::id::now_ms(), o, 1, true);
             signature::seal(secret.as_deref(), Purpose::Env, &self.id, &big::object_ref(&o.sha))
         } else {
             let sealed = signature::seal(secret.as_deref(), Purpose::Env, &self.id, env);

@@ -206,7 +206,7 @@ impl Drop for EchoWorker {
 pub fn ghost_claims(ctl: &mut Controller, lease: Duration) -> String {
     let reg = Registration {
         keys: ctl.keys.clone(),
-        id: format!("ghost-{}", redq::task::new_id()),
+        id: format!("ghost-{}", redq::id::new_id()),
         info: vec![("host".into(), "nowhere".into())],
     };
     register(&mut ctl.conn, &reg, lease).unwrap();
