@@ -50,6 +50,25 @@ check_lease <- function(heartbeat, lease) {
   rs_check(rs_arg_lease(heartbeat, lease), call = sys.call(-1))
 }
 
+# The default `name`, as the core spells it (protocol.rs, DEFAULTS).
+redq_default <- function(name) {
+  d <- redq_env$defaults %||% (redq_env$defaults <- rs_arg_defaults())
+  d[[name]]
+}
+
+# Option redq.<name>, else the default.
+redq_option <- function(name) getOption(paste0("redq.", name), redq_default(name))
+
+# A worker's heartbeat period and lease, checked and fitting together:
+# given, else the options', else the defaults; a lease not given is at
+# least three heartbeats.
+worker_timing <- function(heartbeat = NULL, lease = NULL) {
+  heartbeat <- check_seconds(heartbeat %||% redq_option("heartbeat"), "heartbeat", zero_ok = FALSE)
+  lease <- check_seconds(lease %||% max(redq_option("lease"), 3 * heartbeat), "lease", zero_ok = FALSE)
+  check_lease(heartbeat, lease)
+  list(heartbeat = heartbeat, lease = lease)
+}
+
 # A whole number from 1 up to the core's limit for `name`: Inf for no
 # limit with none_ok. Returns it as a number.
 check_count <- function(x, name, none_ok = FALSE) {

@@ -353,7 +353,7 @@ rp_manager <- function(BPPARAM) {
   m$ctl <- rp_controller(BPPARAM)
   m$queue <- BPPARAM$jobname
   m$job <- job_open(m$ctl, fetch = TRUE, consume = TRUE,
-                    check_every = getOption("redq.check_interval", 5))
+                    check_every = redq_option("check_interval"))
   m$buffer <- list()
   m$sizes <- new.env(parent = emptyenv())
   m$env_sent <- FALSE

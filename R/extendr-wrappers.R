@@ -4,6 +4,9 @@
 #' @useDynLib redq, .registration = TRUE
 NULL
 
+# The defaults of `protocol::DEFAULTS`, as a named numeric vector.
+rs_arg_defaults <- function() .Call(wrap__rs_arg_defaults)
+
 # A number of seconds, checked: returns it (Inf for none), or an error.
 rs_arg_seconds <- function(x, name, none_ok, zero_ok) .Call(wrap__rs_arg_seconds, x, name, none_ok, zero_ok)
 

@@ -20,7 +20,7 @@ do_redis <- function(obj, expr, envir, data) {
   # a loop whose queue no live worker serves fails after
   # redq.no_worker_timeout seconds (it warns after a lease period)
   job <- job_open(ctl, check_every = opts$ftinterval,
-                  no_workers = getOption("redq.no_worker_timeout", 300))
+                  no_workers = redq_option("no_worker_timeout"))
   # whatever ends the loop (its end, an error, Ctrl+C), its tasks and keys go
   on.exit(try(job_remove(job), silent = TRUE), add = TRUE)
   job_env(job, serialize_fast(list(expr = expr, env = exportenv, packages = opts$packages,

@@ -22,14 +22,14 @@ job_open <- function(ctl, fetch = TRUE, consume = TRUE, relay = FALSE, check_eve
   job
 }
 
-reap_interval <- function() getOption("redq.reap_interval", 1)
+reap_interval <- function() redq_option("reap_interval")
 
-reconnect_patience <- function() getOption("redq.reconnect_patience", 60)
+reconnect_patience <- function() redq_option("reconnect_patience")
 
 # When a wait tells its caller that none of its queues has a live worker
 # (a lease period: workers that just started have registered by then),
 # and when it fails (`error` seconds; Inf: never).
-starve <- function(error = Inf) c(getOption("redq.lease", 5), error)
+starve <- function(error = Inf) c(redq_option("lease"), error)
 
 # Upload the job's environment (workers fetch it once per job); the job is
 # listed by jobs() on `queue`. An environment over option
@@ -37,7 +37,7 @@ starve <- function(error = Inf) c(getOption("redq.lease", 5), error)
 # its content: loops that export the same data store it once, and each
 # worker fetches it once while it stays in the worker's cache.
 job_env <- function(job, env, queue) {
-  shared <- length(env) > getOption("redq.shared_threshold", 1e6)
+  shared <- length(env) > redq_option("shared_threshold")
   rs_check(rs_job_env(job$ctl$ptr, job$ptr, env, queue, shared))
 }
 

@@ -10,7 +10,7 @@
 # Returns list(payloads, shared: the serialized object or NULL).
 bulk_payloads <- function(common, n, make) {
   shared <- if (length(common) && n > 1L) serialize_fast(common)
-  if (is.null(shared) || length(shared) <= getOption("redq.shared_threshold", 1e6)) {
+  if (is.null(shared) || length(shared) <= redq_option("shared_threshold")) {
     return(list(payloads = lapply(seq_len(n), make, address = NULL), shared = NULL))
   }
   address <- rs_object_address(shared)
@@ -24,7 +24,7 @@ warn_closure <- function(fn, payloads) {
   local <- !is.null(env) && !identical(env, globalenv()) && !identical(env, baseenv()) &&
     !isNamespace(env)
   size <- if (length(payloads) > 1L) length(payloads[[1]]) else 0
-  if (local && size > getOption("redq.shared_threshold", 1e6)) {
+  if (local && size > redq_option("shared_threshold")) {
     warning(structure(class = c("redq_warning_large_closure", "warning", "condition"), list(
       message = sprintf(paste(
         "each of the %d tasks carries %s: 'fn' was defined inside a function and takes that",

@@ -85,8 +85,9 @@ Rush <- R6::R6Class("Rush",
                                    worker_loop = worker_loop_default, ...) {
       n_workers <- check_count(n_workers %||% rush_config()$n_workers %||% 1, "n_workers")
       private$.push_start_args(globals, packages, worker_loop, list(...))
-      heartbeat <- heartbeat_period %||% getOption("redq.heartbeat", 1)
-      lease <- heartbeat_expire %||% max(getOption("redq.lease", 5), 3 * heartbeat)
+      timing <- worker_timing(heartbeat_period, heartbeat_expire)
+      heartbeat <- timing$heartbeat
+      lease <- timing$lease
       timeout <- if (is.infinite(timeout)) rush_config()$start_worker_timeout %||% 60 else timeout
       if (is.infinite(timeout)) timeout <- 60
       ids <- spawn_workers(n_workers, "default", timeout, heartbeat, lease, NULL, Inf,

@@ -72,7 +72,7 @@ rush_worker_main <- function(network_id = NULL, url = NULL, name = NULL) {
   for (pkg in start$packages) library(pkg, character.only = TRUE)
   list2env(start$globals, envir = globalenv())
   loop <- start$worker_loop
-  worker_serve(cfg, 16, function(w, state) {
+  worker_serve(cfg, redq_default("max_batch"), function(w, state) {
     state$rush <- start
     if (identical(loop, worker_loop_default)) {
       return(worker_loop(w, state, cfg$max_tasks, Inf))
@@ -113,6 +113,7 @@ RushWorker <- R6::R6Class("RushWorker", inherit = Rush,
                           lgr_thresholds = NULL, lgr_buffer_size = 0, seed = NULL) {
       super$initialize(network_id, config, seed)
       self$remote <- remote
+      private$.max_batch <- redq_default("max_batch")
       w <- redq_env$worker
       if (is.null(w) || !identical(redq_env$worker_namespace, self$network_id)) {
         cfg <- worker_settings(namespace = self$network_id, url = self$config, name = worker_id,
@@ -215,7 +216,7 @@ RushWorker <- R6::R6Class("RushWorker", inherit = Rush,
     .idle = TRUE,
     .claimed = character(),
     .payloads = list(),
-    .max_batch = 16,
+    .max_batch = NULL,
     .popped = list()
   )
 )

@@ -137,10 +137,9 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
   for (q in queue) check_string(q, "queue")
   timeout <- check_seconds(timeout, "timeout")
   # checked here: the workers would only fail in their own processes
-  heartbeat <- check_seconds(heartbeat %||% getOption("redq.heartbeat", 1), "heartbeat",
-                             zero_ok = FALSE)
-  lease <- check_seconds(lease %||% getOption("redq.lease", 5), "lease", zero_ok = FALSE)
-  check_lease(heartbeat, lease)
+  timing <- worker_timing(heartbeat, lease)
+  heartbeat <- timing$heartbeat
+  lease <- timing$lease
   max_tasks <- check_count(max_tasks, "max_tasks", none_ok = TRUE)
   host <- Sys.info()[["nodename"]]
   ids <- sprintf("%s-%s-%d", host, substr(basename(tempfile("")), 5, 12), seq_len(n))

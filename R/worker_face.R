@@ -25,7 +25,7 @@ wf_register <- function(cfg, max_batch) {
             redq_version = as.character(utils::packageVersion("redq")),
             started = format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"))
   rs_check(rs_worker_start(cfg$url, cfg$namespace, cfg$queue, cfg$name, cfg$heartbeat,
-                           cfg$lease, getOption("redq.grace", 3), max_batch, info,
+                           cfg$lease, redq_option("grace"), max_batch %||% redq_default("max_batch"), info,
                            url_secret(cfg$url)))
 }
 

@@ -28,7 +28,7 @@
 #' @param max_tasks Exit after this many tasks.
 #' @param idle_timeout Exit after this many seconds without a task.
 #' @param max_batch Most tasks claimed in one round trip when the backlog is
-#'   long.
+#'   long (default 16).
 #' @param linger Seconds a worker asked to stop (by [worker_stop()] or
 #'   [removeQueue()]) goes on taking tasks before it leaves (doRedis';
 #'   default `REDQ_LINGER`, else 0).
@@ -52,7 +52,7 @@
 #' @export
 worker_main <- function(namespace = NULL, url = NULL, queue = NULL, name = NULL,
                         heartbeat = NULL, lease = NULL, max_tasks = NULL,
-                        idle_timeout = Inf, max_batch = 16, linger = NULL, timelimit = NULL,
+                        idle_timeout = Inf, max_batch = NULL, linger = NULL, timelimit = NULL,
                         loglevel = NULL, log = NULL, config = NULL, task_log = NULL,
                         offload_path = NULL, offload_threshold = 1e6) {
   env <- function(var, default) {
@@ -122,9 +122,10 @@ worker_settings <- function(namespace = NULL, url = NULL, queue = NULL, name = N
     url = redq_url(url),
     queue = queue %||% strsplit(env("REDQ_QUEUES", "default"), ",", fixed = TRUE)[[1]],
     name = name %||% env("REDQ_NAME"),
-    heartbeat = check_seconds(num(heartbeat %||% env("REDQ_HEARTBEAT", 1)), "heartbeat",
+    heartbeat = check_seconds(num(heartbeat %||% env("REDQ_HEARTBEAT", redq_option("heartbeat"))), "heartbeat",
                               zero_ok = FALSE),
-    lease = check_seconds(num(lease %||% env("REDQ_LEASE", 5)), "lease", zero_ok = FALSE),
+    lease = check_seconds(num(lease %||% env("REDQ_LEASE", redq_option("lease"))), "lease",
+                          zero_ok = FALSE),
     max_tasks = check_count(num(max_tasks %||% env("REDQ_MAX_TASKS", Inf)), "max_tasks",
                             none_ok = TRUE))
 }
@@ -346,7 +347,7 @@ shared_object <- function(w, address, state) {
   raw <- wf_object(w, address)
   value <- unserialize(raw)
   state$objects_fetched <- (state$objects_fetched %||% 0) + 1
-  limit <- getOption("redq.object_cache", 2e9)
+  limit <- redq_option("object_cache")
   entries <- mget(ls(cache), envir = cache)
   used <- sum(vapply(entries, function(e) e$size, 1))
   for (k in names(entries)[order(vapply(entries, function(e) as.numeric(e$used), 1))]) {

@@ -40,6 +40,17 @@ test_that("no R file spells a status word, TTL or key", {
     if (length(bad)) found <- c(found, paste0(basename(f), ": ", bad))
   }
   expect_identical(found, character())
+  # no default of the core's spelled again: options fall back on
+  # redq_default() (protocol.rs, DEFAULTS)
+  spelled <- character()
+  for (f in files) {
+    code <- readLines(f, warn = FALSE)
+    code <- code[!grepl("^\\s*#", code)]
+    hits <- grep('getOption\\("redq\\.[a-z_]+", *[0-9]|env\\("REDQ_(HEARTBEAT|LEASE)", *[0-9]', code, value = TRUE)
+    if (length(hits)) spelled <- c(spelled, paste0(basename(f), ": ", trimws(hits)))
+  }
+  expect_identical(spelled, character())
+  expect_equal(redq:::redq_default("lease"), 5)
   # the check finds what it looks for
   probe <- tempfile(fileext = ".R")
   withr::defer(unlink(probe))
@@ -75,6 +86,7 @@ OWNERS <- c("arg.R", "controller.R", "dashboard.R", "error.R", "payload.R", "que
 # Bindings that cannot fail (constants, pure functions of their argument),
 # and those whose error value a caller reads before checking it.
 INFALLIBLE <- c("rs_task_status_words", "rs_task_terminal_words", "rs_big_value", "rs_object_address",
+                "rs_arg_defaults",
                 "rs_private_queue", "rs_error_status", "rs_controller_address", "rs_job_id")
 CHECKED_LATER <- c("rs_job_wait", "rs_task_wait", "rs_worker_end", "rs_worker_end_value",
                    "rs_controller_open")

@@ -11,6 +11,44 @@ use std::time::Duration;
 /// version refuse the namespace instead of corrupting it.
 pub const SCHEMA_VERSION: &str = "3";
 
+/// The defaults R falls back on when neither an argument nor an option
+/// (`redq.<name>`) gives a value, and that the core uses itself: seconds,
+/// counts or bytes. R reads them (`redq_default()`); nothing else spells
+/// them.
+pub const DEFAULTS: &[(&str, f64)] = &[
+    // a worker's heartbeat period and lease, and how long its R code gets
+    // to honour a timeout or cancel before the process ends
+    ("heartbeat", 1.0),
+    ("lease", 5.0),
+    ("grace", 3.0),
+    // most tasks a worker claims in one step when the backlog is long
+    ("max_batch", 16.0),
+    // a waiting controller: how often it reaps, looks for tasks the server
+    // lost, and how long it waits for a server that went away
+    ("reap_interval", 1.0),
+    ("check_every", 30.0),
+    ("reconnect_patience", 60.0),
+    // BiocParallel's managers look for lost tasks more often
+    ("check_interval", 5.0),
+    // a foreach loop whose queue no live worker serves fails after this
+    ("no_worker_timeout", 300.0),
+    // values over this many bytes are stored once and shared (bulk
+    // arguments, job environments); a worker caches up to this many bytes
+    // of them
+    ("shared_threshold", 1e6),
+    ("object_cache", 2e9),
+];
+
+/// The default `name` (see `DEFAULTS`).
+pub fn default(name: &str) -> f64 {
+    DEFAULTS.iter().find(|(n, _)| *n == name).map_or(f64::NAN, |(_, v)| *v)
+}
+
+/// A default duration.
+pub fn default_duration(name: &str) -> Duration {
+    Duration::from_secs_f64(default(name))
+}
+
 /// What starts a reference to a value stored in chunks or a file
 /// (`big.rs`): a NUL, which neither an R serialization nor a sealed value
 /// starts with.

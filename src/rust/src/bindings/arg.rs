@@ -35,8 +35,17 @@ fn rs_arg_lease(heartbeat: f64, lease: f64) -> Robj {
     out(protocol::check_lease(d(heartbeat), d(lease)))
 }
 
+/// The defaults of `protocol::DEFAULTS`, as a named numeric vector.
+#[extendr]
+fn rs_arg_defaults() -> Robj {
+    let mut v: Robj = protocol::DEFAULTS.iter().map(|(_, x)| *x).collect::<Vec<f64>>().into();
+    let _ = v.set_names(protocol::DEFAULTS.iter().map(|(n, _)| *n).collect::<Vec<&str>>());
+    v
+}
+
 extendr_module! {
     mod arg;
+    fn rs_arg_defaults;
     fn rs_arg_seconds;
     fn rs_arg_count;
     fn rs_arg_lease;

@@ -192,9 +192,9 @@ pub(crate) fn job_options(fetch: bool, consume: bool, reap_every: &Robj, check_e
         fetch,
         consume,
         relay: false,
-        reap_every: secs(reap_every, "redq.reap_interval", 1.0)?,
-        check_every: secs(check_every, "ftinterval", 30.0)?,
-        patience: secs(patience, "redq.reconnect_patience", 60.0)?,
+        reap_every: secs(reap_every, "redq.reap_interval", protocol::default("reap_interval"))?,
+        check_every: secs(check_every, "ftinterval", protocol::default("check_every"))?,
+        patience: secs(patience, "redq.reconnect_patience", protocol::default("reconnect_patience"))?,
         ..JobOptions::default()
     })
 }

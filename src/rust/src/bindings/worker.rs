@@ -54,12 +54,12 @@ fn rs_worker_start(
             },
             queues: strs(&queues),
             timing: Timing {
-                period: seconds(&heartbeat, "heartbeat", 1.0)?,
-                lease: seconds(&lease, "lease", 5.0)?,
-                grace: seconds(&grace, "redq.grace", 3.0)?,
+                period: seconds(&heartbeat, "heartbeat", protocol::default("heartbeat"))?,
+                lease: seconds(&lease, "lease", protocol::default("lease"))?,
+                grace: seconds(&grace, "redq.grace", protocol::default("grace"))?,
                 reap_every: 2,
             },
-            max_batch: protocol::required_count("max_batch", number(&max_batch, "max_batch")?.unwrap_or(16.0), 1, protocol::count_limit("max_batch"))?
+            max_batch: protocol::required_count("max_batch", number(&max_batch, "max_batch")?.unwrap_or(protocol::default("max_batch")), 1, protocol::count_limit("max_batch"))?
                 as usize,
             info,
         })

@@ -80,13 +80,13 @@ impl Default for JobOptions {
         JobOptions {
             fetch: true,
             consume: true,
-            reap_every: Duration::from_secs(1),
-            check_every: Duration::from_secs(30),
+            reap_every: crate::protocol::default_duration("reap_interval"),
+            check_every: crate::protocol::default_duration("check_every"),
             slice: Duration::from_millis(200),
-            patience: Duration::from_secs(60),
+            patience: crate::protocol::default_duration("reconnect_patience"),
             relay: false,
             register: false,
-            starve_warn: Some(Duration::from_secs(5)),
+            starve_warn: Some(crate::protocol::default_duration("lease")),
             starve_error: None,
         }
     }
