@@ -131,6 +131,10 @@ rs_task_logs <- function(x, ids) .Call(wrap__rs_task_logs, x, ids)
 # value).
 rs_task_wait <- function(x, ids, timeout, reap_every, patience, progress, starve, workers) .Call(wrap__rs_task_wait, x, ids, timeout, reap_every, patience, progress, starve, workers)
 
+# Wait up to `timeout` seconds until `n` tasks of the namespace have
+# completed since it began (its running totals): list(reached, found).
+rs_task_wait_completed <- function(x, n, timeout, patience) .Call(wrap__rs_task_wait_completed, x, n, timeout, patience)
+
 # Bookkeeping of a task: list(fields = named character vector,
 # attempts = list(worker, started, ended, outcome)) with times in ms.
 rs_task_info <- function(x, id) .Call(wrap__rs_task_info, x, id)
@@ -255,6 +259,10 @@ rs_worker_exit <- function(x) .Call(wrap__rs_worker_exit, x)
 
 # Registered worker ids.
 rs_worker_list <- function(x) .Call(wrap__rs_worker_list, x)
+
+# Wait up to `timeout` seconds for `n` live workers (serving `queue`, if
+# given): list(reached, found).
+rs_worker_wait <- function(x, n, queue, timeout, patience) .Call(wrap__rs_worker_wait, x, n, queue, timeout, patience)
 
 # Each worker's record: a list of lists of its fields (strings), with
 # `status` (MISSING for unknown ids) and `alive` (logical).

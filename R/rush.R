@@ -114,11 +114,10 @@ Rush <- R6::R6Class("Rush",
 
     wait_for_workers = function(n, timeout = Inf) {
       timeout <- if (is.infinite(timeout)) rush_config()$start_worker_timeout %||% Inf else timeout
-      deadline <- Sys.time() + timeout
-      while (self$n_workers < n) {
-        if (Sys.time() > deadline) redq_abort("timeout", sprintf("Timeout waiting for %i worker(s)", n))
-        Sys.sleep(0.01)
-      }
+      tryCatch(worker_wait(n, timeout = timeout, controller = self$connector),
+               redq_error_timeout = function(e) {
+                 redq_abort("timeout", sprintf("Timeout waiting for %i worker(s)", n))
+               })
       invisible(self)
     },
 
@@ -494,18 +493,14 @@ Rush <- R6::R6Class("Rush",
     },
 
     # Wait until more than `seen` tasks have finished; FALSE after timeout.
+    # Tasks are created by this controller, by others and by workers alike,
+    # and each completion adds one to the namespace's running total: the
+    # core waits for as many more as are missing.
     .wait_new = function(seen, timeout) {
-      deadline <- Sys.time() + timeout
-      repeat {
-        if (private$.counts()[["finished"]] > seen) return(TRUE)
-        if (Sys.time() >= deadline) return(FALSE)
-        if (!is.null(private$.job)) {
-          try(job_wait(private$.job, n = NA, timeout = min(0.2, max(0, as.numeric(
-            deadline - Sys.time(), units = "secs")))), silent = TRUE)
-        } else {
-          Sys.sleep(0.01)
-        }
-      }
+      finished <- private$.counts()[["finished"]]
+      if (finished > seen) return(TRUE)
+      total <- tasks_completed(self$connector, 0, 0)$found
+      isTRUE(tasks_completed(self$connector, total + (seen - finished) + 1, timeout)$reached)
     },
 
     # Workers of the network: the live ones and those this controller saw

@@ -333,6 +333,14 @@ task_records <- function(ctl, ids) rs_check(rs_task_records(ctl$ptr, ids))
 
 task_states <- function(ctl, ids) rs_check(rs_task_states(ctl$ptr, ids))
 
+# Wait up to `timeout` seconds until `n` tasks of the namespace have
+# completed since it began (its running totals; n = 0, timeout = 0: how
+# many have): list(reached, found). Tables whose tasks anyone may create
+# (rush's) wait for new results this way.
+tasks_completed <- function(ctl, n, timeout) {
+  rs_check(rs_task_wait_completed(ctl$ptr, n, timeout, reconnect_patience()))
+}
+
 #' @rdname task_list
 #' @export
 task_delete <- function(ids, controller = NULL) {

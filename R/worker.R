@@ -436,16 +436,14 @@ worker_wait <- function(n = 1, queue = NULL, timeout = 60, controller = NULL) {
   n <- check_count(n, "n")
   timeout <- check_seconds(timeout, "timeout")
   ctl <- get_controller(controller)
-  deadline <- Sys.time() + timeout
-  repeat {
-    ids <- if (is.null(queue)) worker_list(ctl) else serving_workers(ctl, queue)
-    if (length(ids) >= n) return(invisible(ids))
-    if (Sys.time() > deadline) {
-      redq_abort("timeout", sprintf("%d of %d worker(s) registered within %g s", length(ids), n,
-                                    timeout))
-    }
-    Sys.sleep(0.05)
+  if (!is.null(queue)) check_string(queue, "queue")
+  # the core waits, in slices, with interrupts checked
+  r <- rs_check(rs_worker_wait(ctl$ptr, n, queue, timeout, reconnect_patience()))
+  if (!r$reached) {
+    redq_abort("timeout", sprintf("%d of %d worker(s) registered within %g s", r$found, n, timeout))
   }
+  ids <- if (is.null(queue)) worker_list(ctl) else serving_workers(ctl, queue)
+  invisible(ids)
 }
 
 #' @rdname worker_wait

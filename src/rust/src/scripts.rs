@@ -105,7 +105,6 @@ script!(beat, "beat.lua");
 script!(collect, "collect.lua");
 script!(remove_job, "remove_job.lua");
 script!(cancel_job, "cancel_job.lua");
-script!(task_workers, "task_workers.lua");
 script!(snapshot, "snapshot.lua");
 script!(hold_object, "hold_object.lua");
 script!(drop_ref, "drop_ref.lua");

@@ -207,9 +207,10 @@ fn lost_workers_are_reported_once_and_their_task_runs_elsewhere() {
     let ghost = ghost_claims(&mut ctl, Duration::from_millis(200));
     // before the reaper runs, the task's worker is known to be gone
     std::thread::sleep(Duration::from_millis(300));
-    let tw = engine::task_workers(&mut ctl.conn, &ctl.keys, &[id.clone()]).unwrap();
-    assert!(tw[0].gone(), "{tw:?}");
-    assert_eq!(tw[0].worker, ghost);
+    let info = redq::queue::info(&mut ctl.conn, &ctl.keys, &id).unwrap();
+    assert_eq!((info.get("status"), info.get("worker")), (Some("RUNNING"), Some(ghost.as_str())));
+    let w = redq::registry::info(&mut ctl.conn, &ctl.keys, &[ghost.clone()]).unwrap();
+    assert!(!w[0].alive, "{w:?}");
     let w = EchoWorker::start(&cfg, "q", Duration::ZERO);
     let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(10)));
     check_echo(&b.ended);

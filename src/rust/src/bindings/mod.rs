@@ -216,6 +216,19 @@ pub(crate) fn secs(x: &Robj, name: &str, default: f64) -> Result<std::time::Dura
     Ok(protocol::seconds(name, v, false, false)?.unwrap_or_default())
 }
 
+/// Wait for `until` on the controller behind `x` (see `engine::until`):
+/// list(reached, found), or an error value (interrupt, connection).
+pub(crate) fn wait_until_robj(x: &Robj, until: crate::engine::Until, timeout: &Robj, patience: &Robj) -> Robj {
+    with_ctl(x, |c| {
+        let timeout = protocol::seconds("timeout", number(timeout, "timeout")?.unwrap_or(f64::INFINITY), true, true)?;
+        let patience = secs(patience, "redq.reconnect_patience", protocol::default("reconnect_patience"))?;
+        let (mut check, mut quiet) = (interrupted, |_: usize, _: usize| {});
+        let mut hooks = crate::engine::Hooks { interrupted: &mut check, progress: &mut quiet, workers: None };
+        let (reached, found) = crate::engine::wait_until(&mut c.conn, &c.keys, &until, timeout, patience, &mut hooks)?;
+        Ok(list!(reached = reached, found = found as f64))
+    })
+}
+
 /// The worker processes a session started, as R keeps them (R/worker.R):
 /// `x` is NULL, or list(ended = function() list(id, why), replace =
 /// function(ids)). The functions run inside R_tryEval, like the progress

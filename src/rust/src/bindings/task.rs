@@ -215,6 +215,18 @@ fn rs_task_wait(x: Robj, ids: Strings, timeout: Robj, reap_every: Robj, patience
     }
 }
 
+/// Wait up to `timeout` seconds until `n` tasks of the namespace have
+/// completed since it began (its running totals): list(reached, found).
+#[extendr]
+fn rs_task_wait_completed(x: Robj, n: f64, timeout: Robj, patience: Robj) -> Robj {
+    let n = match protocol::count("n", n, 0, u64::MAX >> 1, false) {
+        Ok(n) => n.unwrap_or(0),
+        Err(e) => return err(&e),
+    };
+    let until = crate::engine::Until::Ended { status: status::COMPLETE.to_string(), n };
+    super::wait_until_robj(&x, until, &timeout, &patience)
+}
+
 /// Bookkeeping of a task: list(fields = named character vector,
 /// attempts = list(worker, started, ended, outcome)) with times in ms.
 #[extendr]
@@ -290,6 +302,7 @@ extendr_module! {
     fn rs_task_progress;
     fn rs_task_logs;
     fn rs_task_wait;
+    fn rs_task_wait_completed;
     fn rs_task_info;
     fn rs_task_list;
     fn rs_task_cancel;

@@ -314,6 +314,21 @@ fn rs_worker_exit(x: Robj) -> Robj {
     out(w.as_mut().exit(status::EXIT_NORMAL))
 }
 
+/// Wait up to `timeout` seconds for `n` live workers (serving `queue`, if
+/// given): list(reached, found).
+#[extendr]
+fn rs_worker_wait(x: Robj, n: f64, queue: Nullable<String>, timeout: Robj, patience: Robj) -> Robj {
+    let queue = match queue {
+        Nullable::NotNull(q) => Some(q),
+        Nullable::Null => None,
+    };
+    let n = match protocol::count("n", n, 0, u32::MAX as u64, false) {
+        Ok(n) => n.unwrap_or(0) as usize,
+        Err(e) => return err(&e),
+    };
+    super::wait_until_robj(&x, crate::engine::Until::Workers { n, queue }, &timeout, &patience)
+}
+
 /// Registered worker ids.
 #[extendr]
 fn rs_worker_list(x: Robj) -> Robj {
@@ -371,6 +386,7 @@ extendr_module! {
     fn rs_worker_data_get;
     fn rs_worker_exit;
     fn rs_worker_list;
+    fn rs_worker_wait;
     fn rs_worker_info;
     fn rs_worker_signal;
 }

@@ -27,10 +27,12 @@
 //! task API's wait and the "is this task's worker gone" query.
 
 mod slice;
+mod until;
 mod watch;
 mod workers;
 
-pub use watch::{task_workers, wait_all, TaskWorker, Watched};
+pub use until::{wait_until, Until};
+pub use watch::{wait_all, Watched};
 pub use workers::LocalWorkers;
 
 use crate::connection::Connection;

@@ -1,62 +1,12 @@
-//! Waits and queries for tasks a front end did not submit itself: the task
-//! API's wait, and whether the worker running a task is gone.
+//! The task API's wait: for tasks a front end did not submit itself.
 
 use super::{Hooks, Job, JobOptions, Want};
 use crate::connection::Connection;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::keys::Keys;
 use crate::monitor::LostWorker;
-use crate::scripts::{self, invocation};
-use crate::status;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-/// Whether the worker running a task is still alive.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaskWorker {
-    /// Task status (`MISSING` if unknown).
-    pub status: String,
-    /// The worker that runs (or last ran) it, '' if none.
-    pub worker: String,
-    /// Whether that worker's lease exists.
-    pub alive: bool,
-    /// That worker's status (IDLE, BUSY, EXITED, LOST) or ''.
-    pub worker_status: String,
-    /// Its host.
-    pub host: String,
-}
-
-impl TaskWorker {
-    /// The task is running on a worker that is gone (lost or exited):
-    /// unless the reaper requeues it, it will not end by itself.
-    pub fn gone(&self) -> bool {
-        self.status == status::RUNNING && !self.worker.is_empty() && !self.alive
-    }
-}
-
-/// For each id, the task's status and whether its worker lives (one round
-/// trip; see `lua/task_workers.lua`).
-pub fn task_workers(conn: &mut Connection, keys: &Keys, ids: &[String]) -> Result<Vec<TaskWorker>> {
-    if ids.is_empty() {
-        return Ok(vec![]);
-    }
-    let mut inv = invocation(scripts::task_workers(), keys);
-    for id in ids {
-        inv.arg(id);
-    }
-    let flat: Vec<redis::Value> = conn.run(|c| inv.invoke(c))?;
-    let s = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap_or_default() };
-    Ok(flat
-        .chunks(5)
-        .map(|w| TaskWorker {
-            status: s(&w[0]),
-            worker: s(&w[1]),
-            alive: redis::from_redis_value_ref::<i64>(&w[2]).unwrap_or(0) == 1,
-            worker_status: s(&w[3]),
-            host: s(&w[4]),
-        })
-        .collect())
-}
 
 /// Everything `task_wait()` needs: the final status of each id (in order),
 /// the workers found lost meanwhile, and the error that ended the wait, if
