@@ -40,7 +40,7 @@ pub mod engine;
 pub mod error;
 pub mod heartbeat;
 pub mod id;
-pub mod job;
+pub mod job_list;
 pub mod keys;
 pub mod monitor;
 pub mod protocol;
@@ -50,7 +50,9 @@ pub mod rng;
 pub mod scripts;
 pub mod signature;
 pub mod status;
+pub mod submit;
 pub mod task;
+pub mod tasks;
 pub mod worker;
 
 mod bindings;

@@ -8,7 +8,7 @@ mod common;
 use common::{ghost_claims, EchoWorker, Server};
 use redq::controller::Controller;
 use redq::engine::{self, Hooks, Job, JobOptions, Want};
-use redq::queue::Ended;
+use redq::tasks::Ended;
 use redq::rng::Stream;
 use redq::task::TaskSpec;
 use std::collections::HashSet;
@@ -207,7 +207,7 @@ fn lost_workers_are_reported_once_and_their_task_runs_elsewhere() {
     let ghost = ghost_claims(&mut ctl, Duration::from_millis(200));
     // before the reaper runs, the task's worker is known to be gone
     std::thread::sleep(Duration::from_millis(300));
-    let info = redq::queue::info(&mut ctl.conn, &ctl.keys, &id).unwrap();
+    let info = redq::tasks::info(&mut ctl.conn, &ctl.keys, &id).unwrap();
     assert_eq!((info.get("status"), info.get("worker")), (Some("RUNNING"), Some(ghost.as_str())));
     let w = redq::registry::info(&mut ctl.conn, &ctl.keys, &[ghost.clone()]).unwrap();
     assert!(!w[0].alive, "{w:?}");
@@ -262,12 +262,12 @@ fn cancel_ends_every_task_and_remove_leaves_no_keys() {
     let mut job = Job::new(&ctl.keys, None, opts());
     job.put_env(&mut ctl.conn, b"env".to_vec(), "q", false).unwrap();
     job.submit(&mut ctl.conn, tasks(3, "q")).unwrap();
-    let listed = redq::job::list(&mut ctl.conn, &ctl.keys).unwrap();
+    let listed = redq::job_list::list(&mut ctl.conn, &ctl.keys).unwrap();
     assert_eq!(listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec![job.id()]);
     assert_eq!(listed[0].queue, "q");
     job.remove(&mut ctl.conn).unwrap();
     assert!(keys_left(&mut ctl).is_empty(), "{:?}", keys_left(&mut ctl));
-    assert!(redq::job::list(&mut ctl.conn, &ctl.keys).unwrap().is_empty());
+    assert!(redq::job_list::list(&mut ctl.conn, &ctl.keys).unwrap().is_empty());
 }
 
 #[test]
@@ -284,7 +284,7 @@ fn a_job_is_cancelled_from_another_session_by_its_id() {
     bystander.submit(&mut ctl.conn, tasks(1, "q")).unwrap();
     let ghost = ghost_claims(&mut ctl, Duration::from_secs(30));
     assert!(!ghost.is_empty());
-    assert_eq!(redq::job::cancel(&mut other.conn, &other.keys, job.id()).unwrap(), 5);
+    assert_eq!(redq::job_list::cancel(&mut other.conn, &other.keys, job.id()).unwrap(), 5);
     let b = wait(&mut ctl, &mut job, Want::All, None, Some(Duration::from_secs(5)));
     assert_eq!(b.ended.len(), 5);
     assert!(b.ended.iter().all(|e| e.status == "CANCELLED"));
@@ -306,11 +306,11 @@ fn task_api_waits_follow_tasks_of_any_controller() {
     let cfg = srv.config("watch");
     let mut mine = Controller::open(&cfg).unwrap();
     let mut theirs = Controller::open(&cfg).unwrap();
-    let api = redq::queue::Submit { register: true, expire: false };
+    let api = redq::submit::Submit { register: true, expire: false };
     let a = TaskSpec { job: Some(mine.cid.clone()), ..TaskSpec::new("q", b"a".to_vec()) };
     let b = TaskSpec { job: Some(theirs.cid.clone()), ..TaskSpec::new("q", b"b".to_vec()) };
-    redq::queue::submit(&mut mine.conn, &mine.keys, &[a.clone()], api).unwrap();
-    redq::queue::submit(&mut theirs.conn, &theirs.keys, &[b.clone()], api).unwrap();
+    redq::submit::submit(&mut mine.conn, &mine.keys, &[a.clone()], api).unwrap();
+    redq::submit::submit(&mut theirs.conn, &theirs.keys, &[b.clone()], api).unwrap();
     let w = EchoWorker::start(&cfg, "q", Duration::from_millis(50));
     let ids = vec![a.id.clone(), b.id.clone(), "nosuchtask".to_string(), a.id.clone()];
     let (mut no, mut seen) = (|| false, Vec::new());
@@ -322,7 +322,7 @@ fn task_api_waits_follow_tasks_of_any_controller() {
     assert_eq!(r.statuses, vec!["COMPLETE", "COMPLETE", "MISSING", "COMPLETE"]);
     assert_eq!(seen.last(), Some(&(3, 3)));
     // the task API keeps its tasks: results stay readable
-    let res = redq::queue::results(&mut mine.conn, &mine.keys, &[a.id.clone()]).unwrap();
+    let res = redq::tasks::results(&mut mine.conn, &mine.keys, &[a.id.clone()]).unwrap();
     assert_eq!(res[0].result.as_deref(), Some(&b"a"[..]));
     w.stop();
 }
@@ -370,14 +370,14 @@ fn a_retried_task_is_not_taken_for_ended_by_its_old_notice() {
     let srv = Server::start();
     let cfg = srv.config("retried");
     let mut ctl = Controller::open(&cfg).unwrap();
-    let api = redq::queue::Submit { register: true, expire: false };
+    let api = redq::submit::Submit { register: true, expire: false };
     let t = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"x".to_vec()) };
-    redq::queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], api).unwrap();
+    redq::submit::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], api).unwrap();
     let mut w = redq::worker::Worker::start(&cfg, common::options(&["q"])).unwrap();
     let (_, got) = common::step1(&mut w, None, true, Duration::ZERO);
     common::step1(&mut w, Some((&got.unwrap().id, redq::status::Outcome::Error, b"e")), false, Duration::ZERO);
     // the ERROR notice waits in the controller's list; the task runs again
-    redq::queue::retry(&mut ctl.conn, &ctl.keys, &ctl.cid.clone(), &[t.id.clone()]).unwrap();
+    redq::tasks::retry(&mut ctl.conn, &ctl.keys, &ctl.cid.clone(), &[t.id.clone()]).unwrap();
     let (mut no, mut quiet) = (|| false, |_: usize, _: usize| {});
     let mut hooks = Hooks { interrupted: &mut no, progress: &mut quiet, workers: None };
     let cid = ctl.cid.clone();

@@ -7,13 +7,15 @@ use common::{ghost_claims, Server};
 use redq::controller::Controller;
 use redq::keys::Keys;
 use redq::monitor;
-use redq::queue::{self, Submit};
+use redq::queue;
+use redq::submit::{self, Submit};
+use redq::tasks;
 use redq::task::TaskSpec;
 use std::time::Duration;
 
 fn submit(ctl: &mut Controller, max_attempts: u32) -> String {
     let t = TaskSpec { max_attempts, job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"p".to_vec()) };
-    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], Submit { register: true, expire: false }).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], Submit { register: true, expire: false }).unwrap();
     t.id
 }
 
@@ -38,7 +40,7 @@ fn a_silent_worker_is_reaped_once_and_its_task_requeued() {
     assert!(monitor::reap(&mut ctl.conn, &keys, std::time::Duration::ZERO).unwrap().is_empty(), "a second reap found work");
     assert_eq!(field(&mut ctl, &keys, &id, "status").as_deref(), Some("PENDING"));
     assert_eq!(field(&mut ctl, &keys, &id, "attempt").as_deref(), Some("1"));
-    assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 1);
+    assert_eq!(queue::length(&mut ctl.conn, &keys, "q").unwrap(), 1);
     let (reported, last) = monitor::lost_since(&mut ctl.conn, &keys, &since).unwrap();
     assert_eq!(reported.len(), 1);
     assert_eq!(reported[0].id, ghost);
@@ -56,19 +58,19 @@ fn a_task_that_used_up_its_attempts_ends_died_and_is_announced() {
     let lost = monitor::reap(&mut ctl.conn, &keys, std::time::Duration::ZERO).unwrap();
     assert_eq!((lost[0].requeued, lost[0].died), (0, 1));
     assert_eq!(field(&mut ctl, &keys, &id, "status").as_deref(), Some("DIED"));
-    assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 0);
+    assert_eq!(queue::length(&mut ctl.conn, &keys, "q").unwrap(), 0);
     let done = ctl.done();
     let notices: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(&done).arg(0).arg(-1).query(c)).unwrap();
     assert_eq!(notices, vec![format!("{id} DIED")]);
     let payload: Option<Vec<u8>> = ctl.conn.run(|c| redis::cmd("HGET").arg(keys.payloads()).arg(&id).query(c)).unwrap();
     assert!(payload.is_some(), "a task API task keeps its payload for task_retry");
     // all or nothing: a missing id blocks the retry, and the error names it
-    let e = queue::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone(), "nope".into()]).unwrap_err();
+    let e = tasks::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone(), "nope".into()]).unwrap_err();
     assert_eq!(e.kind(), "argument");
     assert!(e.to_string().contains("nope (MISSING)"), "{e}");
-    assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 0);
-    assert_eq!(queue::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone()]).unwrap(), vec!["DIED"]);
+    assert_eq!(queue::length(&mut ctl.conn, &keys, "q").unwrap(), 0);
+    assert_eq!(tasks::retry(&mut ctl.conn, &keys, &ctl.cid, &[id.clone()]).unwrap(), vec!["DIED"]);
     assert_eq!(field(&mut ctl, &keys, &id, "status").as_deref(), Some("PENDING"));
     assert_eq!(field(&mut ctl, &keys, &id, "attempt").as_deref(), Some("0"));
-    assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "q").unwrap(), 1);
+    assert_eq!(queue::length(&mut ctl.conn, &keys, "q").unwrap(), 1);
 }

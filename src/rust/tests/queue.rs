@@ -7,7 +7,9 @@ use common::{options, Server};
 use redq::connection::Connection;
 use redq::controller::Controller;
 use redq::keys::Keys;
-use redq::queue::{self, Submit};
+use redq::queue;
+use redq::submit::{self, Submit};
+use redq::tasks;
 use redq::scripts::{self, invocation};
 use redq::status::Outcome;
 use redq::task::TaskSpec;
@@ -55,8 +57,8 @@ fn tasks_run_in_fifo_order_and_results_come_back() {
     let cfg = srv.config("fifo");
     let mut ctl = Controller::open(&cfg).unwrap();
     let tasks: Vec<TaskSpec> = (0..5).map(|i| spec("q", &[i], &ctl.cid)).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
-    assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 5);
+    submit::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
+    assert_eq!(queue::length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 5);
 
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
     let mut seen = vec![];
@@ -70,7 +72,7 @@ fn tasks_run_in_fifo_order_and_results_come_back() {
     }
     assert_eq!(seen, vec![0, 1, 2, 3, 4]);
     let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
-    let res = queue::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
+    let res = tasks::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
     for (i, e) in res.iter().enumerate() {
         assert_eq!(e.status, "COMPLETE");
         assert!(e.completed() && e.done() && e.exists());
@@ -83,7 +85,7 @@ fn tasks_run_in_fifo_order_and_results_come_back() {
     let payloads: usize = ctl.conn.run(|c| redis::cmd("HLEN").arg(ctl.keys.payloads()).query(c)).unwrap();
     assert_eq!(payloads, 0);
     assert_eq!(n, 5);
-    assert_eq!(queue::list(&mut ctl.conn, &ctl.keys).unwrap().len(), 5);
+    assert_eq!(tasks::list(&mut ctl.conn, &ctl.keys).unwrap().len(), 5);
     w.exit("EXITED").unwrap();
 }
 
@@ -93,7 +95,7 @@ fn the_first_result_wins_and_a_duplicate_is_dropped() {
     let cfg = srv.config("fw");
     let mut ctl = Controller::open(&cfg).unwrap();
     let t = spec("q", b"x", &ctl.cid);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], API).unwrap();
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
     let (_, got) = common::step1(&mut w, None, true, Duration::ZERO);
     assert_eq!(got.unwrap().id, t.id);
@@ -104,7 +106,7 @@ fn the_first_result_wins_and_a_duplicate_is_dropped() {
     assert_eq!(first, vec![1]);
     let (accepted, _) = common::step1(&mut w, Some((&t.id, Outcome::Value, b"second")), false, Duration::ZERO);
     assert!(!accepted);
-    let res = queue::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
+    let res = tasks::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
     assert_eq!(res[0].result.as_deref(), Some(&b"first"[..]));
     let running: usize =
         ctl.conn.run(|c| redis::cmd("LLEN").arg(ctl.keys.worker_running(w.id())).query(c)).unwrap();
@@ -117,16 +119,16 @@ fn cancel_takes_pending_tasks_off_the_queue() {
     let cfg = srv.config("cancel");
     let mut ctl = Controller::open(&cfg).unwrap();
     let tasks: Vec<TaskSpec> = (0..3).map(|i| spec("q", &[i], &ctl.cid)).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
-    let before = queue::cancel(&mut ctl.conn, &ctl.keys, &[tasks[1].id.clone(), "nope".into()]).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
+    let before = tasks::cancel(&mut ctl.conn, &ctl.keys, &[tasks[1].id.clone(), "nope".into()]).unwrap();
     assert_eq!(before, vec!["PENDING", "MISSING"]);
-    assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 2);
-    let st = queue::statuses(&mut ctl.conn, &ctl.keys, &[tasks[1].id.clone()]).unwrap();
+    assert_eq!(queue::length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 2);
+    let st = tasks::statuses(&mut ctl.conn, &ctl.keys, &[tasks[1].id.clone()]).unwrap();
     assert_eq!(st, vec!["CANCELLED"]);
-    queue::delete(&mut ctl.conn, &ctl.keys, &[tasks[0].id.clone()]).unwrap();
-    let st = queue::statuses(&mut ctl.conn, &ctl.keys, &[tasks[0].id.clone()]).unwrap();
+    tasks::delete(&mut ctl.conn, &ctl.keys, &[tasks[0].id.clone()]).unwrap();
+    let st = tasks::statuses(&mut ctl.conn, &ctl.keys, &[tasks[0].id.clone()]).unwrap();
     assert_eq!(st, vec!["MISSING"]);
-    assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 1);
+    assert_eq!(queue::length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 1);
 }
 
 #[test]
@@ -136,8 +138,8 @@ fn a_worker_claims_in_queue_priority_order() {
     let mut ctl = Controller::open(&cfg).unwrap();
     let low = spec("low", b"low", &ctl.cid);
     let high = spec("high", b"high", &ctl.cid);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[low.clone()], API).unwrap();
-    queue::submit(&mut ctl.conn, &ctl.keys, &[high.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &[low.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &[high.clone()], API).unwrap();
     let mut w = Worker::start(&cfg, options(&["high", "low"])).unwrap();
     let (_, t) = common::step1(&mut w, None, true, Duration::ZERO);
     assert_eq!(t.unwrap().id, high.id);
@@ -160,16 +162,16 @@ fn cancelling_many_queued_tasks_keeps_the_rest_in_order() {
     let cfg = srv.config("bulkcancel");
     let mut ctl = Controller::open(&cfg).unwrap();
     let tasks: Vec<TaskSpec> = (0..1000u32).map(|i| spec("q", &i.to_le_bytes(), &ctl.cid)).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
     let gone: Vec<String> = tasks.iter().step_by(3).map(|t| t.id.clone()).collect();
-    let before = queue::cancel(&mut ctl.conn, &ctl.keys, &gone).unwrap();
+    let before = tasks::cancel(&mut ctl.conn, &ctl.keys, &gone).unwrap();
     assert!(before.iter().all(|s| s == "PENDING"));
     let left: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(ctl.keys.queue("q")).arg(0).arg(-1).query(c)).unwrap();
     // the queue is pushed on the left: its rightmost id is the oldest
     let want: Vec<String> = tasks.iter().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, t)| t.id.clone()).rev().collect();
     assert_eq!(left, want);
-    assert!(queue::statuses(&mut ctl.conn, &ctl.keys, &[]).unwrap().is_empty());
-    assert!(queue::cancel(&mut ctl.conn, &ctl.keys, &[]).unwrap().is_empty());
+    assert!(tasks::statuses(&mut ctl.conn, &ctl.keys, &[]).unwrap().is_empty());
+    assert!(tasks::cancel(&mut ctl.conn, &ctl.keys, &[]).unwrap().is_empty());
 }
 
 #[test]
@@ -179,7 +181,7 @@ fn workers_run_only_payloads_signed_with_their_secret() {
     signed.secret = Some(b"right".to_vec());
     let mut ctl = Controller::open(&signed).unwrap();
     let tasks: Vec<TaskSpec> = (0..2).map(|i| spec("q", &[i], &ctl.cid)).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
     let stored: Vec<u8> =
         ctl.conn.run(|c| redis::cmd("HGET").arg(ctl.keys.payloads()).arg(&tasks[0].id).query(c)).unwrap();
     assert!(stored.starts_with(redq::signature::MAGIC));
@@ -207,7 +209,7 @@ fn results_are_sealed_and_one_forged_or_moved_is_refused() {
     signed.secret = Some(b"k".to_vec());
     let mut ctl = Controller::open(&signed).unwrap();
     let tasks: Vec<TaskSpec> = (0..3).map(|i| spec("q", &[i], &ctl.cid)).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
     let mut w = Worker::start(&signed, options(&["q"])).unwrap();
     let (_, a) = common::step1(&mut w, None, true, Duration::ZERO);
     let a = a.unwrap();
@@ -221,7 +223,7 @@ fn results_are_sealed_and_one_forged_or_moved_is_refused() {
         ctl.conn.run(|c| redis::cmd("HGET").arg(ctl.keys.task(id)).arg("result").query(c)).unwrap()
     };
     assert!(stored(&mut ctl, &ids[0]).starts_with(redq::signature::MAGIC));
-    let got = queue::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
+    let got = tasks::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
     assert_eq!(got.iter().map(|e| e.result.clone().unwrap()).collect::<Vec<_>>(), vec![b"ra".to_vec(), b"rb".to_vec(), b"rc".to_vec()]);
     // someone without the secret writes b's result; a's sealed result is
     // copied onto c's: both are refused, a's still opens
@@ -229,7 +231,7 @@ fn results_are_sealed_and_one_forged_or_moved_is_refused() {
     let (kb, kc) = (ctl.keys.task(&ids[1]), ctl.keys.task(&ids[2]));
     ctl.conn.run(|c| redis::cmd("HSET").arg(&kb).arg("result").arg(&b"X\n forged"[..]).query::<()>(c)).unwrap();
     ctl.conn.run(|c| redis::cmd("HSET").arg(&kc).arg("result").arg(&a_sealed).query::<()>(c)).unwrap();
-    let got = queue::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
+    let got = tasks::results(&mut ctl.conn, &ctl.keys, &ids).unwrap();
     assert!(got[0].completed() && got[0].refused.is_none());
     for e in &got[1..] {
         assert!(!e.completed() && e.result.is_none(), "{e:?}");
@@ -250,15 +252,15 @@ fn dependents_wait_then_run_or_become_impossible() {
     let mut ctl = Controller::open(&cfg).unwrap();
     let a = spec("q", b"a", &ctl.cid);
     let fail = spec("q", b"f", &ctl.cid);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[a.clone(), fail.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &[a.clone(), fail.clone()], API).unwrap();
     let b = with_deps(spec("q", b"b", &ctl.cid), &[&a, &a]);
     let c = with_deps(spec("q", b"c", &ctl.cid), &[&b, &fail]);
     let d = with_deps(spec("q", b"d", &ctl.cid), &[&c]);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[b.clone(), c.clone(), d.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &[b.clone(), c.clone(), d.clone()], API).unwrap();
     let ids = |ts: &[&TaskSpec]| ts.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
-    let st = |ctl: &mut Controller, ts: &[&TaskSpec]| queue::statuses(&mut ctl.conn, &ctl.keys, &ids(ts)).unwrap();
+    let st = |ctl: &mut Controller, ts: &[&TaskSpec]| tasks::statuses(&mut ctl.conn, &ctl.keys, &ids(ts)).unwrap();
     assert_eq!(st(&mut ctl, &[&b, &c, &d]), vec!["DEFERRED"; 3]);
-    assert_eq!(queue::queue_length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 2);
+    assert_eq!(queue::length(&mut ctl.conn, &ctl.keys, "q").unwrap(), 2);
 
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
     let mut ran = vec![];
@@ -274,13 +276,13 @@ fn dependents_wait_then_run_or_become_impossible() {
     // a dependency on a task that already failed is impossible at once
     let e = with_deps(spec("q", b"e", &ctl.cid), &[&fail]);
     let f = with_deps(spec("q", b"f2", &ctl.cid), &[&a]);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[e.clone(), f.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &[e.clone(), f.clone()], API).unwrap();
     assert_eq!(st(&mut ctl, &[&e, &f]), vec!["IMPOSSIBLE", "PENDING"]);
     // cancelling a deferred task makes its dependents impossible
     let g = with_deps(spec("q", b"g", &ctl.cid), &[&f]);
     let h = with_deps(spec("q", b"h", &ctl.cid), &[&g]);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[g.clone(), h.clone()], API).unwrap();
-    assert_eq!(queue::cancel(&mut ctl.conn, &ctl.keys, &[g.id.clone()]).unwrap(), vec!["DEFERRED"]);
+    submit::submit(&mut ctl.conn, &ctl.keys, &[g.clone(), h.clone()], API).unwrap();
+    assert_eq!(tasks::cancel(&mut ctl.conn, &ctl.keys, &[g.id.clone()]).unwrap(), vec!["DEFERRED"]);
     assert_eq!(st(&mut ctl, &[&g, &h]), vec!["CANCELLED", "IMPOSSIBLE"]);
 }
 
@@ -297,7 +299,7 @@ fn large_payloads_and_results_travel_in_chunks_and_are_checked() {
     let mut ctl = Controller::open(&cfg).unwrap();
     let payload: Vec<u8> = (0..40_000_000u32).map(|i| (i % 251) as u8).collect();
     let t = spec("q", &payload, &ctl.cid);
-    queue::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &[t.clone()], API).unwrap();
     // 40 MB in chunks; the payload's place holds a short reference,
     // and a task API task's chunks do not expire
     let chunks = chunk_keys(&mut ctl);
@@ -317,7 +319,7 @@ fn large_payloads_and_results_travel_in_chunks_and_are_checked() {
     w.end_big(&got.id, Outcome::Value, &result).unwrap();
     let (accepted, _) = w.step(0, Duration::ZERO).unwrap();
     assert_eq!(accepted, vec![true]);
-    let res = queue::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
+    let res = tasks::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
     assert!(res[0].result.as_deref() == Some(&result[..]), "the result came back altered");
     // completing dropped the payload's chunks; the result's stay with the task
     assert_eq!(chunk_keys(&mut ctl).len(), n);
@@ -325,10 +327,10 @@ fn large_payloads_and_results_travel_in_chunks_and_are_checked() {
     // an altered chunk is found before anyone unserializes it
     let first = chunk_keys(&mut ctl)[0].clone();
     ctl.conn.run(|c| redis::cmd("SETRANGE").arg(&first).arg(10).arg("tampered").query::<()>(c)).unwrap();
-    let err = queue::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap_err();
+    let err = tasks::results(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap_err();
     assert_eq!(err.kind(), "corrupt");
     // deleting the task deletes its chunks
-    queue::delete(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
+    tasks::delete(&mut ctl.conn, &ctl.keys, &[t.id.clone()]).unwrap();
     assert!(chunk_keys(&mut ctl).is_empty());
     w.exit("EXITED").unwrap();
 }

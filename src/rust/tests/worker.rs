@@ -9,7 +9,9 @@ mod common;
 
 use common::{options, Server};
 use redq::controller::Controller;
-use redq::queue::{self, Submit};
+use redq::queue;
+use redq::submit::{self, Submit};
+use redq::tasks;
 use redq::registry::{self, Signal};
 use redq::status::Outcome;
 use redq::task::TaskSpec;
@@ -25,7 +27,7 @@ fn a_task_with_an_unusable_timeout_is_refused_and_the_worker_goes_on() {
     let mut ctl = Controller::open(&cfg).unwrap();
     let bad = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"bad".to_vec()) };
     let good = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"good".to_vec()) };
-    queue::submit(&mut ctl.conn, &ctl.keys, &[bad.clone(), good.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &[bad.clone(), good.clone()], API).unwrap();
     // written by something other than this redq: a timeout no clock can hold
     let _: () = ctl.conn.run(|c| redis::cmd("HSET").arg(ctl.keys.task(&bad.id)).arg("timeout").arg("1e19").query(c)).unwrap();
     let mut w = Worker::start(&cfg, options(&["q"])).unwrap();
@@ -39,7 +41,7 @@ fn a_task_with_an_unusable_timeout_is_refused_and_the_worker_goes_on() {
     let next = next.unwrap();
     assert_eq!((next.id.as_str(), next.refused.as_deref(), next.payload.as_slice()), (good.id.as_str(), None, &b"good"[..]));
     common::step1(&mut w, Some((&next.id, Outcome::Value, b"ok")), false, Duration::ZERO);
-    let st = queue::statuses(&mut ctl.conn, &ctl.keys, &[bad.id.clone(), good.id.clone()]).unwrap();
+    let st = tasks::statuses(&mut ctl.conn, &ctl.keys, &[bad.id.clone(), good.id.clone()]).unwrap();
     assert_eq!(st, vec!["ERROR", "COMPLETE"]);
     w.exit("EXITED").unwrap();
 }
@@ -61,7 +63,7 @@ fn a_worker_whose_connection_breaks_while_waiting_gives_back_its_claims() {
             let mut ctl = Controller::open(&cfg).unwrap();
             std::thread::sleep(Duration::from_millis(300));
             // as if BLMOVE had moved the id just before the connection broke
-            queue::submit(&mut ctl.conn, &ctl.keys, &[t], API).unwrap();
+            submit::submit(&mut ctl.conn, &ctl.keys, &[t], API).unwrap();
             let _: () = ctl.conn.run(|c| redis::cmd("LREM").arg(ctl.keys.queue("side")).arg(0).arg(&id).query(c)).unwrap();
             let _: () = ctl.conn.run(|c| redis::cmd("RPUSH").arg(ctl.keys.worker_running(&wid)).arg(&id).query(c)).unwrap();
             let _: i64 = ctl.conn.run(|c| redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(c)).unwrap();
@@ -73,10 +75,10 @@ fn a_worker_whose_connection_breaks_while_waiting_gives_back_its_claims() {
     let mut ctl = Controller::open(&cfg).unwrap(); // the kill closed ours too
     let running: usize = ctl.conn.run(|c| redis::cmd("LLEN").arg(keys.worker_running(w.id())).query(c)).unwrap();
     assert_eq!(running, 0, "the claim stayed with the worker");
-    assert_eq!(queue::queue_length(&mut ctl.conn, &keys, "side").unwrap(), 1);
+    assert_eq!(queue::length(&mut ctl.conn, &keys, "side").unwrap(), 1);
     // and the worker serves on
     let q = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"y".to_vec()) };
-    queue::submit(&mut ctl.conn, &keys, &[q.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &keys, &[q.clone()], API).unwrap();
     let (_, again) = common::step1(&mut w, None, true, Duration::ZERO);
     assert_eq!(again.map(|t| t.id), Some(q.id));
 }
@@ -92,7 +94,7 @@ fn work_that_wakes_a_worker_starts_with_the_move_even_if_the_server_lost_its_scr
     // a claim whose step never ran (refused after its move): in the
     // worker's running list and still PENDING
     let stale = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"s".to_vec()) };
-    queue::submit(&mut ctl.conn, &keys, &[stale.clone()], API).unwrap();
+    submit::submit(&mut ctl.conn, &keys, &[stale.clone()], API).unwrap();
     let _: () = ctl.conn.run(|c| redis::cmd("LREM").arg(keys.queue("q")).arg(0).arg(&stale.id).query(c)).unwrap();
     let _: () = ctl.conn.run(|c| redis::cmd("RPUSH").arg(keys.worker_running(&wid)).arg(&stale.id).query(c)).unwrap();
     let fresh = TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", b"f".to_vec()) };
@@ -103,7 +105,7 @@ fn work_that_wakes_a_worker_starts_with_the_move_even_if_the_server_lost_its_scr
             std::thread::sleep(Duration::from_millis(300));
             // the step pipelined behind the blocked move meets an empty cache
             let _: () = ctl.conn.run(|c| redis::cmd("SCRIPT").arg("FLUSH").query(c)).unwrap();
-            queue::submit(&mut ctl.conn, &ctl.keys, &[fresh], API).unwrap();
+            submit::submit(&mut ctl.conn, &ctl.keys, &[fresh], API).unwrap();
         })
     };
     let (_, got) = common::step1(&mut w, None, true, Duration::from_secs(3));
@@ -115,7 +117,7 @@ fn work_that_wakes_a_worker_starts_with_the_move_even_if_the_server_lost_its_scr
     assert_eq!(running, vec![fresh.id.clone()]);
     let queued: Vec<String> = ctl.conn.run(|c| redis::cmd("LRANGE").arg(keys.queue("q")).arg(0).arg(-1).query(c)).unwrap();
     assert_eq!(queued, vec![stale.id.clone()], "the stale claim went back to its queue");
-    assert_eq!(queue::statuses(&mut ctl.conn, &keys, &[fresh.id.clone(), stale.id.clone()]).unwrap(), vec!["RUNNING", "PENDING"]);
+    assert_eq!(tasks::statuses(&mut ctl.conn, &keys, &[fresh.id.clone(), stale.id.clone()]).unwrap(), vec!["RUNNING", "PENDING"]);
     w.exit("EXITED").unwrap();
 }
 
@@ -203,7 +205,7 @@ fn hget(ctl: &mut Controller, id: &str, field: &str) -> Option<String> {
 fn worker_with_a_batch(cfg: &redq::config::Config, ctl: &mut Controller) -> (Worker, Vec<redq::worker::Task>) {
     let tasks: Vec<TaskSpec> =
         (0..40).map(|i| TaskSpec { job: Some(ctl.cid.clone()), ..TaskSpec::new("q", vec![i as u8]) }).collect();
-    queue::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
+    submit::submit(&mut ctl.conn, &ctl.keys, &tasks, API).unwrap();
     let mut w = Worker::start(cfg, options(&["q"])).unwrap();
     let (_, first) = w.step(usize::MAX, Duration::ZERO).unwrap();
     assert_eq!(first.len(), 1, "no pace yet: one task at a time");
@@ -236,7 +238,7 @@ fn short_tasks_start_in_batches_and_count_attempts_when_they_end() {
         assert_eq!(hget(&mut ctl, &t.id, "status").as_deref(), Some("COMPLETE"));
         assert_eq!(hget(&mut ctl, &t.id, "attempt").as_deref(), Some("1"));
         assert!(hget(&mut ctl, &t.id, "started").is_some());
-        let info = queue::info(&mut ctl.conn, &ctl.keys, &t.id).unwrap();
+        let info = tasks::info(&mut ctl.conn, &ctl.keys, &t.id).unwrap();
         assert_eq!(info.attempts.len(), 1);
         assert_eq!(info.attempts[0].outcome, "COMPLETE");
         assert_eq!(info.attempts[0].worker, w.id());
@@ -296,7 +298,7 @@ fn a_batch_mate_cancelled_before_it_began_is_skipped() {
     let mut ctl = Controller::open(&cfg).unwrap();
     let (mut w, batch) = worker_with_a_batch(&cfg, &mut ctl);
     assert!(w.begin(&batch[0].id));
-    assert_eq!(queue::cancel(&mut ctl.conn, &ctl.keys, &[batch[2].id.clone()]).unwrap(), vec!["RUNNING"]);
+    assert_eq!(tasks::cancel(&mut ctl.conn, &ctl.keys, &[batch[2].id.clone()]).unwrap(), vec!["RUNNING"]);
     w.end(&batch[0].id, Outcome::Value, vec![]);
     assert!(w.begin(&batch[1].id));
     std::thread::sleep(Duration::from_millis(300)); // the side thread reads its control list

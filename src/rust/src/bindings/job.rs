@@ -185,7 +185,7 @@ fn rs_job_remove(x: Robj, j: Robj) -> Robj {
 #[extendr]
 fn rs_job_list(x: Robj) -> Robj {
     with_ctl(&x, |c| {
-        crate::job::list(&mut c.conn, &c.keys).map(|v| {
+        crate::job_list::list(&mut c.conn, &c.keys).map(|v| {
             list!(
                 id = v.iter().map(|j| j.id.as_str()).collect::<Strings>(),
                 queue = v.iter().map(|j| j.queue.as_str()).collect::<Strings>(),
@@ -201,7 +201,7 @@ fn rs_job_list(x: Robj) -> Robj {
 /// Cancel a job from any session; returns how many tasks were cancelled.
 #[extendr]
 fn rs_job_cancel_remote(x: Robj, job_id: &str) -> Robj {
-    with_ctl(&x, |c| crate::job::cancel(&mut c.conn, &c.keys, job_id).map(|n| n as f64))
+    with_ctl(&x, |c| crate::job_list::cancel(&mut c.conn, &c.keys, job_id).map(|n| n as f64))
 }
 
 extendr_module! {

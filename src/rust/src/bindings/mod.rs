@@ -170,7 +170,7 @@ pub(crate) fn offload(path: Nullable<String>, threshold: f64) -> Option<crate::c
 
 /// Ended tasks as list(id, status, exists, done, completed, result,
 /// message, tag).
-pub(crate) fn ended_robj(v: &[crate::queue::Ended]) -> Robj {
+pub(crate) fn ended_robj(v: &[crate::tasks::Ended]) -> Robj {
     list!(
         id = v.iter().map(|e| e.id.as_str()).collect::<Strings>(),
         status = v.iter().map(|e| e.status.as_str()).collect::<Strings>(),

@@ -7,7 +7,8 @@ use crate::engine::{self, Hooks};
 use crate::error::Error;
 use crate::protocol;
 use crate::status;
-use crate::queue::{self, Submit};
+use crate::submit::{self, Submit};
+use crate::tasks;
 use crate::task::TaskSpec;
 use super::ended_robj;
 use extendr_api::prelude::*;
@@ -40,7 +41,7 @@ fn rs_task_submit(
             t.object = shared.as_ref().map(|o| o.sha.clone());
         }
         let how = Submit { register: true, expire: false };
-        queue::submit_once(&mut c.conn, &c.keys, &tasks, how, shared.as_ref(), std::time::Duration::from_secs(30))?;
+        submit::submit_once(&mut c.conn, &c.keys, &tasks, how, shared.as_ref(), std::time::Duration::from_secs(30))?;
         Ok(tasks.iter().map(|t| t.id.as_str()).collect::<Strings>())
     })
 }
@@ -70,7 +71,7 @@ fn rs_object_address(value: Raw) -> String {
 /// Status of each id.
 #[extendr]
 fn rs_task_status(x: Robj, ids: Strings) -> Robj {
-    with_ctl(&x, |c| queue::statuses(&mut c.conn, &c.keys, &strs(&ids)).map(|s| s.into_iter().collect::<Strings>()))
+    with_ctl(&x, |c| tasks::statuses(&mut c.conn, &c.keys, &strs(&ids)).map(|s| s.into_iter().collect::<Strings>()))
 }
 
 /// list(status, exists, done, completed, result, message): results as raw
@@ -81,14 +82,14 @@ fn rs_task_results(x: Robj, ids: Strings) -> Robj {
         let ids = strs(&ids);
         // completed tasks whose results came with the wait's notices
         if let Some(results) = c.results.get_all(&ids) {
-            let v: Vec<queue::Ended> = ids
+            let v: Vec<tasks::Ended> = ids
                 .into_iter()
                 .zip(results)
-                .map(|(id, r)| queue::Ended::new(id, status::COMPLETE.to_string(), Ok(Some(r)), None))
+                .map(|(id, r)| tasks::Ended::new(id, status::COMPLETE.to_string(), Ok(Some(r)), None))
                 .collect();
             return Ok(ended_robj(&v));
         }
-        queue::results(&mut c.conn, &c.keys, &ids).map(|v| ended_robj(&v))
+        tasks::results(&mut c.conn, &c.keys, &ids).map(|v| ended_robj(&v))
     })
 }
 
@@ -97,7 +98,7 @@ fn rs_task_results(x: Robj, ids: Strings) -> Robj {
 #[extendr]
 fn rs_task_records(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| {
-        queue::records(&mut c.conn, &c.keys, &strs(&ids)).map(|v| -> Robj {
+        tasks::records(&mut c.conn, &c.keys, &strs(&ids)).map(|v| -> Robj {
             list!(
                 state = v.iter().map(|r| status::phase(&r.status)).collect::<Strings>(),
                 worker = v.iter().map(|r| r.worker.as_str()).collect::<Strings>(),
@@ -113,14 +114,14 @@ fn rs_task_records(x: Robj, ids: Strings) -> Robj {
 /// where none).
 #[extendr]
 fn rs_task_progress(x: Robj, ids: Strings) -> Robj {
-    with_ctl(&x, |c| queue::progress(&mut c.conn, &c.keys, &strs(&ids)).map(|v| raw_list(v.iter().map(|b| b.as_ref()))))
+    with_ctl(&x, |c| tasks::progress(&mut c.conn, &c.keys, &strs(&ids)).map(|v| raw_list(v.iter().map(|b| b.as_ref()))))
 }
 
 /// What each task printed (character; NA where nothing was kept).
 #[extendr]
 fn rs_task_logs(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| {
-        queue::logs(&mut c.conn, &c.keys, &strs(&ids)).map(|v| {
+        tasks::logs(&mut c.conn, &c.keys, &strs(&ids)).map(|v| {
             v.iter()
                 .map(|b| match b {
                     Some(b) => Rstr::from(String::from_utf8_lossy(b).as_ref()),
@@ -156,7 +157,7 @@ fn rs_task_terminal_words() -> Robj {
 #[extendr]
 fn rs_task_states(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| {
-        queue::statuses(&mut c.conn, &c.keys, &strs(&ids))
+        tasks::statuses(&mut c.conn, &c.keys, &strs(&ids))
             .map(|v| v.iter().map(|s| status::phase(s)).collect::<Strings>())
     })
 }
@@ -232,7 +233,7 @@ fn rs_task_wait_completed(x: Robj, n: f64, timeout: Robj, patience: Robj) -> Rob
 #[extendr]
 fn rs_task_info(x: Robj, id: &str) -> Robj {
     with_ctl(&x, |c| {
-        queue::info(&mut c.conn, &c.keys, id).map(|info| {
+        tasks::info(&mut c.conn, &c.keys, id).map(|info| {
             let mut fields: Strings = info.fields.iter().map(|(_, v)| v.as_str()).collect();
             let _ = fields.set_names(info.fields.iter().map(|(k, _)| k.as_str()).collect::<Vec<&str>>());
             let a = &info.attempts;
@@ -253,19 +254,19 @@ fn rs_task_info(x: Robj, id: &str) -> Robj {
 /// lost while running it).
 #[extendr]
 fn rs_task_failure(x: Robj, id: &str) -> Robj {
-    with_ctl(&x, |c| queue::failure(&mut c.conn, &c.keys, id))
+    with_ctl(&x, |c| tasks::failure(&mut c.conn, &c.keys, id))
 }
 
 /// Ids created through the task API, oldest first.
 #[extendr]
 fn rs_task_list(x: Robj) -> Robj {
-    with_ctl(&x, |c| queue::list(&mut c.conn, &c.keys).map(|v| v.into_iter().collect::<Strings>()))
+    with_ctl(&x, |c| tasks::list(&mut c.conn, &c.keys).map(|v| v.into_iter().collect::<Strings>()))
 }
 
 /// Cancel; returns the status each task had.
 #[extendr]
 fn rs_task_cancel(x: Robj, ids: Strings) -> Robj {
-    with_ctl(&x, |c| queue::cancel(&mut c.conn, &c.keys, &strs(&ids)).map(|v| v.into_iter().collect::<Strings>()))
+    with_ctl(&x, |c| tasks::cancel(&mut c.conn, &c.keys, &strs(&ids)).map(|v| v.into_iter().collect::<Strings>()))
 }
 
 /// Run ended tasks again (all or none); returns the status each had.
@@ -273,7 +274,7 @@ fn rs_task_cancel(x: Robj, ids: Strings) -> Robj {
 fn rs_task_retry(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| {
         let cid = c.cid.clone();
-        queue::retry(&mut c.conn, &c.keys, &cid, &strs(&ids)).map(|st| st.into_iter().collect::<Strings>())
+        tasks::retry(&mut c.conn, &c.keys, &cid, &strs(&ids)).map(|st| st.into_iter().collect::<Strings>())
     })
 }
 
@@ -283,7 +284,7 @@ fn rs_task_delete(x: Robj, ids: Strings) -> Robj {
     with_ctl(&x, |c| {
         let ids = strs(&ids);
         c.results.forget(&ids);
-        queue::delete(&mut c.conn, &c.keys, &ids).map(|_| ())
+        tasks::delete(&mut c.conn, &c.keys, &ids).map(|_| ())
     })
 }
 

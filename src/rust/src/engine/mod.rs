@@ -39,7 +39,8 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::monitor::LostWorker;
-use crate::queue::{self, Ended, Submit};
+use crate::submit::{self, Submit};
+use crate::tasks::{self, Ended};
 use crate::scripts::{self, invocation};
 use crate::status;
 use crate::id::new_id;
@@ -248,7 +249,7 @@ impl Job {
     /// lose it; a connection lost on the way is left to the next wait's
     /// check, which uploads it if the server does not have it.
     pub fn put_env(&mut self, conn: &mut Connection, env: Vec<u8>, queue: &str, shared: bool) -> Result<()> {
-        let about = crate::job::describe(queue);
+        let about = crate::job_list::describe(queue);
         let sent = self.upload_env(conn, &env, &about, shared);
         self.env = Some((env, about, shared));
         self.unsure(sent)
@@ -297,7 +298,7 @@ impl Job {
             // check submits them after the environment
             Ok(())
         } else {
-            self.ensure_cursor(conn).and_then(|_| queue::submit(conn, &self.keys, &tasks, how))
+            self.ensure_cursor(conn).and_then(|_| submit::submit(conn, &self.keys, &tasks, how))
         };
         self.unsure(sent)?;
         self.total += tasks.len();
@@ -420,7 +421,7 @@ impl Job {
             self.rerun = false;
             let _ = self.read_lost(conn);
         }
-        queue::explain_died(conn, &self.keys, &mut out.ended);
+        tasks::explain_died(conn, &self.keys, &mut out.ended);
         self.delivered += out.ended.len();
         Ok(out)
     }
@@ -431,7 +432,7 @@ impl Job {
         let ids: Vec<String> = self.held.keys().chain(self.watched.iter()).cloned().collect();
         let total = self.total;
         let after = waited.map_or(String::new(), |w| format!(" after {:.1} s", w.as_secs_f64()));
-        let counts = match queue::statuses(conn, &self.keys, &ids) {
+        let counts = match tasks::statuses(conn, &self.keys, &ids) {
             Ok(st) => {
                 let n = |s: &str| st.iter().filter(|x| *x == s).count();
                 let (pending, running) = (n(status::PENDING), n(status::RUNNING));
@@ -456,7 +457,7 @@ impl Job {
             Some(ids) => ids.to_vec(),
             None => self.held.keys().chain(self.watched.iter()).cloned().collect(),
         };
-        let before = queue::cancel(conn, &self.keys, &ids)?;
+        let before = tasks::cancel(conn, &self.keys, &ids)?;
         Ok(before.iter().filter(|s| !status::is_done(s)).count())
     }
 

@@ -8,7 +8,8 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::monitor;
 use crate::protocol::JOB_TTL_S;
-use crate::queue::{self, Ended, Submit};
+use crate::submit::{self, Submit};
+use crate::tasks::{self, Ended};
 use crate::scripts::{self, invocation};
 use crate::signature::{self, Purpose};
 use crate::status;
@@ -30,7 +31,7 @@ impl Job {
         let object = if shared { Some(big::prepare_shared(conn, &self.keys, env, 1, true)?) } else { None };
         let sealed = if let Some(o) = &object {
             p.atomic();
-            queue::put_object(&mut p, &self.keys, crate::id::now_ms(), o, 1, true);
+            submit::put_object(&mut p, &self.keys, crate::id::now_ms(), o, 1, true);
             signature::seal(secret.as_deref(), Purpose::Env, &self.id, &big::object_ref(&o.sha))
         } else {
             let sealed = signature::seal(secret.as_deref(), Purpose::Env, &self.id, env);
@@ -187,7 +188,7 @@ impl Job {
                 collect.push(id);
             } else {
                 // a notice carries only an inline result, never a reference
-                let result = queue::open_result(conn, &self.keys, &id, result)?;
+                let result = tasks::open_result(conn, &self.keys, &id, result)?;
                 self.deliver(id, st, result);
             }
         }
@@ -241,7 +242,7 @@ impl Job {
                 } else if status::is_done(&st) {
                     // it ran again: a worker it ran on may have been lost
                     self.rerun |= attempt > 1;
-                    let result = queue::open_result(conn, &self.keys, id, result)?;
+                    let result = tasks::open_result(conn, &self.keys, id, result)?;
                     self.deliver(id.clone(), st, result);
                 }
                 // anything else is a stale notice (the task was retried): ignore
@@ -375,7 +376,7 @@ impl Job {
             return Ok(());
         }
         let specs: Vec<TaskSpec> = ids.iter().filter_map(|id| self.held.get(id).cloned()).collect();
-        queue::submit(conn, &self.keys, &specs, Submit { register: false, expire: self.opts.consume })
+        submit::submit(conn, &self.keys, &specs, Submit { register: false, expire: self.opts.consume })
     }
 
     /// Wait for an unreachable server to come back (backoff from 50 ms to
