@@ -52,12 +52,16 @@ check_lease <- function(heartbeat, lease) {
 
 # The default `name`, as the core spells it (protocol.rs, DEFAULTS).
 redq_default <- function(name) {
-  d <- redq_env$defaults %||% (redq_env$defaults <- rs_arg_defaults())
+  d <- redq_env$defaults
+  if (is.null(d)) d <- redq_env$defaults <- as.list(rs_arg_defaults())
   d[[name]]
 }
 
-# Option redq.<name>, else the default.
-redq_option <- function(name) getOption(paste0("redq.", name), redq_default(name))
+# Option redq.<name>, else the default (read on every wait: kept cheap).
+redq_option <- function(name) {
+  v <- getOption(paste0("redq.", name))
+  if (is.null(v)) redq_default(name) else v
+}
 
 # A worker's heartbeat period and lease, checked and fitting together:
 # given, else the options', else the defaults; a lease not given is at

@@ -67,16 +67,23 @@ job_submit <- function(job, queue, payloads, timeout = NULL, max_attempts = NULL
 # message, tag) plus timed_out, relayed and outstanding. A job that relays
 # returns early with messages of running tasks.
 job_wait <- function(job, n = NA, ids = NULL, timeout = Inf, progress = NULL) {
-  deadline <- Sys.time() + timeout
+  start <- unclass(Sys.time())
+  left <- timeout
   repeat {
-    left <- max(0, as.numeric(deadline - Sys.time(), units = "secs"))
-    r <- rs_job_wait(job$ctl$ptr, job$ptr, n, ids, if (is.finite(timeout)) left else timeout,
-                     progress, local_workers(job$ctl))
+    r <- rs_job_wait(job$ctl$ptr, job$ptr, n, ids, left, progress, watched_workers(job$ctl))
     warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)
     r <- rs_check(r)
     for (m in r$notices) warning(m, call. = FALSE)
     if (!length(r$notices)) return(r)
+    left <- time_left(timeout, start)
   }
+}
+
+# What is left of `timeout` seconds (a number, or NULL/Inf) of a wait
+# that began at `start` (seconds since the epoch).
+time_left <- function(timeout, start) {
+  if (is.null(timeout) || !is.finite(timeout)) return(timeout)
+  max(0, timeout - (unclass(Sys.time()) - start))
 }
 
 # The R value of ended task i of a wait's (or task_results()') reply: its

@@ -179,14 +179,13 @@ task_wait <- function(ids, timeout = Inf, progress = NULL, controller = NULL) {
   on.exit(if (!is.null(bar)) bar(NULL), add = TRUE)
   # as job_wait(): a wait that has something to tell returns early with
   # it alone, and goes on here
-  deadline <- Sys.time() + check_seconds(timeout, "timeout", none_ok = TRUE)
+  start <- unclass(Sys.time())
+  left <- timeout
   told <- FALSE
   repeat {
-    left <- max(0, as.numeric(deadline - Sys.time(), units = "secs"))
     # told once per call: a wait again would find the same queues idle
-    r <- rs_task_wait(ctl$ptr, ids, if (is.finite(timeout)) left else timeout, reap_interval(),
-                      reconnect_patience(), bar, if (told) c(NA, Inf) else starve(),
-                      local_workers(ctl))
+    r <- rs_task_wait(ctl$ptr, ids, left, reap_interval(), reconnect_patience(), bar,
+                      if (told) c(NA, Inf) else starve(), watched_workers(ctl))
     told <- told || length(r$notices) > 0L
     warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)
     if (inherits(r, "redq_rs_error") && identical(r$kind, "timeout")) {
@@ -195,6 +194,7 @@ task_wait <- function(ids, timeout = Inf, progress = NULL, controller = NULL) {
     r <- rs_check(r)
     for (m in r$notices) warning(m, call. = FALSE)
     if (!length(r$notices)) break
+    left <- time_left(timeout, start)
   }
   invisible(stats::setNames(r$status, ids))
 }

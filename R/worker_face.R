@@ -90,13 +90,18 @@ wf_error <- function(message, id) {
 }
 
 # A value's end, serialized here (small values) or by the core (large
-# ones, never held whole). A value R cannot serialize (nested too deeply,
-# say) ends the task ERROR, not the worker.
-wf_value <- function(value, id, outcome = OUTCOME_VALUE) {
-  tryCatch({
-    if (is_large(value)) return(list(outcome = outcome, value = value))
+# ones, never held whole). wf_result() may fail (a value R cannot
+# serialize: nested too deeply, say); wf_value() then ends the task ERROR
+# saying so.
+wf_result <- function(value, outcome) {
+  if (is_large(value)) list(outcome = outcome, value = value) else
     list(outcome = outcome, result = serialize_fast(value))
-  }, error = function(e) wf_error(paste("its result could not be serialized:", conditionMessage(e)), id))
+}
+
+wf_value <- function(value, id, outcome = OUTCOME_VALUE) {
+  tryCatch(wf_result(value, outcome), error = function(e) {
+    wf_error(paste("its result could not be serialized:", conditionMessage(e)), id)
+  })
 }
 
 wf_stop_requested <- function(w) isTRUE(rs_check(rs_worker_stop_requested(w)))
@@ -184,7 +189,7 @@ worker_kind <- function(type, run, seeded = FALSE) {
 
 # Evaluate a payload by its kind.
 run_payload <- function(p, task, w, state) {
-  kind <- payload_kinds[[p$type %||% ""]]
+  kind <- if (is.character(p$type)) payload_kinds[[p$type]]
   if (is.null(kind)) {
     stop("unknown task payload type '", format(p$type),
          "'; is this worker's redq older than the controller's?")
@@ -192,8 +197,11 @@ run_payload <- function(p, task, w, state) {
   if (!kind$seeded) {
     # the stream the engine gave the task, or the one the payload carries
     # (a task created with seed =)
-    seed <- p$seed %||% task$seed
-    if (!is.null(seed)) assign(".Random.seed", seed, envir = globalenv())
+    if (!is.null(p$seed)) {
+      assign(".Random.seed", p$seed, envir = globalenv())
+    } else if (!is.null(task$seed)) {
+      assign(".Random.seed", task$seed, envir = globalenv())
+    }
   }
   kind$run(p, task, w, state)
 }

@@ -274,10 +274,16 @@ worker_answer_messages <- function(w, state) {
 run_task <- function(w, task, state) {
   if (isTRUE(state$task_log)) return(run_task_logged(w, task, state))
   warnings <- character()
-  value <- tryCatch(
+  storing <- FALSE
+  # the value is serialized under the same handlers, so that the common
+  # path sets up no second one: an error while storing it ends the task
+  # ERROR saying so
+  out <- tryCatch(
     withCallingHandlers({
       if (state$interrupted) stop(INTERRUPTED) # before this handler was in place
-      run_payload(unserialize(task$payload), task, w, state)
+      value <- run_payload(unserialize(task$payload), task, w, state)
+      storing <- TRUE
+      wf_result(value, if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE)
     },
       warning = function(cnd) {
         warnings <<- c(warnings, conditionMessage(cnd))
@@ -290,18 +296,16 @@ run_task <- function(w, task, state) {
         if (kind == "stray") invokeRestart("resume")
       }),
     error = function(e) {
-      if (inherits(e, "redq_interrupted")) return(e)
+      # the core knows whether it was a timeout or a cancel
+      if (inherits(e, "redq_interrupted")) return(list(outcome = OUTCOME_INTERRUPTED, result = raw()))
+      if (storing) return(wf_error(paste("its result could not be serialized:", conditionMessage(e)), task$id))
       call <- conditionCall(e)
       # an error raised by the task's own top-level call names our eval()
       if (is.call(call) && identical(call[[1]], quote(eval))) call <- NULL
-      redq_task_error(conditionMessage(e), call = call, warnings = warnings,
-                      id = task$id, trace = e)
+      wf_value(redq_task_error(conditionMessage(e), call = call, warnings = warnings,
+                               id = task$id, trace = e), task$id, OUTCOME_ERROR)
     })
-  if (inherits(value, "redq_interrupted")) {
-    # the core knows whether it was a timeout or a cancel
-    return(list(outcome = OUTCOME_INTERRUPTED, result = raw()))
-  }
-  wf_value(value, task$id, if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE)
+  out
 }
 
 

@@ -39,6 +39,9 @@ local_workers <- function(ctl) {
     })
 }
 
+# local_workers(ctl), made once per controller: a wait passes it each time.
+watched_workers <- function(ctl) ctl$watched %||% (ctl$watched <- local_workers(ctl))
+
 # How a worker's process ended, from its exit status (negative: the
 # signal that killed it), as the reports of lost workers say it.
 exit_reason <- function(status) {

@@ -19,7 +19,8 @@ case_startup <- function(ctl) {
 case_recovery <- function(ctl, heartbeat = 0.2, lease = 1, task_s = 1) {
   to_result <- to_restart <- numeric()
   for (i in seq_len(reps(3, 1))) {
-    ids <- worker_spawn(2, heartbeat = heartbeat, lease = lease, controller = ctl)$id
+    # recovery by the other worker, not by a replacement of the killed one
+    ids <- worker_spawn(2, heartbeat = heartbeat, lease = lease, controller = ctl, replace = FALSE)$id
     on.exit(worker_stop(ids, type = "kill", wait = 5, controller = ctl))
     id <- task_create_expr({Sys.sleep(task_s); 1}, controller = ctl)
     busy <- wait_busy(ctl, ids, id)
