@@ -15,6 +15,10 @@ url_secret <- function(url) {
   if (nzchar(env)) return(env)
   srv <- redq_env$server
   if (!is.null(srv) && identical(srv$url, url)) return(srv$secret)
+  # the user's own server listens on a socket (or, rarely, on the port
+  # this session found it on); other servers need no look at its state
+  # file, which would load the tools package into every worker
+  if (!startsWith(url, "unix://") && !identical(url, redq_env$user_url)) return(NULL)
   state <- user_server_state()
   if (!is.null(state) && identical(state$url, url)) return(state$secret)
   NULL

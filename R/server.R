@@ -105,6 +105,11 @@ user_server_url <- function(f) {
 # The user's own server: the one the state file names if it answers, else
 # a new one (under a lock, as another session may be starting it too).
 user_server <- function() {
+  redq_env$user_url <- user_server_find()
+  redq_env$user_url
+}
+
+user_server_find <- function() {
   f <- user_server_files()
   private_dir(f$cache)
   private_dir(f$data)

@@ -98,6 +98,14 @@ wf_result <- function(value, outcome) {
     list(outcome = outcome, result = serialize_fast(value))
 }
 
+# A small value's end (a table row's results): serialized here, with no
+# look at its size.
+wf_row <- function(value, id) {
+  tryCatch(list(outcome = OUTCOME_VALUE, result = serialize_fast(value)), error = function(e) {
+    wf_error(paste("its result could not be serialized:", conditionMessage(e)), id)
+  })
+}
+
 wf_value <- function(value, id, outcome = OUTCOME_VALUE) {
   tryCatch(wf_result(value, outcome), error = function(e) {
     wf_error(paste("its result could not be serialized:", conditionMessage(e)), id)

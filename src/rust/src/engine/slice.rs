@@ -316,7 +316,12 @@ impl Job {
             p.exists(self.keys.job_env(&self.id));
         }
         for id in &ids {
-            p.cmd("HMGET").arg(self.keys.task(id)).arg("status").arg("job").arg("queue");
+            // the queue too on the first look (a task keeps its queue), for
+            // the look at who serves it (`workers.rs`)
+            p.cmd("HMGET").arg(self.keys.task(id)).arg("status").arg("job");
+            if classify {
+                p.arg("queue");
+            }
         }
         // the notices already there too: they carry small results
         p.cmd("LPOP").arg(&self.done).arg(100_000);
@@ -346,8 +351,9 @@ impl Job {
             if !self.is_ours(&id) {
                 continue;
             }
-            let (st, job, queue): (Option<String>, Option<String>, Option<String>) =
-                redis::from_redis_value_ref(v).unwrap_or((None, None, None));
+            let mut fields: Vec<Option<String>> = redis::from_redis_value_ref(v).unwrap_or_default();
+            fields.resize(3, None);
+            let (st, job, queue) = (fields[0].take(), fields[1].take(), fields[2].take());
             if classify && self.watched.contains(&id) && job.as_deref() != Some(self.id.as_str()) {
                 self.foreign.insert(id.clone());
             }
