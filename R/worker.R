@@ -169,6 +169,10 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
     args <- c("--vanilla", "--slave", "-e", command)
   }
   outlive <- isTRUE(d$outlive)
+  # A worker's own temporary directory goes inside the session's, so that
+  # one killed (which cannot remove it) leaves nothing once the session
+  # ends; workers that outlive the session keep the system's.
+  if (!outlive) env <- c(env, TMPDIR = session_log_dir())
   for (id in ids) {
     out <- if (isTRUE(d$console)) "" else if (isFALSE(log)) NULL else
       file.path(log %||% session_log_dir(), paste0(id, ".log"))
@@ -219,8 +223,9 @@ serving_workers <- function(ctl, queue) {
 # node calls, BiocParallel's calls to a given worker).
 worker_queue <- function(wid) rs_private_queue(wid)
 
-# Where workers started without a log directory write: removed with the
-# session's temporary directory.
+# Where workers started without a log directory write, and where the
+# session's workers keep their temporary directories: removed with the
+# session's own.
 session_log_dir <- function() {
   dir <- file.path(tempdir(), "redq-workers")
   dir.create(dir, showWarnings = FALSE, mode = "0700")

@@ -145,7 +145,7 @@ worker_serve <- function(cfg, max_batch, run) {
   state <- new.env(parent = emptyenv())
   # an idle worker asks for work this often (control messages and work on
   # its own queue wake it at once): with the heartbeat, what an idle
-  # worker costs the server (see ARCHITECTURE.md, "Many workers")
+  # worker costs the server (see ARCHITECTURE.md, "What it costs")
   state$idle_poll <- max(1, cfg$heartbeat)
   state$jobs <- list()
   state$signals_handled <- 0

@@ -28,6 +28,12 @@ test_that("worker_spawn's handle stops, kills, and reads the logs of its workers
   task_wait(id, timeout = 20)
   runner <- task_info(id)$worker
   expect_true(wait_until(function() any(grepl("hello from the task", w$logs(runner))), timeout = 5))
+  # a worker's temporary directory lies inside the session's, so that one
+  # killed (which cannot remove it) is removed with the session's
+  tmp <- task_create_expr(tempdir())
+  task_wait(tmp, timeout = 20)
+  expect_true(startsWith(task_result(tmp), file.path(tempdir(), "redq-workers")))
+  expect_true(dir.exists(task_result(tmp)))
   expect_error(w$logs("somebody-else"), class = "redq_error_argument")
   w$kill(w$id[1])
   expect_true(wait_until(function() !w$is_alive(w$id[1]), timeout = 5))
