@@ -29,17 +29,18 @@
 #' task API (`task_status()`, `task_result()`) until this session collects
 #' it.
 #'
-#' `nbrOfWorkers()` counts the live workers serving `queue` (from their
-#' leases); while none has registered yet it reports the number this plan
-#' starts (`workers`), or 1, never 0, so that future.apply and furrr split
-#' work sensibly before the workers arrive.
+#' `nbrOfWorkers()` is the plan's `workers` when it starts its own;
+#' otherwise it counts the live workers serving `queue` (from their
+#' leases), or 1 while none has registered, never 0, so that future.apply
+#' and furrr split work sensibly before the workers arrive.
 #'
 #' @param expr,envir,substitute,lazy,seed,globals,packages,stdout,conditions,label,earlySignal,gc,...
 #'   As for [future::future()].
 #' @param namespace,queue redq namespace and queue the futures go to.
 #' @param url Redis URL, or `NULL` for [redq_url()].
 #' @param workers Number of local workers to start for this plan (started
-#'   with the first future, stopped with the session), or `NULL` to use
+#'   with the first future, stopped with the session), a function that
+#'   returns that number (as future allows), or `NULL` to use
 #'   the workers already serving `queue`, here or elsewhere.
 #' @param timeout Seconds a future may run (`NULL`: no limit).
 #' @param max_attempts Runs allowed when workers keep dying (`NULL`: 3).
@@ -77,7 +78,7 @@ RedqFuture <- function(expr = NULL, envir = parent.frame(), substitute = TRUE, g
   if (substitute) expr <- substitute(expr)
   check_string(namespace, "namespace")
   check_string(queue, "queue")
-  if (!is.null(workers)) workers <- check_count(workers, "workers")
+  workers <- plan_workers(workers)
   if (!is.null(timeout)) timeout <- check_seconds(timeout, "timeout", none_ok = TRUE, zero_ok = FALSE)
   if (!is.null(max_attempts)) max_attempts <- check_count(max_attempts, "max_attempts")
   args <- list(...)
@@ -247,6 +248,12 @@ future_guard_caller <- function(future) {
     if (!identical(sys.function(i), make)) next
     parent <- sys.parents()[[i]]
     if (parent == 0L) return(invisible())
+    # eval()'s frames (local(), futureAssign()'s do.call() into the
+    # caller's environment, a script's source()) record no value when they
+    # return: a normal end could not be told from an abnormal one, and
+    # wanted futures (`v %<-% ...`) would be cancelled. Only closures'
+    # frames are guarded.
+    if (is.primitive(sys.function(parent))) return(invisible())
     frame <- sys.frame(parent)
     guards <- redq_env$guards
     for (g in guards) {
@@ -333,8 +340,10 @@ future_failure <- function(st, r, i) {
 nbrOfWorkers.redq_future <- function(evaluator) {
   spec <- future_plan_spec(evaluator)
   if (!is.null(redq_env$worker)) return(spec$workers %||% 1L)
+  # a plan with its own pool has that many; else whoever serves the queue
+  if (!is.null(spec$workers)) return(spec$workers)
   st <- future_state(spec)
-  max(1L, live_workers(st$ctl, spec$queue), spec$workers %||% 0L)
+  max(1L, live_workers(st$ctl, spec$queue))
 }
 
 #' @exportS3Method future::nbrOfFreeWorkers
@@ -345,12 +354,18 @@ nbrOfFreeWorkers.redq_future <- function(evaluator, background = FALSE, ...) {
   max(0L, n - length(ls(st$pending)))
 }
 
+# A plan's `workers`: a number, or as future lets it be, a function that
+# returns one (NULL: start none).
+plan_workers <- function(workers) {
+  if (is.function(workers)) workers <- workers()
+  if (is.null(workers)) NULL else check_count(workers, "workers")
+}
+
 # The settings of a plan: what plan() tweaked, else redq_future's defaults.
 future_plan_spec <- function(evaluator) {
   f <- utils::modifyList(as.list(formals(redq_future)), as.list(formals(evaluator)))
   get <- function(name) eval(f[[name]], envir = baseenv())
-  workers <- get("workers")
-  if (!is.null(workers)) workers <- check_count(workers, "workers")
+  workers <- plan_workers(get("workers"))
   list(namespace = get("namespace"), queue = get("queue"), url = get("url"), workers = workers)
 }
 

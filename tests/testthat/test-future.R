@@ -31,6 +31,43 @@ test_that("futures and %<-% evaluate on the plan's workers", {
   expect_length(worker_list(ctl), 2)
 })
 
+test_that("%<-% in an environment eval() runs (local(), a script, a test harness) keeps its future", {
+  ctl <- test_controller()
+  local_redq_plan(ctl)
+  # eval()'s frame records no value when it returns: the future must not
+  # be taken for one abandoned by its caller and cancelled
+  e <- new.env()
+  eval(quote(future::`%<-%`(v, {
+    x <- 1
+    x
+  })), envir = e)
+  expect_false(exists("x", envir = e, inherits = FALSE))
+  expect_identical(eval(quote(v), envir = e), 1)
+  local(future::`%<-%`(w, 2))
+  got <- local({
+    future::`%<-%`(y, 40)
+    future::`%->%`(2, z)
+    y + z
+  })
+  expect_equal(got, 42)
+})
+
+test_that("plan(workers = 1), then 2, and a function giving the number, as future allows", {
+  ctl <- test_controller()
+  local_redq_plan(ctl, workers = 1)
+  expect_equal(future::nbrOfWorkers(), 1)
+  expect_equal(future::value(future::future(42L)), 42L)
+  local_redq_plan(ctl, workers = 2)
+  expect_equal(future::nbrOfWorkers(), 2)
+  expect_equal(future::value(future::future(43L)), 43L)
+  expect_length(worker_list(ctl), 2)
+  local_redq_plan(ctl, workers = function() 1L)
+  expect_equal(future::nbrOfWorkers(), 1)
+  expect_equal(future::value(future::future(44L)), 44L)
+  expect_length(worker_list(ctl), 1)
+  expect_error(local_redq_plan(ctl, workers = function() "two"), class = "redq_error_argument")
+})
+
 test_that("globals, packages and the global environment behave as on future's own workers", {
   ctl <- test_controller()
   local_redq_plan(ctl, workers = 1)
