@@ -168,8 +168,9 @@ rs_queue_list <- function(x) .Call(wrap__rs_queue_list, x)
 rs_queue_remove <- function(x, queue) .Call(wrap__rs_queue_remove, x, queue)
 
 # Register a worker and start its side thread. Durations in seconds
-# (NULL for the defaults); `info` is a named character vector.
-rs_worker_start <- function(url, namespace, queues, name, heartbeat, lease, grace, max_batch, info, secret) .Call(wrap__rs_worker_start, url, namespace, queues, name, heartbeat, lease, grace, max_batch, info, secret)
+# (NULL for the defaults); `info` is a named character vector; `parent`
+# the process id the worker must not outlive, or NULL.
+rs_worker_start <- function(url, namespace, queues, name, heartbeat, lease, grace, max_batch, info, secret, parent) .Call(wrap__rs_worker_start, url, namespace, queues, name, heartbeat, lease, grace, max_batch, info, secret, parent)
 
 # The worker's id.
 rs_worker_id <- function(x) .Call(wrap__rs_worker_id, x)

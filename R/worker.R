@@ -4,8 +4,10 @@
 #'
 #' Starts `n` worker processes on this machine (`Rscript` running
 #' [worker_main()]), serving `queue` of the controller's namespace, and
-#' waits until they have registered. They are supervised: they exit when
-#' this R session ends, even if it crashes. The server URL (password
+#' waits until they have registered. They exit when this R session ends,
+#' even if it crashes: each watches its parent process and leaves within a
+#' heartbeat of losing it ([startLocalWorkers()] can start workers that
+#' outlive the session). The server URL (password
 #' included) reaches them through their environment, never their command
 #' line.
 #'
@@ -173,6 +175,10 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
   # one killed (which cannot remove it) leaves nothing once the session
   # ends; workers that outlive the session keep the system's.
   if (!outlive) env <- c(env, TMPDIR = session_log_dir())
+  # and they leave when this session ends, however it ends: their side
+  # thread watches their parent (no supervisor process, whose pipes
+  # closeAllConnections() would close)
+  if (!outlive) env <- c(env, REDQ_PARENT_PID = Sys.getpid())
   for (id in ids) {
     out <- if (isTRUE(d$console)) "" else if (isFALSE(log)) NULL else
       file.path(log %||% session_log_dir(), paste0(id, ".log"))
@@ -180,7 +186,7 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
     proc <- preserve_seed(processx::process$new(
       rscript, args, env = c(env, REDQ_NAME = id), stdout = out,
       stderr = if (is.null(out)) NULL else if (identical(out, "")) "" else "2>&1",
-      supervise = !outlive, cleanup = !outlive))
+      cleanup = !outlive))
     redq_env$processes[[id]] <- proc
     # how to start another in its place (local_workers())
     redq_env$spawned[[id]] <- list(

@@ -26,7 +26,7 @@ wf_register <- function(cfg, max_batch) {
             started = format(Sys.time(), "%Y-%m-%d %H:%M:%OS3"))
   rs_check(rs_worker_start(cfg$url, cfg$namespace, cfg$queue, cfg$name, cfg$heartbeat,
                            cfg$lease, redq_option("grace"), max_batch %||% redq_default("max_batch"), info,
-                           url_secret(cfg$url)))
+                           url_secret(cfg$url), cfg$parent))
 }
 
 wf_id <- function(w) rs_check(rs_worker_id(w))

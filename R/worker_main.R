@@ -127,7 +127,17 @@ worker_settings <- function(namespace = NULL, url = NULL, queue = NULL, name = N
     lease = check_seconds(num(lease %||% env("REDQ_LEASE", redq_option("lease"))), "lease",
                           zero_ok = FALSE),
     max_tasks = check_count(num(max_tasks %||% env("REDQ_MAX_TASKS", Inf)), "max_tasks",
-                            none_ok = TRUE))
+                            none_ok = TRUE),
+    parent = parent_pid())
+}
+
+# The session that started this worker, which it must not outlive
+# (REDQ_PARENT_PID), or NULL. Read once: processes its tasks start do not
+# inherit it.
+parent_pid <- function() {
+  pid <- suppressWarnings(as.numeric(Sys.getenv("REDQ_PARENT_PID")))
+  Sys.unsetenv("REDQ_PARENT_PID")
+  if (is.na(pid)) NULL else pid
 }
 
 # Register a worker with the settings `cfg`, run `run(w, state)` (the loop

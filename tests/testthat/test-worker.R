@@ -267,3 +267,34 @@ test_that("task_log: what a task prints on a launcher's worker, read from this s
   task_wait(id2, timeout = 20)
   expect_true(is.na(task_log(id2)[[id2]]))
 })
+
+test_that("a session's workers leave when it is killed, and closeAllConnections() does not stop spawning", {
+  ctl <- test_controller()
+  # the session that starts them is killed with SIGKILL: nothing of it runs
+  ids_file <- tempfile(fileext = ".ids")
+  withr::defer(unlink(ids_file))
+  bg <- callr::r_bg(function(url, ns, ids_file) {
+    library(redq)
+    redq_controller(ns, url = url, default = TRUE)
+    w <- worker_spawn(2, heartbeat = 0.5)
+    # as many scripts and tests do: the workers' start must not depend on
+    # a connection of this session
+    closeAllConnections()
+    w2 <- worker_spawn(1, heartbeat = 0.5)
+    writeLines(c(w$id, w2$id), ids_file)
+    Sys.sleep(600)
+  }, list(test_url(), ctl$namespace, ids_file), supervise = TRUE)
+  withr::defer(bg$kill())
+  expect_true(wait_until(function() file.exists(ids_file) && length(readLines(ids_file)) == 3,
+                         timeout = 30))
+  ids <- readLines(ids_file)
+  expect_setequal(worker_list(ctl), ids)
+  pids <- vapply(worker_info(ids, controller = ctl), function(i) as.integer(i$pid), 1L)
+  bg$kill()
+  # within a beat or two of losing their parent, they leave as if killed
+  expect_true(wait_until(function() length(worker_list(ctl)) == 0L, timeout = 10))
+  expect_equal(unname(worker_status(ids, controller = ctl)), rep("EXITED", 3))
+  expect_true(wait_until(function() !any(vapply(pids, function(p) {
+    isTRUE(tools::pskill(p, 0L))
+  }, logical(1))), timeout = 10))
+})

@@ -134,6 +134,10 @@ pub struct Timing {
     pub grace: Duration,
     /// Run the reaper every this many beats.
     pub reap_every: u32,
+    /// The process that started this worker and that it must not outlive
+    /// (a session's own workers): once it is no longer the parent, the
+    /// worker leaves as if killed, within a beat.
+    pub parent: Option<u32>,
 }
 
 /// Handle on the running side thread.
@@ -240,6 +244,10 @@ fn run(mut conn: Connection, reg: Registration, t: Timing, shared: Arc<Shared>) 
         let now = Instant::now();
         if now >= next_beat {
             next_beat = now + t.period;
+            if t.parent.is_some_and(|p| p != std::os::unix::process::parent_id()) {
+                eprintln!("redq worker {}: the session that started it has ended; leaving", reg.id);
+                end_process(&mut conn, &keys, &reg.id, status::EXIT_KILLED);
+            }
             beats = beats.wrapping_add(1);
             let pending = shared.last_error.lock().take().unwrap_or_default();
             let (done, ms, n) = shared.take_totals();

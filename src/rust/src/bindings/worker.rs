@@ -29,7 +29,8 @@ fn seconds(x: &Robj, name: &str, default: f64) -> Result<Duration> {
 }
 
 /// Register a worker and start its side thread. Durations in seconds
-/// (NULL for the defaults); `info` is a named character vector.
+/// (NULL for the defaults); `info` is a named character vector; `parent`
+/// the process id the worker must not outlive, or NULL.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rs_worker_start(
@@ -43,6 +44,7 @@ fn rs_worker_start(
     max_batch: Robj,
     info: Strings,
     secret: Nullable<String>,
+    parent: Robj,
 ) -> Robj {
     let info_names: Vec<String> = info.names().map(|n| n.map(|s| s.to_string()).collect()).unwrap_or_default();
     let info: Vec<(String, String)> = info_names.into_iter().zip(strs(&info)).collect();
@@ -58,6 +60,11 @@ fn rs_worker_start(
                 lease: seconds(&lease, "lease", protocol::default("lease"))?,
                 grace: seconds(&grace, "redq.grace", protocol::default("grace"))?,
                 reap_every: 2,
+                parent: match number(&parent, "parent")? {
+                    Some(p) if p >= 1.0 && p <= u32::MAX as f64 => Some(p as u32),
+                    Some(p) => return Err(Error::Argument(format!("'parent' must be a process id, not {p}"))),
+                    None => None,
+                },
             },
             max_batch: protocol::required_count("max_batch", number(&max_batch, "max_batch")?.unwrap_or(protocol::default("max_batch")), 1, protocol::count_limit("max_batch"))?
                 as usize,

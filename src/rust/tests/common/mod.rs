@@ -140,6 +140,7 @@ pub fn options(queues: &[&str]) -> WorkerOptions {
             lease: Duration::from_millis(500),
             grace: Duration::from_secs(1),
             reap_every: 2,
+            parent: None,
         },
         max_batch: 4,
         info: vec![("host".into(), "test".into())],
