@@ -169,9 +169,11 @@ worker_detect_lost <- function(controller = NULL) {
 #' serialized R object (a counter), the string Redis holds; `NULL` if the
 #' key does not exist. `redisDelete()` deletes keys. `redisIncrBy()` and
 #' `redisDecrBy()` add to (subtract from) a counter and return its new value.
-#' `redisConnect()` chooses the server these use in this session; by
-#' default the registered foreach backend's, else [redq_url()]'s, and on a
-#' worker its own.
+#' `redisConnect()` chooses the server these use in this session: the one
+#' `host`, `port`, `password` or `url` name, else [redq_url()]'s (as
+#' [registerDoRedis()] chooses); `redisClose()` forgets that choice. Without
+#' `redisConnect()` they use the registered foreach backend's server, else
+#' [redq_url()]'s, and on a worker its own.
 #'
 #' `value_set()`, `value_get()` and `value_delete()` keep values in redq's
 #' namespace instead, where [redq_destroy()] removes them with the rest.
@@ -237,8 +239,19 @@ redisDecrBy <- function(key, value = 1) {
 #' @rdname redisSet
 #' @export
 redisConnect <- function(host = "localhost", port = 6379, password, url = NULL, ...) {
-  url <- url %||% server_url(host, port, if (missing(password)) NULL else password)
+  # a server named by host, port or password; else, as registerDoRedis(),
+  # redq_url()'s
+  if (is.null(url) && (!missing(host) || !missing(port) || !missing(password))) {
+    url <- server_url(host, port, if (missing(password)) NULL else password)
+  }
   redq_env$redis_ctl <- redq_controller("default", url = url, default = FALSE)
+  invisible(NULL)
+}
+
+#' @rdname redisSet
+#' @export
+redisClose <- function(...) {
+  redq_env$redis_ctl <- NULL
   invisible(NULL)
 }
 

@@ -10,8 +10,11 @@
 #' host, port, url or `REDIS_URL`, redq uses your own private server,
 #' starting it if needed (see [redq_url()]).
 #'
-#' Per loop, `.options.redis = list(chunkSize =, ftinterval =, progress =,
-#' timeout =, max_attempts =)` overrides these settings.
+#' `ftinterval`, `chunkSize` and `progress`, when given, set the defaults of
+#' all later loops, as [setChunkSize()] and the other setters do (before or
+#' after this call); when not given, those settings stand. Per loop,
+#' `.options.redis = list(chunkSize =, ftinterval =, progress =, timeout =,
+#' max_attempts =)` overrides them.
 #'
 #' Each iteration runs with its own L'Ecuyer-CMRG random number stream
 #' derived from the session's generator, so `set.seed(1)` before a loop
@@ -50,18 +53,22 @@ registerDoRedis <- function(queue, host = "localhost", port = 6379, password,
                             ftinterval = 30, chunkSize = NULL, progress = FALSE,
                             url = NULL, namespace = "default", ...) {
   check_string(queue, "queue")
+  # as in doRedis, the setters' values stand unless given here
+  given <- c(chunkSize = !missing(chunkSize), ftinterval = !missing(ftinterval),
+             progress = !missing(progress))
   if (!is.null(chunkSize)) chunkSize <- check_count(chunkSize, "chunkSize")
+  ftinterval <- check_seconds(ftinterval, "ftinterval", zero_ok = FALSE)
+  g <- doredis_globals()
+  if (given[["chunkSize"]]) g$chunkSize <- chunkSize
+  if (given[["ftinterval"]]) g$ftinterval <- ftinterval
+  if (given[["progress"]]) g$progress <- isTRUE(progress)
   url <- doredis_url(url, host, port, if (missing(password)) NULL else password,
                      !missing(host) || !missing(port))
   ctl <- redq_controller(namespace, url = url, queue = queue)
   settings <- new.env(parent = emptyenv())
   settings$controller <- ctl
   settings$queue <- queue
-  settings$chunkSize <- chunkSize
-  settings$ftinterval <- check_seconds(ftinterval, "ftinterval", zero_ok = FALSE)
-  settings$progress <- isTRUE(progress)
-  settings$export <- character()
-  settings$packages <- character()
+  settings$globals <- g
   redq_env$foreach <- settings
   removed <- value_get(REMOVED_QUEUES, controller = ctl)
   if (queue %in% removed) value_set(REMOVED_QUEUES, setdiff(removed, queue), controller = ctl)
@@ -88,44 +95,54 @@ doredis_url <- function(url, host, port, password, explicit) {
   server_url(host, port, password)
 }
 
-doredis_settings <- function() {
-  s <- redq_env$foreach
-  if (is.null(s)) {
-    redq_abort("argument", "no redq backend is registered; call registerDoRedis(queue) first",
-               call = sys.call(-1))
+# doRedis' settings for every later loop (setChunkSize() and friends), set
+# before or after registerDoRedis(), and kept when it is called again.
+doredis_globals <- function() {
+  g <- redq_env$doredis_globals
+  if (is.null(g)) {
+    g <- new.env(parent = emptyenv())
+    g$chunkSize <- NULL
+    g$ftinterval <- 30
+    g$progress <- FALSE
+    g$export <- character()
+    g$packages <- character()
+    redq_env$doredis_globals <- g
   }
-  s
+  g
 }
 
-# Settings of one loop: registration, then .options.redis.
+# Settings of one loop: doRedis' settings, then .options.redis.
 loop_options <- function(obj, settings) {
   o <- obj$options$redis %||% list()
+  g <- settings$globals
   list(queue = settings$queue,
        # doRedis accepts both spellings
        chunkSize = if (!is.null(o$chunkSize %||% o$chunksize)) {
          check_count(o$chunkSize %||% o$chunksize, "chunkSize")
        } else {
-         settings$chunkSize
+         g$chunkSize
        },
        ftinterval = if (!is.null(o$ftinterval)) {
          check_seconds(o$ftinterval, "ftinterval", zero_ok = FALSE)
        } else {
-         settings$ftinterval
+         g$ftinterval
        },
-       progress = isTRUE(o$progress %||% settings$progress),
+       progress = isTRUE(o$progress %||% g$progress),
        timeout = check_seconds(o$timeout, "timeout", none_ok = TRUE, zero_ok = FALSE),
        max_attempts = if (!is.null(o$max_attempts)) check_count(o$max_attempts, "max_attempts"),
-       export = settings$export,
-       packages = unique(c(obj$packages, settings$packages)))
+       export = g$export,
+       packages = unique(c(obj$packages, g$packages)))
 }
 
 #' Settings of the registered redq foreach backend
 #'
-#' doRedis' setters: they change the registered backend's defaults for
-#' all later loops. `setChunkSize()`: iterations per task (`NULL` for
+#' doRedis' setters: they change the defaults of all later loops, whether
+#' called before or after [registerDoRedis()], which keeps them unless
+#' given the same settings itself. `setChunkSize()`: iterations per task (`NULL` for
 #' automatic). `setFtinterval()`: seconds between checks for tasks the
 #' server lost (see [registerDoRedis()]).
-#' `setExport()`: variables always exported to loops. `setPackages()`:
+#' `setExport()`: variables always exported to loops (whatever a loop's
+#' `.noexport` says, as in doRedis). `setPackages()`:
 #' packages always loaded on workers. `setProgress()`: progress bar.
 #'
 #' @param value New value.
@@ -134,7 +151,7 @@ loop_options <- function(obj, settings) {
 #' @return Invisibly, the previous value.
 #' @export
 setChunkSize <- function(value = 1) {
-  s <- doredis_settings()
+  s <- doredis_globals()
   old <- s$chunkSize
   s$chunkSize <- if (is.null(value)) NULL else check_count(value, "value")
   invisible(old)
@@ -143,7 +160,7 @@ setChunkSize <- function(value = 1) {
 #' @rdname setChunkSize
 #' @export
 setFtinterval <- function(value = 30) {
-  s <- doredis_settings()
+  s <- doredis_globals()
   old <- s$ftinterval
   s$ftinterval <- check_seconds(value, "value", zero_ok = FALSE)
   invisible(old)
@@ -152,7 +169,7 @@ setFtinterval <- function(value = 30) {
 #' @rdname setChunkSize
 #' @export
 setExport <- function(names = c()) {
-  s <- doredis_settings()
+  s <- doredis_globals()
   old <- s$export
   s$export <- as.character(names)
   invisible(old)
@@ -161,7 +178,7 @@ setExport <- function(names = c()) {
 #' @rdname setChunkSize
 #' @export
 setPackages <- function(packages = c()) {
-  s <- doredis_settings()
+  s <- doredis_globals()
   old <- s$packages
   s$packages <- as.character(packages)
   invisible(old)
@@ -170,7 +187,7 @@ setPackages <- function(packages = c()) {
 #' @rdname setChunkSize
 #' @export
 setProgress <- function(value = FALSE) {
-  s <- doredis_settings()
+  s <- doredis_globals()
   old <- s$progress
   s$progress <- isTRUE(value)
   invisible(old)

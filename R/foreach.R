@@ -154,10 +154,7 @@ rng_stream_start <- function() lecuyer_seed(sample.int(.Machine$integer.max, 1L)
 # What the loop body needs: the variables foreach finds it uses, those named
 # in .export (or setExport()), and the '...' of an enclosing function.
 loop_exports <- function(obj, expr, envir, opts) {
-  exportenv <- tryCatch({
-    args <- eval(quote(list(...)), envir)
-    environment(do.call(make_dots_env, args))
-  }, error = function(e) new.env(parent = emptyenv()))
+  exportenv <- loop_dots(envir)
   noexport <- union(obj$noexport, obj$argnames)
   # codetools, which foreach uses to find the variables, warns about
   # functions that pass `...` on inside closures (plyr's do.ply does); the
@@ -168,8 +165,10 @@ loop_exports <- function(obj, expr, envir, opts) {
         invokeRestart("muffleWarning")
       }
     })
+  # named exports go whatever .noexport says, as in doParallel and doRedis
+  # (setExport()), but never over an iteration variable
   export <- unique(c(obj$export, opts$export))
-  for (sym in setdiff(export, noexport)) {
+  for (sym in setdiff(export, obj$argnames)) {
     if (!exists(sym, envir, inherits = TRUE)) {
       redq_abort("argument", sprintf('unable to find variable "%s" to export', sym))
     }
@@ -195,10 +194,23 @@ loop_namespace <- function(envir) {
   getNamespaceName(top)
 }
 
-make_dots_env <- function(...) {
-  list(...)
-  function() NULL
+# The `...` of the function a loop is written in, in an environment of
+# their own: each argument is evaluated here, as the other backends do, and
+# one that cannot be (plyr's summarise(s = sum(v)), whose variables exist
+# only in the data the workers get) travels as its promise, with its
+# expression, to be evaluated where the loop's function does so. No
+# `...` there: an empty environment.
+loop_dots <- function(envir) {
+  env <- tryCatch(eval(as.call(list(capture_dots, quote(...))), envir),
+                  error = function(e) NULL)
+  if (is.null(env)) return(new.env(parent = emptyenv()))
+  for (i in seq_len(eval(quote(...length()), env))) {
+    tryCatch(eval(as.name(paste0("..", i)), env), error = function(e) NULL)
+  }
+  env
 }
+
+capture_dots <- function(...) environment()
 
 # Worker side: evaluate one chunk of a job's iterations. The job's
 # environment is fetched once per worker per job and kept for its next

@@ -59,6 +59,15 @@ test_that("plyr's .parallel = TRUE and BiocParallel's registered DoparParam run 
                      .parallel = TRUE)
   expect_equal(got$total, c(10, 26, 42))
   expect_false(any(got$pid == Sys.getpid()))
+  # arguments plyr passes on unevaluated (summarise's), whose variables
+  # exist only in each piece of the data: they travel as expressions (on a
+  # PSOCK cluster this fails, "'...' used in an incorrect context")
+  got <- plyr::ddply(df, "g", plyr::summarise, s = sum(v), n = length(v), .parallel = TRUE)
+  expect_equal(got, data.frame(g = c("a", "b", "c"), s = c(10, 26, 42), n = 4L))
+  # and arguments that can be evaluated here are, once, as before
+  offset <- 100
+  got <- plyr::llply(1:3, function(i, k) i + k, k = offset, .parallel = TRUE)
+  expect_equal(got, as.list(101:103))
   old <- BiocParallel::registered()
   withr::defer(for (p in rev(old)) BiocParallel::register(p))
   BiocParallel::register(BiocParallel::DoparParam())

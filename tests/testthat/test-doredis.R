@@ -25,6 +25,49 @@ test_that("the doRedis debugging listing: logger(), log and loglevel, removeQueu
   expect_true(any(grepl("exiting after 3 task", log)))
 })
 
+test_that("doRedis' own tests/test.R: setters before registering, setExport over .noexport, redisConnect()", {
+  # verbatim but for require() and compare() turned into expectations, in
+  # the default namespace of the server redq_url() names (REDIS_URL here)
+  dflt <- redq_controller("default", url = test_url(), default = FALSE)
+  withr::defer(cleanup_namespace(dflt))
+  withr::defer(foreach::registerDoSEQ())
+  withr::defer({
+    setProgress(FALSE)
+    setFtinterval(30)
+    setExport(c())
+    setChunkSize(NULL)
+    redisClose()
+  })
+  setProgress(TRUE)
+  setFtinterval(10)
+  queue <- "jobs"
+  redisConnect() # need to connect to Redis before removing a queue
+  removeQueue(queue)
+  startLocalWorkers(n = 2, queue, timeout = 1)
+  registerDoRedis(queue)
+  ans <- foreach(j = 1:10, .combine = sum) %dopar% j
+  expect_equal(ans, 55)
+  # the settings made before registering stand
+  opts <- redq:::loop_options(list(options = list()), redq:::redq_env$foreach)
+  expect_equal(opts$ftinterval, 10)
+  expect_true(opts$progress)
+  x <- 0
+  setExport("x")
+  setChunkSize(5)
+  ans <- foreach(j = 1:10, .combine = sum, .noexport = "x") %dopar% {
+    j + x
+  }
+  expect_equal(ans, 55)
+  expect_equal(getDoParWorkers(), 2)
+  removeQueue(queue)
+  expect_true(wait_until(function() length(worker_list(dflt)) == 0, timeout = 10))
+  # redisConnect() with no arguments chose redq_url()'s server, as
+  # registerDoRedis() did, not whatever may answer on port 6379
+  expect_identical(redq:::redq_env$redis_ctl$url, dflt$url)
+  redisClose()
+  expect_null(redq:::redq_env$redis_ctl)
+})
+
 test_that("the doRedis counter listing: redisIncrBy from loop bodies, read as a number", {
   ctl <- test_controller(queue = "jobs")
   registerDoRedis("jobs", url = test_url(), namespace = ctl$namespace)

@@ -152,6 +152,10 @@ test_that("the doRedis fault example returns the right answer quickly", {
   withr::local_options(redq.lease = 3)
   ctl <- test_controller()
   registerDoRedis("RJOBS", url = test_url(), namespace = ctl$namespace, ftinterval = 1, chunkSize = 2)
+  withr::defer({
+    setChunkSize(NULL)
+    setFtinterval(30)
+  })
   withr::defer(foreach::registerDoSEQ())
   startLocalWorkers(n = 4, queue = "RJOBS", url = test_url(), namespace = ctl$namespace)
   start <- Sys.time()
