@@ -50,8 +50,10 @@
 #' `REDIS_PORT`, `REDIS_PASSWORD` (each setting on its own), else
 #' `REDIS_URL`, else redq's default server (see [redq_url()]).
 #'
-#' @param workers Workers to start (`is.worker = NA`); for a manager the
-#'   number of workers expected, used to split elements into tasks.
+#' @param workers Workers to start (`is.worker = NA`), or as for
+#'   `SnowParam()` a vector of host names, which must name this machine
+#'   (`"localhost"`); for a manager the number of workers expected, used to
+#'   split elements into tasks.
 #' @param tasks,log,logdir,threshold,resultdir,stop.on.error,exportglobals,progressbar,RNGseed
 #'   As for [BiocParallel::BiocParallelParam].
 #' @param jobname Queue shared by managers and workers.
@@ -62,6 +64,10 @@
 #' @param url Redis URL (overrides the host, port and password).
 #' @param namespace redq namespace.
 #' @param max_attempts Runs a task gets when its workers keep dying.
+#' @param force.GC,fallback As for [BiocParallel::SnowParam()]: collect
+#'   garbage after each element; run a call in this session when the param
+#'   is not started and has one worker (`is.worker = NA` only, since a
+#'   manager's workers are elsewhere).
 #' @return A `RedisParam` object.
 #' @export
 #' @examples
@@ -76,14 +82,24 @@ RedisParam <- function(workers = rpworkers(is.worker), tasks = 0L, jobname = ipc
                        exportglobals = TRUE, progressbar = FALSE, RNGseed = NULL,
                        queue.multiplier = 2, redis.hostname = NULL, redis.port = NULL,
                        redis.password = NULL, is.worker = NA, url = NULL,
-                       namespace = "default", max_attempts = 3) {
+                       namespace = "default", max_attempts = 3, force.GC = FALSE,
+                       fallback = TRUE) {
   gen <- bioc_classes()
   if (!is.logical(is.worker) || length(is.worker) != 1L) {
     redq_abort("argument", "'is.worker' must be NA (manager and local workers), FALSE (manager only) or TRUE (worker)")
   }
+  for (flag in c("force.GC", "fallback")) {
+    v <- get(flag)
+    if (!is.logical(v) || length(v) != 1L || is.na(v)) {
+      redq_abort("argument", sprintf("'%s' must be TRUE or FALSE", flag))
+    }
+  }
+  if (!all(is.na(logdir)) && !isTRUE(log)) {
+    redq_abort("argument", "'log' must be TRUE when 'logdir' is given")
+  }
   own_jobname <- missing(jobname)
   if (own_jobname) jobname <- BiocParallel::ipcid()
-  workers <- check_count(workers, "workers")
+  workers <- rp_local_workers(workers)
   check_string(jobname, "jobname")
   if (startsWith(jobname, "@")) redq_abort("argument", "'jobname' must not start with '@'")
   check_string(namespace, "namespace")
@@ -96,7 +112,10 @@ RedisParam <- function(workers = rpworkers(is.worker), tasks = 0L, jobname = ipc
   bioc <- BiocParallel_ns()
   timeout <- if (is.null(timeout)) bioc$WORKER_TIMEOUT else
     as.integer(check_seconds(timeout, "timeout", zero_ok = FALSE))
-  tasks <- if (identical(as.numeric(tasks), 0)) 0 else check_count(tasks, "tasks", none_ok = TRUE)
+  # as SnowParam: a progress bar moves with each element unless told
+  # otherwise
+  tasks <- if (isTRUE(progressbar) && missing(tasks)) bioc$TASKS_MAXIMUM else
+    if (identical(as.numeric(tasks), 0)) 0 else check_count(tasks, "tasks", none_ok = TRUE)
   server <- rp_server(url, redis.hostname, redis.port, redis.password)
   if (!is.null(RNGseed)) RNGseed <- as.integer(RNGseed)
   proto <- BiocParallel::.prototype_update(
@@ -106,7 +125,11 @@ RedisParam <- function(workers = rpworkers(is.worker), tasks = 0L, jobname = ipc
     threshold = as.character(threshold), resultdir = as.character(resultdir),
     stop.on.error = isTRUE(stop.on.error), timeout = as.integer(timeout),
     exportglobals = isTRUE(exportglobals), progressbar = isTRUE(progressbar),
-    RNGseed = RNGseed, fallback = FALSE)
+    RNGseed = RNGseed, force.GC = force.GC,
+    # a param with one local worker that is not started runs in this
+    # session, as any BiocParallel param does; a manager's workers are
+    # elsewhere, and a worker is one
+    fallback = fallback && is.na(is.worker))
   x <- do.call(gen, c(proto, list(
     hostname = server$host, port = server$port, password = server$password,
     url = server$url %||% NA_character_, namespace = namespace,
@@ -114,6 +137,21 @@ RedisParam <- function(workers = rpworkers(is.worker), tasks = 0L, jobname = ipc
     max_attempts = as.numeric(max_attempts), state = new.env(parent = emptyenv()))))
   x$state$own_jobname <- own_jobname
   x
+}
+
+# `workers`: a number, or as for SnowParam the names of the hosts to start
+# them on, which must be this one (start workers elsewhere with the
+# redq-worker launcher, and use is.worker = FALSE here).
+rp_local_workers <- function(workers) {
+  if (!is.character(workers)) return(check_count(workers, "workers"))
+  local <- c("localhost", "127.0.0.1", "::1", Sys.info()[["nodename"]])
+  away <- setdiff(workers, local)
+  if (length(workers) == 0L || length(away)) {
+    redq_abort("argument", sprintf(
+      "RedisParam starts workers on this machine only, not on %s: start them there with the redq-worker launcher (see ?worker_main) and use RedisParam(is.worker = FALSE) here",
+      paste(if (length(away)) away else "no host", collapse = ", ")))
+  }
+  length(workers)
 }
 
 #' @rdname RedisParam

@@ -240,7 +240,7 @@ test_that("timeout interrupts one element in its worker; the worker goes on", {
 
 test_that("log = TRUE collects the workers' log lines and output in the manager", {
   ctl <- test_controller()
-  p <- local_param(ctl, workers = 1, log = TRUE, threshold = "INFO")
+  p <- local_param(ctl, workers = 1, log = TRUE, threshold = "INFO", fallback = FALSE)
   out <- capture.output(type = "message", res <- bp("bplapply")(1:2, function(i) {
     cat("printed", i, "\n")
     i
@@ -251,7 +251,7 @@ test_that("log = TRUE collects the workers' log lines and output in the manager"
   expect_true(any(grepl("^Node: .+", out)))
   bp("bplog<-")(p, FALSE)
   expect_false(bp("bplog")(p))
-  q <- local_param(ctl, workers = 1, progressbar = TRUE)
+  q <- local_param(ctl, workers = 1, progressbar = TRUE, fallback = FALSE)
   out <- capture.output(res <- bp("bplapply")(1:4, sqrt, BPPARAM = q))
   expect_identical(res, as.list(sqrt(1:4)))
   expect_true(any(grepl("100%", out, fixed = TRUE)))
@@ -321,13 +321,44 @@ test_that("REDIS_HOST and REDIS_PORT reach a real server; REDIS_URL is used when
                       REDIS_HOST = "127.0.0.1", REDIS_PORT = port,
                       REDIS_PASSWORD = getOption("redq.test_server")$password,
                       REDIS_URL = "redis://127.0.0.1:1/0")
-  p <- RedisParam(workers = 1, namespace = ctl$namespace)
+  p <- RedisParam(workers = 1, namespace = ctl$namespace, fallback = FALSE)
   expect_true(rpalive(p))
   expect_identical(bp("bplapply")(1:3, function(i) i + 1, BPPARAM = p), list(2, 3, 4))
   withr::local_envvar(REDIS_HOST = NA, REDIS_PORT = NA, REDIS_PASSWORD = NA, REDIS_URL = test_url())
-  q <- RedisParam(workers = 1, namespace = ctl$namespace)
+  q <- RedisParam(workers = 1, namespace = ctl$namespace, fallback = FALSE)
   expect_identical(bp("bplapply")(1:2, function(i) -i, BPPARAM = q), list(-1L, -2L))
   expect_false(rpalive(RedisParam(is.worker = FALSE, url = "redis://127.0.0.1:1/0")))
+})
+
+test_that("SnowParam's own construction tests: fallback, force.GC, logdir, progress bar tasks, host names", {
+  ctl <- test_controller()
+  # one local worker, not started: the call runs in this session, as any
+  # BiocParallel param's does, unless fallback is off
+  p <- local_param(ctl, workers = 1)
+  expect_equal(bp("bplapply")(1, function(x) Sys.getpid(), BPPARAM = p)[[1]], Sys.getpid())
+  bp("bpfallback<-")(p, FALSE)
+  expect_false(bp("bplapply")(1, function(x) Sys.getpid(), BPPARAM = p)[[1]] == Sys.getpid())
+  bp("bpfallback<-")(p, TRUE)
+  expect_equal(bp("bplapply")(1, function(x) Sys.getpid(), BPPARAM = p)[[1]], Sys.getpid())
+  q <- local_param(ctl, workers = 2)
+  expect_false(bp("bplapply")(1, function(x) Sys.getpid(), BPPARAM = q)[[1]] == Sys.getpid())
+  # a manager's workers are elsewhere: never in this session
+  expect_false(bp("bpfallback")(RedisParam(workers = 1, is.worker = FALSE, url = test_url())))
+  expect_false(bp("bpforceGC")(RedisParam(url = test_url())))
+  expect_true(bp("bpforceGC")(RedisParam(force.GC = TRUE, url = test_url())))
+  expect_error(RedisParam(force.GC = NA), class = "redq_error_argument")
+  expect_error(RedisParam(fallback = 1:2), class = "redq_error_argument")
+  expect_error(RedisParam(logdir = tempdir()), class = "redq_error_argument")
+  expect_identical(bp("bptasks")(RedisParam(url = test_url())), 0L)
+  expect_identical(bp("bptasks")(RedisParam(tasks = 0L, progressbar = TRUE, url = test_url())), 0L)
+  expect_identical(bp("bptasks")(RedisParam(progressbar = TRUE, url = test_url())),
+                   .Machine$integer.max)
+  # host names, as SnowParam takes them: this machine's
+  h <- local_param(ctl, workers = c("localhost", "localhost"))
+  expect_identical(bp("bpnworkers")(h), 2L)
+  bp("bpstop")(bp("bpstart")(h))
+  expect_error(RedisParam(c("localhost", "node7.example.org")), "redq-worker",
+               class = "redq_error_argument")
 })
 
 test_that("bad arguments give classed errors and leave the param usable", {
