@@ -73,3 +73,42 @@ test_that("plyr's .parallel = TRUE and BiocParallel's registered DoparParam run 
   BiocParallel::register(BiocParallel::DoparParam())
   expect_equal(BiocParallel::bplapply(1:5, function(i) i + 0.5), as.list(1:5 + 0.5))
 })
+
+test_that("closeAllConnections() between two loops of every front end leaves the second working", {
+  ctl <- test_controller()
+  # in a session of its own: closing every connection here would close the
+  # test runner's
+  got <- callr::r(function(url, ns) {
+    library(redq)
+    library(foreach)
+    loops <- function() {
+      registerDoRedis("cac", url = url, namespace = ns)
+      startLocalWorkers(1, queue = "cac", linger = 0, url = url, namespace = ns)
+      a <- foreach(i = 1:3, .combine = c) %dopar% i
+      removeQueue("cac")
+      future::plan(redq_future, namespace = ns, url = url, workers = 1)
+      b <- future::value(future::future(2))
+      future::plan(future::sequential)
+      cl <- redq_cluster(1, namespace = ns, url = url)
+      d <- unlist(parallel::parLapply(cl, 1:2, function(i) i * 3))
+      parallel::stopCluster(cl)
+      p <- RedisParam(2, namespace = ns, url = url)
+      e <- unlist(BiocParallel::bplapply(1:2, function(i) i + 10, BPPARAM = p))
+      ctl <- redq_controller(ns, url = url, default = FALSE)
+      w <- worker_spawn(1, controller = ctl)
+      id <- task_create_expr(7, controller = ctl)
+      task_wait(id, timeout = 30, controller = ctl)
+      f <- task_result(id, controller = ctl)
+      worker_stop(w, controller = ctl)
+      list(a, b, d, e, f)
+    }
+    first <- loops()
+    closeAllConnections()
+    second <- loops()
+    list(first = first, second = second)
+  }, list(test_url(), ctl$namespace), env = c(callr::rcmd_safe_env(),
+                                             REDQ_SECRET = Sys.getenv("REDQ_SECRET")))
+  want <- list(1:3, 2, c(3, 6), c(11, 12), 7)
+  expect_equal(got$first, want)
+  expect_equal(got$second, want)
+})

@@ -184,6 +184,15 @@ test_that("no set-up function changes the session's random numbers", {
   withr::defer(future::plan(future::sequential))
   expect_equal(after(function() RedisParam(1L, url = test_url(), namespace = ns)), expected)
   expect_equal(after(function() {
+    p <- RedisParam(2L, url = test_url(), namespace = ns)
+    BiocParallel::bpstart(p)
+    BiocParallel::bpstop(p)
+  }), expected)
+  expect_equal(after(function() {
+    future::plan(redq_future, namespace = ns, url = test_url(), workers = 1)
+    future::value(future::future(1))
+  }), expected)
+  expect_equal(after(function() {
     cl <- redq_cluster(1, namespace = ns, url = test_url())
     parallel::stopCluster(cl)
   }), expected)
