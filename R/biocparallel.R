@@ -76,7 +76,7 @@
 #'   res <- bplapply(1:7, function(i) Sys.getpid(), BPPARAM = p)
 #'   table(unlist(res))
 #' }
-RedisParam <- function(workers = rpworkers(is.worker), tasks = 0L, jobname = ipcid(),
+RedisParam <- function(workers = rpworkers(is.worker), tasks = 0L, jobname = BiocParallel::ipcid(),
                        log = FALSE, logdir = NA, threshold = "INFO",
                        resultdir = NA_character_, stop.on.error = TRUE, timeout = NULL,
                        exportglobals = TRUE, progressbar = FALSE, RNGseed = NULL,
@@ -284,6 +284,9 @@ BiocParallel_ns <- function() {
 
 # Define the RedisParam class and its methods (once per session) in an
 # environment of their own whose parent is redq's namespace.
+# the fields of a reference class's methods, as R CMD check sees them
+utils::globalVariables(c(".self", "callSuper"))
+
 bioc_classes <- function() {
   if (!is.null(redq_env$bioc)) return(redq_env$bioc$gen)
   BiocParallel_ns()

@@ -164,7 +164,9 @@ run.RedqFuture <- function(future, ...) {
 
 # Immediate conditions (progressr's progress updates, and any condition
 # of class immediateCondition) are relayed through redq while the future
-# runs, and muffled so that future does not relay them twice.
+# runs, and muffled so that future does not relay them twice. The relay
+# function is put into the expression itself (it is redq's, and redq is
+# loaded on every worker).
 #' @exportS3Method future::getExpression
 getExpression.RedqFuture <- function(future, expr = future$expr, immediateConditions = TRUE,
                                      conditionClasses = future$conditions, ...) {
@@ -173,7 +175,7 @@ getExpression.RedqFuture <- function(future, expr = future$expr, immediateCondit
   conditionClasses <- unique(c(conditionClasses, immediate))
   attr(conditionClasses, "exclude") <- exclude
   expr <- bquote(withCallingHandlers(.(expr), immediateCondition = function(cond) {
-    if (redq:::wf_relay(cond)) {
+    if (.(wf_relay)(cond)) {
       for (restart in computeRestarts(cond)) {
         if (startsWith(restart$name, "muffle")) invokeRestart(restart)
       }

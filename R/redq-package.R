@@ -31,4 +31,6 @@
 #' @keywords internal
 #' @importFrom foreach foreach %dopar%
 #' @importFrom iterators iter nextElem
+#' @importFrom R6 R6Class
+#' @importFrom parallel stopCluster
 "_PACKAGE"
