@@ -45,7 +45,7 @@
 #' if (redq_available()) {
 #'   library(foreach)
 #'   registerDoRedis("jobs")
-#'   startLocalWorkers(n = 2, queue = "jobs")
+#'   startLocalWorkers(n = 2, queue = "jobs", linger = 1)
 #'   foreach(i = 1:4, .combine = c) %dopar% sqrt(i)
 #'   removeQueue("jobs")
 #' }

@@ -45,11 +45,11 @@
 #' if (redq_available()) {
 #'   id <- task_create_expr(sqrt(2))
 #'   ids <- task_create_bulk_call(function(x, y) x + y, data.frame(x = 1:3, y = 4:6))
-#'   worker_spawn(1)
+#'   w <- worker_spawn(1)
 #'   task_wait(c(id, ids))
 #'   task_result(id)
 #'   task_results(ids)
-#'   worker_stop()
+#'   w$stop()
 #' }
 task_create_expr <- function(expr, queue = NULL, timeout = NULL, max_attempts = NULL,
                              depends_on = NULL, envir = parent.frame(), seed = NULL,
@@ -156,12 +156,12 @@ task_submit <- function(payloads, queue, timeout, max_attempts, depends_on, cont
 #' @examples
 #' if (redq_available()) {
 #'   id <- task_create_expr(stop("boom"))
-#'   worker_spawn(1)
+#'   w <- worker_spawn(1)
 #'   task_wait(id)
 #'   task_status(id)
 #'   task_result(id)
 #'   task_info(id)$status
-#'   worker_stop()
+#'   w$stop()
 #' }
 task_status <- function(ids, controller = NULL) {
   ids <- check_ids(ids)
