@@ -60,7 +60,11 @@ wf_report <- function(w) invisible(rs_check(rs_worker_step(w, 0, 0)))
 
 # Begin a claimed task: its timeout runs from now. FALSE if it was
 # cancelled meanwhile (then wf_skip() it).
-wf_begin <- function(w, id) isTRUE(rs_check(rs_worker_begin(w, id)))
+wf_begin <- function(w, id) {
+  r <- rs_worker_begin(w, id)
+  # the common path: a flag, checked with no further call (per task)
+  if (is.logical(r)) r else isTRUE(rs_check(r))
+}
 
 # A task cancelled before it began ends as interrupted.
 wf_skip <- function(w, id) invisible(rs_check(rs_worker_end(w, id, OUTCOME_INTERRUPTED, raw())))
@@ -112,9 +116,15 @@ wf_value <- function(value, id, outcome = OUTCOME_VALUE) {
   })
 }
 
-wf_stop_requested <- function(w) isTRUE(rs_check(rs_worker_stop_requested(w)))
+wf_stop_requested <- function(w) {
+  r <- rs_worker_stop_requested(w)
+  if (is.logical(r)) r else isTRUE(rs_check(r))
+}
 
-wf_paused <- function(w) isTRUE(rs_check(rs_worker_paused(w)))
+wf_paused <- function(w) {
+  r <- rs_worker_paused(w)
+  if (is.logical(r)) r else isTRUE(rs_check(r))
+}
 
 # Bring the running task's deadline forward to `seconds` from now (a
 # worker's own limit on every task).

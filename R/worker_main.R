@@ -214,6 +214,9 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
         if (!is.null(state$stop_at)) Sys.sleep(0.1) # a stopping worker's step does not block
         next
       }
+      # settings read once per batch, not per task
+      capped <- is.finite(state$timelimit %||% Inf)
+      chatty <- (state$loglevel %||% 0) > 0
       for (i in seq_along(batch$id)) {
         id <- batch$id[[i]]
         if (i > 1L && wf_stop_requested(w) && is.null(state$stop_at)) break # the rest go back
@@ -222,8 +225,8 @@ worker_loop <- function(w, state, max_tasks, idle_timeout = state$idle_timeout %
           wf_skip(w, id) # cancelled before it began
           next
         }
-        if (is.finite(state$timelimit %||% Inf)) wf_cap_deadline(w, state$timelimit)
-        if ((state$loglevel %||% 0) > 0) cat("Processing task(s)", id, "\n")
+        if (capped) wf_cap_deadline(w, state$timelimit)
+        if (chatty) cat("Processing task(s)", id, "\n")
         out <- run_task(w, list(id = id, payload = batch$payload[[i]], seed = batch$seed[[i]]), state)
         wf_end(w, id, out)
         if (!is.null(state$log_to)) flush(state$log_to)

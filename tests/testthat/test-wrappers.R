@@ -89,7 +89,9 @@ INFALLIBLE <- c("rs_task_status_words", "rs_task_terminal_words", "rs_big_value"
                 "rs_arg_defaults",
                 "rs_private_queue", "rs_error_status", "rs_controller_address", "rs_job_id")
 CHECKED_LATER <- c("rs_job_wait", "rs_task_wait", "rs_worker_end", "rs_worker_end_value",
-                   "rs_controller_open")
+                   "rs_controller_open",
+                   # per task: a flag is used as it is, anything else checked
+                   "rs_worker_begin", "rs_worker_stop_requested", "rs_worker_paused")
 
 test_that("front ends call the core only through the faces, and every call is checked", {
   root <- normalizePath(file.path(testthat::test_path(), "..", ".."))
