@@ -171,7 +171,7 @@ RushWorker <- R6::R6Class("RushWorker", inherit = Rush,
         p <- private$.popped[[keys[[i]]]]
         res <- list(xs = p$xs, xs_extra = p$xs_extra, ys = yss[[i]], ys_extra = extra[[i]],
                     pid = Sys.getpid())
-        wf_end(private$.w, keys[[i]], wf_row(res, keys[[i]]))
+        wf_end(private$.w, keys[[i]], wf_result(res))
         private$.popped[[keys[[i]]]] <- NULL
       }
       wf_report(private$.w)

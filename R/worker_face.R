@@ -70,10 +70,10 @@ wf_begin <- function(w, id) {
 wf_skip <- function(w, id) invisible(rs_check(rs_worker_end(w, id, OUTCOME_INTERRUPTED, raw())))
 
 # End a task with `out`: list(outcome, result = serialized bytes) or
-# list(outcome, value = a large R value, which the core serializes straight
-# into its chunks). Should the result not be stored (the server's memory
-# limit, a value R cannot serialize), the task ends with an error that says
-# so, and the worker goes on.
+# list(outcome, value = an R value, which the core serializes straight into
+# the task's record or chunks). Should the result not be stored (the
+# server's memory limit, a value R cannot serialize), the task ends with an
+# error that says so, and the worker goes on.
 wf_end <- function(w, id, out) {
   r <- if (is.null(out$result)) rs_worker_end_value(w, id, out$outcome, out$value) else
     rs_worker_end(w, id, out$outcome, out$result)
@@ -93,28 +93,11 @@ wf_error <- function(message, id) {
   list(outcome = OUTCOME_ERROR, result = serialize_fast(redq_task_error(message, id = id)))
 }
 
-# A value's end, serialized here (small values) or by the core (large
-# ones, never held whole). wf_result() may fail (a value R cannot
-# serialize: nested too deeply, say); wf_value() then ends the task ERROR
-# saying so.
-wf_result <- function(value, outcome) {
-  if (is_large(value)) list(outcome = outcome, value = value) else
-    list(outcome = outcome, result = serialize_fast(value))
-}
-
-# A small value's end (a table row's results): serialized here, with no
-# look at its size.
-wf_row <- function(value, id) {
-  tryCatch(list(outcome = OUTCOME_VALUE, result = serialize_fast(value)), error = function(e) {
-    wf_error(paste("its result could not be serialized:", conditionMessage(e)), id)
-  })
-}
-
-wf_value <- function(value, id, outcome = OUTCOME_VALUE) {
-  tryCatch(wf_result(value, outcome), error = function(e) {
-    wf_error(paste("its result could not be serialized:", conditionMessage(e)), id)
-  })
-}
+# A value's end: the core serializes it straight into the task's record
+# or, when large, its chunks (never held whole), under R_ToplevelExec, so
+# a value R cannot serialize (nested too deeply, say) ends the task ERROR
+# saying so (wf_end()) with no R handler set up per task.
+wf_result <- function(value, outcome = OUTCOME_VALUE) list(outcome = outcome, value = value)
 
 wf_stop_requested <- function(w) {
   r <- rs_worker_stop_requested(w)

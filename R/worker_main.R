@@ -287,15 +287,12 @@ worker_answer_messages <- function(w, state) {
 run_task <- function(w, task, state) {
   if (isTRUE(state$task_log)) return(run_task_logged(w, task, state))
   warnings <- character()
-  storing <- FALSE
-  # the value is serialized under the same handlers, so that the common
-  # path sets up no second one: an error while storing it ends the task
-  # ERROR saying so
-  out <- tryCatch(
+  # the core serializes the value when the task ends (wf_end()), and ends
+  # it ERROR should R fail to
+  tryCatch(
     withCallingHandlers({
       if (state$interrupted) stop(INTERRUPTED) # before this handler was in place
       value <- run_payload(unserialize(task$payload), task, w, state)
-      storing <- TRUE
       wf_result(value, if (inherits(value, "redq_task_error")) OUTCOME_ERROR else OUTCOME_VALUE)
     },
       warning = function(cnd) {
@@ -311,14 +308,12 @@ run_task <- function(w, task, state) {
     error = function(e) {
       # the core knows whether it was a timeout or a cancel
       if (inherits(e, "redq_interrupted")) return(list(outcome = OUTCOME_INTERRUPTED, result = raw()))
-      if (storing) return(wf_error(paste("its result could not be serialized:", conditionMessage(e)), task$id))
       call <- conditionCall(e)
       # an error raised by the task's own top-level call names our eval()
       if (is.call(call) && identical(call[[1]], quote(eval))) call <- NULL
-      wf_value(redq_task_error(conditionMessage(e), call = call, warnings = warnings,
-                               id = task$id, trace = e), task$id, OUTCOME_ERROR)
+      wf_result(redq_task_error(conditionMessage(e), call = call, warnings = warnings,
+                                id = task$id, trace = e), OUTCOME_ERROR)
     })
-  out
 }
 
 

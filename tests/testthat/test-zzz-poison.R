@@ -88,7 +88,7 @@ test_that("a result R cannot serialize ends its task ERROR, and the worker goes 
   })
   task_wait(id, timeout = 60)
   expect_equal(unname(task_status(id)), "ERROR")
-  expect_match(conditionMessage(task_result(id)), "could not be serialized")
+  expect_match(conditionMessage(task_result(id)), "could not serialize")
   id2 <- task_create_expr(2 * 21)
   task_wait(id2, timeout = 20)
   expect_equal(task_result(id2), 42)
