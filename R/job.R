@@ -24,6 +24,20 @@ job_open <- function(ctl, fetch = TRUE, consume = TRUE, relay = FALSE, check_eve
 
 reap_interval <- function() redq_option("reap_interval")
 
+# What a task wait reads of the options, at once (it is on the one-task
+# path): the reap interval, the reconnect patience, and the lease after
+# which tasks waiting in a queue with no worker are reported.
+wait_options <- function() {
+  d <- redq_env$defaults
+  if (is.null(d)) {
+    redq_default("lease")
+    d <- redq_env$defaults
+  }
+  c(getOption("redq.reap_interval", d$reap_interval),
+    getOption("redq.reconnect_patience", d$reconnect_patience),
+    getOption("redq.lease", d$lease))
+}
+
 reconnect_patience <- function() redq_option("reconnect_patience")
 
 # When a wait tells its caller that none of its queues has a live worker

@@ -182,10 +182,11 @@ task_wait <- function(ids, timeout = Inf, progress = NULL, controller = NULL) {
   start <- unclass(Sys.time())
   left <- timeout
   told <- FALSE
+  o <- wait_options()
   repeat {
     # told once per call: a wait again would find the same queues idle
-    r <- rs_task_wait(ctl$ptr, ids, left, reap_interval(), reconnect_patience(), bar,
-                      if (told) c(NA, Inf) else starve(), watched_workers(ctl))
+    r <- rs_task_wait(ctl$ptr, ids, left, o[[1L]], o[[2L]], bar,
+                      c(if (told) NA else o[[3L]], Inf), watched_workers(ctl))
     told <- told || length(r$notices) > 0L
     warn_lost(if (inherits(r, "redq_rs_error")) attr(r, "lost") else r$lost)
     if (inherits(r, "redq_rs_error") && identical(r$kind, "timeout")) {
