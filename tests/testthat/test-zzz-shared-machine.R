@@ -109,7 +109,11 @@ test_that("a server another user starts on 127.0.0.1:6379 is not used unless nam
                                                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                                 "--dir", file.path(home, "spoof")),
                                    supervise = TRUE, cleanup = TRUE)
-    withr::defer(spoof$kill_tree())
+    # runuser's child is the server: shut it down itself, then the tree
+    withr::defer({
+      try(redq:::node_command(6379, "SHUTDOWN", "NOSAVE", password = ""), silent = TRUE)
+      spoof$kill_tree()
+    })
     expect_true(wait_until(function() redq:::node_answers(6379), 10))
   }
   env <- c(callr::rcmd_safe_env(), REDIS_URL = "", REDQ_SERVER = "user", REDQ_SECRET = "",
