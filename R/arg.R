@@ -51,11 +51,10 @@ check_lease <- function(heartbeat, lease) {
 }
 
 # The default `name`, as the core spells it (protocol.rs, DEFAULTS).
-redq_default <- function(name) {
-  d <- redq_env$defaults
-  if (is.null(d)) d <- redq_env$defaults <- as.list(rs_arg_defaults())
-  d[[name]]
-}
+redq_default <- function(name) redq_defaults()[[name]]
+
+# All of them, as a list read once from the core.
+redq_defaults <- function() redq_env$defaults %||% (redq_env$defaults <- as.list(rs_arg_defaults()))
 
 # Option redq.<name>, else the default (read on every wait: kept cheap).
 redq_option <- function(name) {

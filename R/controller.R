@@ -236,25 +236,6 @@ redisDecrBy <- function(key, value = 1) {
   rs_check(rs_redis_incr_by(redis_controller()$ptr, key, -as.numeric(value)))
 }
 
-#' @rdname redisSet
-#' @export
-redisConnect <- function(host = "localhost", port = 6379, password, url = NULL, ...) {
-  # a server named by host, port or password; else, as registerDoRedis(),
-  # redq_url()'s
-  if (is.null(url) && (!missing(host) || !missing(port) || !missing(password))) {
-    url <- server_url(host, port, if (missing(password)) NULL else password)
-  }
-  redq_env$redis_ctl <- redq_controller("default", url = url, default = FALSE)
-  invisible(NULL)
-}
-
-#' @rdname redisSet
-#' @export
-redisClose <- function(...) {
-  redq_env$redis_ctl <- NULL
-  invisible(NULL)
-}
-
 # The connection of doRedis' data functions: redisConnect()'s, else the
 # registered backend's, else the default controller's (on a worker: its
 # server).

@@ -84,6 +84,24 @@ doredis_info <- function(data, item) {
     NULL)
 }
 
+#' @rdname redisSet
+#' @export
+redisConnect <- function(host = "localhost", port = 6379, password, url = NULL, ...) {
+  # the server host, port, password or url name; else, as
+  # registerDoRedis(), redq_url()'s
+  url <- doredis_url(url, host, port, if (missing(password)) NULL else password,
+                     !missing(host) || !missing(port))
+  redq_env$redis_ctl <- redq_controller("default", url = url, default = FALSE)
+  invisible(NULL)
+}
+
+#' @rdname redisSet
+#' @export
+redisClose <- function(...) {
+  redq_env$redis_ctl <- NULL
+  invisible(NULL)
+}
+
 # The doRedis host/port/password arguments, when given, name the server.
 doredis_url <- function(url, host, port, password, explicit) {
   if (!is.null(url)) {

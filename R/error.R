@@ -23,6 +23,10 @@ rs_check <- function(x, call = sys.call(-1)) {
   redq_abort(x$kind, x$message, call = call)
 }
 
+# A binding's TRUE or FALSE as it is (the worker asks some per task: no
+# further call), anything else through rs_check().
+rs_flag <- function(x, call = sys.call(-1)) if (is.logical(x)) x else isTRUE(rs_check(x, call))
+
 #' A failed task's condition
 #'
 #' When the R code of a task signals an error, the task ends with status

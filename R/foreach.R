@@ -148,7 +148,10 @@ do_redis <- function(obj, expr, envir, data) {
 # The L'Ecuyer-CMRG seed of a loop's first iteration, from one draw of the
 # session's generator: set.seed() before a loop fixes every iteration's
 # numbers, whatever the number of workers or the chunk size (iteration i
-# gets stream i - 1 after this one).
+# gets stream i - 1 after this one). This is the one draw redq takes from
+# R's generator, and it is the user's: a loop that uses random numbers
+# moves .Random.seed, as with doRNG (secrets, ports and ids come from the
+# system's generator).
 rng_stream_start <- function() lecuyer_seed(sample.int(.Machine$integer.max, 1L))
 
 # What the loop body needs: the variables foreach finds it uses, those named

@@ -28,11 +28,7 @@ reap_interval <- function() redq_option("reap_interval")
 # path): the reap interval, the reconnect patience, and the lease after
 # which tasks waiting in a queue with no worker are reported.
 wait_options <- function() {
-  d <- redq_env$defaults
-  if (is.null(d)) {
-    redq_default("lease")
-    d <- redq_env$defaults
-  }
+  d <- redq_defaults()
   c(getOption("redq.reap_interval", d$reap_interval),
     getOption("redq.reconnect_patience", d$reconnect_patience),
     getOption("redq.lease", d$lease))

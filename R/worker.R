@@ -174,11 +174,10 @@ spawn_workers <- function(n, queue, timeout, heartbeat, lease, log, max_tasks, c
   # A worker's own temporary directory goes inside the session's, so that
   # one killed (which cannot remove it) leaves nothing once the session
   # ends; workers that outlive the session keep the system's.
-  if (!outlive) env <- c(env, TMPDIR = session_log_dir())
-  # and they leave when this session ends, however it ends: their side
+  # They also leave when this session ends, however it ends: their side
   # thread watches their parent (no supervisor process, whose pipes
-  # closeAllConnections() would close)
-  if (!outlive) env <- c(env, REDQ_PARENT_PID = Sys.getpid())
+  # closeAllConnections() would close).
+  if (!outlive) env <- c(env, TMPDIR = session_log_dir(), REDQ_PARENT_PID = Sys.getpid())
   for (id in ids) {
     out <- if (isTRUE(d$console)) "" else if (isFALSE(log)) NULL else
       file.path(log %||% session_log_dir(), paste0(id, ".log"))

@@ -60,11 +60,7 @@ wf_report <- function(w) invisible(rs_check(rs_worker_step(w, 0, 0)))
 
 # Begin a claimed task: its timeout runs from now. FALSE if it was
 # cancelled meanwhile (then wf_skip() it).
-wf_begin <- function(w, id) {
-  r <- rs_worker_begin(w, id)
-  # the common path: a flag, checked with no further call (per task)
-  if (is.logical(r)) r else isTRUE(rs_check(r))
-}
+wf_begin <- function(w, id) rs_flag(rs_worker_begin(w, id))
 
 # A task cancelled before it began ends as interrupted.
 wf_skip <- function(w, id) invisible(rs_check(rs_worker_end(w, id, OUTCOME_INTERRUPTED, raw())))
@@ -99,15 +95,9 @@ wf_error <- function(message, id) {
 # saying so (wf_end()) with no R handler set up per task.
 wf_result <- function(value, outcome = OUTCOME_VALUE) list(outcome = outcome, value = value)
 
-wf_stop_requested <- function(w) {
-  r <- rs_worker_stop_requested(w)
-  if (is.logical(r)) r else isTRUE(rs_check(r))
-}
+wf_stop_requested <- function(w) rs_flag(rs_worker_stop_requested(w))
 
-wf_paused <- function(w) {
-  r <- rs_worker_paused(w)
-  if (is.logical(r)) r else isTRUE(rs_check(r))
-}
+wf_paused <- function(w) rs_flag(rs_worker_paused(w))
 
 # Bring the running task's deadline forward to `seconds` from now (a
 # worker's own limit on every task).
@@ -118,7 +108,7 @@ wf_cap_deadline <- function(w, seconds) invisible(rs_check(rs_worker_cap_deadlin
 # interrupt it sends, that it was this deadline, and forgets it.
 wf_deadline <- function(w, seconds) invisible(rs_check(rs_worker_deadline(w, seconds)))
 
-wf_take_timeout <- function(w) isTRUE(rs_check(rs_worker_take_timeout(w)))
+wf_take_timeout <- function(w) rs_flag(rs_worker_take_timeout(w))
 
 # Whose interrupt this is. Ours if the side thread sent more SIGINTs than
 # we have handled: "task" if it sent one for the task now running (a
@@ -171,7 +161,7 @@ wf_relay <- function(cond) {
 wf_progress <- function(value) {
   w <- redq_env$worker
   if (is.null(w)) return(FALSE)
-  isTRUE(rs_check(rs_worker_progress(w, serialize(value, NULL, xdr = FALSE))))
+  rs_flag(rs_worker_progress(w, serialize(value, NULL, xdr = FALSE)))
 }
 
 # The kinds of payload workers run. Each front end registers its own

@@ -62,11 +62,12 @@ test_that("no R file spells a status word, TTL or key", {
 })
 
 # The calls of `rs_*` bindings in R file `f`: list(name, checked), where
-# checked says the call sits directly inside rs_check() (or try(), whose
+# checked says the call sits directly inside rs_check() or rs_flag() (or try(), whose
 # caller wants no error).
 binding_calls <- function(f) {
   pd <- utils::getParseData(parse(f, keep.source = TRUE))
-  calls <- pd[pd$token == "SYMBOL_FUNCTION_CALL" & grepl("^rs_", pd$text) & pd$text != "rs_check", ]
+  calls <- pd[pd$token == "SYMBOL_FUNCTION_CALL" & grepl("^rs_", pd$text) &
+                !pd$text %in% c("rs_check", "rs_flag"), ]
   expr_of <- function(id) pd$parent[pd$id == id]
   checked <- vapply(calls$id, function(id) {
     call_expr <- expr_of(expr_of(id)) # the symbol's expr, then the call's expr
@@ -74,7 +75,7 @@ binding_calls <- function(f) {
     if (!length(outer)) return(FALSE)
     head <- pd[pd$parent == outer & pd$token == "expr", ]
     fn <- pd[pd$parent %in% head$id[1] & pd$token == "SYMBOL_FUNCTION_CALL", "text"]
-    length(fn) == 1L && fn %in% c("rs_check", "try")
+    length(fn) == 1L && fn %in% c("rs_check", "rs_flag", "try")
   }, NA)
   list(name = calls$text, checked = checked)
 }
@@ -89,9 +90,7 @@ INFALLIBLE <- c("rs_task_status_words", "rs_task_terminal_words", "rs_big_value"
                 "rs_arg_defaults",
                 "rs_private_queue", "rs_error_status", "rs_controller_address", "rs_job_id")
 CHECKED_LATER <- c("rs_job_wait", "rs_task_wait", "rs_worker_end", "rs_worker_end_value",
-                   "rs_controller_open",
-                   # per task: a flag is used as it is, anything else checked
-                   "rs_worker_begin", "rs_worker_stop_requested", "rs_worker_paused")
+                   "rs_controller_open")
 
 test_that("front ends call the core only through the faces, and every call is checked", {
   root <- normalizePath(file.path(testthat::test_path(), "..", ".."))

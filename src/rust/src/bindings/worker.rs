@@ -23,11 +23,6 @@ macro_rules! wkr {
     };
 }
 
-fn seconds(x: &Robj, name: &str, default: f64) -> Result<Duration> {
-    let v = number(x, name)?.unwrap_or(default);
-    Ok(protocol::seconds(name, v, false, false)?.unwrap_or_default())
-}
-
 /// Register a worker and start its side thread. Durations in seconds
 /// (NULL for the defaults); `info` is a named character vector; `parent`
 /// the process id the worker must not outlive, or NULL.
@@ -56,9 +51,9 @@ fn rs_worker_start(
             },
             queues: strs(&queues),
             timing: Timing {
-                period: seconds(&heartbeat, "heartbeat", protocol::default("heartbeat"))?,
-                lease: seconds(&lease, "lease", protocol::default("lease"))?,
-                grace: seconds(&grace, "redq.grace", protocol::default("grace"))?,
+                period: super::secs(&heartbeat, "heartbeat", protocol::default("heartbeat"))?,
+                lease: super::secs(&lease, "lease", protocol::default("lease"))?,
+                grace: super::secs(&grace, "redq.grace", protocol::default("grace"))?,
                 reap_every: 2,
                 parent: match number(&parent, "parent")? {
                     Some(p) if p >= 1.0 && p <= u32::MAX as f64 => Some(p as u32),
